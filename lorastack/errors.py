@@ -1,0 +1,43 @@
+"""Typed exceptions shared by every lorastack component.
+
+Library code raises these; the entry points (the CLI, the gateway's exception
+handlers) turn them into exit codes or HTTP responses in one place each.
+"""
+
+from __future__ import annotations
+
+
+class LorastackError(Exception):
+    """Base class: a failure with a message meant for the user, never a traceback."""
+
+
+class SettingsError(LorastackError):
+    """The configuration (environment, config file) has a bad or unsafe value."""
+
+
+class InvalidName(LorastackError):
+    """A domain, model or alias name is not a plain name."""
+
+
+class ModelError(LorastackError):
+    """A base model could not be provisioned, registered or found."""
+
+
+class ModelNotFound(ModelError):
+    """No base model is registered under that name."""
+
+
+class AdapterInvalid(LorastackError):
+    """An adapter folder cannot be published or served; the message says why in one line."""
+
+
+class RegistryError(LorastackError):
+    """The adapter registry refused an operation (conflict, bad reference)."""
+
+
+class AdapterNotFound(RegistryError):
+    """No domain, version or alias matches the reference."""
+
+
+class EngineError(LorastackError):
+    """The inference engine failed to start, died, or did not answer."""

@@ -1,0 +1,242 @@
+"""The one settings object for every lorastack process.
+
+Values come from, highest priority first: keyword arguments, `LORASTACK_*`
+environment variables (nested fields with `__`, e.g. `LORASTACK_ENGINE__PORT`),
+the YAML or TOML file named by `LORASTACK_CONFIG`, then the defaults below.
+Settings are read once per process (`get_settings`) and fail fast: a bad
+value stops the program with a message naming the variable, not a traceback
+at first use.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+    YamlConfigSettingsSource,
+)
+
+from lorastack.errors import SettingsError
+
+ENV_PREFIX = "LORASTACK_"
+CONFIG_ENV = "LORASTACK_CONFIG"
+BUNDLED_MODEL_NAME = "smollm2-135m-instruct"
+
+# vLLM accepts only these values for --max-lora-rank.
+VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def _check_port(port: int) -> int:
+    if not 1 <= port <= 65535:
+        raise ValueError(f"port must be between 1 and 65535, got {port}")
+    return port
+
+
+class EngineSettings(BaseModel):
+    """How the vLLM engine is started. Defaults suit a laptop-class CPU."""
+
+    host: str = "127.0.0.1"
+    """Address vLLM binds to. It stays on loopback: only the gateway talks to it."""
+    port: int = 8100
+    """Private port of vLLM's OpenAI server."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """`auto` picks CUDA when a GPU is visible, else the CPU build's defaults."""
+    max_model_len: int = 2048
+    """Longest prompt plus answer, in tokens. Higher: more KV-cache memory per request."""
+    max_loras: int = 2
+    """Adapters resident in one batch. Higher: more domains at once, more memory."""
+    max_cpu_loras: int = 4
+    """Adapters kept in host memory, ready to swap in without reading disk."""
+    gpu_memory_utilization: float = 0.3
+    """Fraction of device memory vLLM reserves (on the CPU: of RAM)."""
+    cpu_kv_cache_gib: int = 1
+    """KV cache size on the CPU build (VLLM_CPU_KVCACHE_SPACE), in GiB."""
+    tensor_parallel_size: int = 1
+    """GPUs one model is split across."""
+    dtype: str = "auto"
+    """Weights dtype passed to vLLM (`auto`, `bfloat16`, `float16`, `float32`)."""
+    startup_timeout_s: float = 600.0
+    """How long to wait for the engine's /health before giving up."""
+    extra_args: list[str] = Field(default_factory=list)
+    """Further vLLM command-line flags, passed through unchanged."""
+
+    @field_validator("port")
+    @classmethod
+    def _valid_port(cls, port: int) -> int:
+        return _check_port(port)
+
+    @field_validator("gpu_memory_utilization")
+    @classmethod
+    def _valid_fraction(cls, value: float) -> float:
+        if not 0.0 < value <= 1.0:
+            raise ValueError(f"must be in (0, 1], got {value}")
+        return value
+
+    @field_validator("max_model_len", "max_loras", "max_cpu_loras", "tensor_parallel_size")
+    @classmethod
+    def _positive(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError(f"must be at least 1, got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _cpu_cache_holds_batch(self) -> EngineSettings:
+        if self.max_cpu_loras < self.max_loras:
+            raise ValueError(
+                f"max_cpu_loras ({self.max_cpu_loras}) must be at least "
+                f"max_loras ({self.max_loras})"
+            )
+        return self
+
+
+class GatewaySettings(BaseModel):
+    """The OpenAI-compatible gateway that clients talk to."""
+
+    host: str = "127.0.0.1"
+    """Bind address. Binding beyond loopback requires API keys."""
+    port: int = 8000
+    api_keys: list[str] = Field(default_factory=list)
+    """Client keys accepted as `Authorization: Bearer KEY`; empty means no auth (loopback only)."""
+    admin_key: str | None = None
+    """Key for the /admin API; the admin API is disabled without one."""
+
+    @field_validator("port")
+    @classmethod
+    def _valid_port(cls, port: int) -> int:
+        return _check_port(port)
+
+    @model_validator(mode="after")
+    def _no_open_public_bind(self) -> GatewaySettings:
+        if self.host not in _LOOPBACK_HOSTS and not self.api_keys:
+            raise ValueError(
+                f"binding the gateway to {self.host} without api_keys would expose it "
+                "to the network unauthenticated; set LORASTACK_GATEWAY__API_KEYS"
+            )
+        if self.admin_key is not None and len(self.admin_key) < 16:
+            raise ValueError("admin_key must be at least 16 characters")
+        return self
+
+
+class UiSettings(BaseModel):
+    """The Gradio chat UI."""
+
+    host: str = "127.0.0.1"
+    port: int = 7860
+
+    @field_validator("port")
+    @classmethod
+    def _valid_port(cls, port: int) -> int:
+        return _check_port(port)
+
+
+class Settings(BaseSettings):
+    """Everything a lorastack process needs to know about its environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    home: Path = Path("~/.lorastack")
+    """Root of all state: `models/`, `adapters/` (the registry), `runs/`."""
+    base_model: str = BUNDLED_MODEL_NAME
+    """Base model served when none is named: a name from `lorastack model list`."""
+    max_lora_rank: int = 16
+    """Largest LoRA rank the registry accepts and the engine reserves memory for."""
+    engine: EngineSettings = Field(default_factory=EngineSettings)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    ui: UiSettings = Field(default_factory=UiSettings)
+
+    @field_validator("home")
+    @classmethod
+    def _expand_home(cls, home: Path) -> Path:
+        home = home.expanduser().absolute()
+        if home.exists() and not home.is_dir():
+            raise ValueError(f"{home} exists and is not a folder")
+        return home
+
+    @field_validator("max_lora_rank")
+    @classmethod
+    def _supported_rank(cls, rank: int) -> int:
+        if rank not in VLLM_LORA_RANKS:
+            allowed = ", ".join(str(r) for r in VLLM_LORA_RANKS)
+            raise ValueError(f"must be one of {allowed} (what vLLM supports), got {rank}")
+        return rank
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def adapters_dir(self) -> Path:
+        return self.home / "adapters"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.home / "runs"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get(CONFIG_ENV)
+        if config_file:
+            sources.append(_config_file_source(settings_cls, Path(config_file)))
+        return tuple(sources)
+
+
+def _config_file_source(settings_cls: type[BaseSettings], path: Path) -> PydanticBaseSettingsSource:
+    if not path.is_file():
+        raise SettingsError(f"{CONFIG_ENV}={path}: no such file")
+    suffix = path.suffix.lower()
+    if suffix in (".yaml", ".yml"):
+        return YamlConfigSettingsSource(settings_cls, yaml_file=path)
+    if suffix == ".toml":
+        return TomlConfigSettingsSource(settings_cls, toml_file=path)
+    raise SettingsError(f"{CONFIG_ENV}={path}: use a .yaml, .yml or .toml file")
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        field = "__".join(str(part) for part in item["loc"])
+        variable = f"{ENV_PREFIX}{field.upper()}" if field else ENV_PREFIX.rstrip("_")
+        message = str(item["msg"]).removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown setting (check its spelling)"
+        lines.append(f"{variable}: {message}")
+    return "invalid settings:\n  " + "\n  ".join(lines)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read and validate the settings now; raise `SettingsError` with a readable message."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        raise SettingsError(_describe(error)) from None
+    except (ValueError, OSError) as error:  # a config file that does not parse
+        raise SettingsError(f"invalid settings: {error}") from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return load_settings()

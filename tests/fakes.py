@@ -1,0 +1,78 @@
+"""Small stand-ins for real artifacts: a base checkpoint and PEFT adapters.
+
+They are written with the same file formats the real tools produce
+(safetensors, adapter_config.json), with tiny tensors, so unit tests exercise
+the real parsing code in milliseconds.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from safetensors.numpy import save_file
+
+HIDDEN = 8
+LAYERS = 2
+PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj")
+
+
+def base_module_paths() -> list[str]:
+    paths = ["model.embed_tokens"]
+    for layer in range(LAYERS):
+        paths += [f"model.layers.{layer}.self_attn.{p}" for p in PROJECTIONS]
+        paths += [f"model.layers.{layer}.mlp.{p}" for p in ("gate_proj", "up_proj", "down_proj")]
+    return paths
+
+
+def write_base_checkpoint(folder: Path) -> Path:
+    """A Llama-shaped checkpoint folder with tiny weights."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {f"{m}.weight": np.zeros((HIDDEN, HIDDEN), np.float32) for m in base_module_paths()}
+    save_file(tensors, str(folder / "model.safetensors"))
+    (folder / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    return folder
+
+
+def adapter_config(base: str, **overrides: Any) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "peft_type": "LORA",
+        "task_type": "CAUSAL_LM",
+        "base_model_name_or_path": base,
+        "r": 8,
+        "lora_alpha": 16,
+        "target_modules": ["q_proj", "v_proj"],
+        "modules_to_save": None,
+        "use_dora": False,
+        "bias": "none",
+    }
+    config.update(overrides)
+    return config
+
+
+def write_adapter(
+    folder: Path,
+    base: str,
+    *,
+    rank: int = 8,
+    targets: tuple[str, ...] = ("q_proj", "v_proj"),
+    seed: int = 0,
+    extra_tensors: dict[str, np.ndarray] | None = None,
+    **config_overrides: Any,
+) -> Path:
+    """A PEFT-format LoRA adapter folder for the fake base checkpoint."""
+    folder.mkdir(parents=True, exist_ok=True)
+    config = adapter_config(base, r=rank, target_modules=list(targets), **config_overrides)
+    (folder / "adapter_config.json").write_text(json.dumps(config))
+    rng = np.random.default_rng(seed)
+    tensors: dict[str, np.ndarray] = {}
+    for layer in range(LAYERS):
+        for target in targets:
+            module = f"base_model.model.model.layers.{layer}.self_attn.{target}"
+            tensors[f"{module}.lora_A.weight"] = rng.standard_normal((rank, HIDDEN), np.float32)
+            tensors[f"{module}.lora_B.weight"] = rng.standard_normal((HIDDEN, rank), np.float32)
+    tensors.update(extra_tensors or {})
+    save_file(tensors, str(folder / "adapter_model.safetensors"))
+    return folder

@@ -1,0 +1,93 @@
+"""The real thing: vLLM on the CPU serving the bundled model and a published adapter."""
+
+import socket
+from pathlib import Path
+
+import httpx
+import pytest
+
+from lorastack.models import ModelRecord, ModelStore
+from lorastack.registry import AdapterRegistry
+from lorastack.serve.engine import EngineProcess, build_launch
+from lorastack.settings import load_settings
+
+pytestmark = pytest.mark.integration
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _write_peft_adapter(base: ModelRecord, folder: Path) -> Path:
+    """A real PEFT LoRA adapter on the bundled model, with non-zero weights."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(base.path, dtype=torch.float32)
+    config = LoraConfig(
+        r=8,
+        lora_alpha=16,
+        target_modules=["q_proj", "v_proj"],
+        init_lora_weights=False,
+        task_type="CAUSAL_LM",
+    )
+    peft_model = get_peft_model(model, config)
+    with torch.no_grad():  # strong enough to change a greedy answer for sure
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0.0, 0.5)
+    peft_model.save_pretrained(folder)
+    return folder
+
+
+def _chat(client: httpx.Client, model: str) -> httpx.Response:
+    return client.post(
+        "/v1/chat/completions",
+        json={
+            "model": model,
+            "messages": [{"role": "user", "content": "What is the capital of France?"}],
+            "max_tokens": 24,
+            "temperature": 0,
+        },
+    )
+
+
+def test_vllm_serves_the_base_model_and_a_runtime_loaded_adapter(
+    bundled_model: ModelRecord, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = ModelStore(bundled_model.path.parent)
+    registry = AdapterRegistry(tmp_path / "adapters", store, max_rank=16)
+    adapter = _write_peft_adapter(bundled_model, tmp_path / "trained")
+    manifest = registry.publish(adapter, "coffee", promote="prod")
+    published = registry.version_dir("coffee", manifest.version)
+
+    monkeypatch.setenv("LORASTACK_ENGINE__PORT", str(_free_port()))
+    settings = load_settings()
+    launch = build_launch(settings.engine, bundled_model, settings.max_lora_rank)
+    engine = EngineProcess(launch, tmp_path / "engine.log", startup_timeout_s=600)
+
+    with engine, httpx.Client(base_url=engine.url, timeout=120) as client:
+        base = _chat(client, bundled_model.name)
+        assert base.status_code == 200, base.text
+        base_answer = base.json()["choices"][0]["message"]["content"]
+        assert "Paris" in base_answer
+
+        loaded = client.post(
+            "/v1/load_lora_adapter", json={"lora_name": "coffee", "lora_path": str(published)}
+        )
+        assert loaded.status_code == 200, loaded.text
+        served = {m["id"] for m in client.get("/v1/models").json()["data"]}
+        assert {bundled_model.name, "coffee"} <= served
+
+        tuned = _chat(client, "coffee")
+        assert tuned.status_code == 200, tuned.text
+        assert tuned.json()["model"] == "coffee"
+        assert tuned.json()["choices"][0]["message"]["content"] != base_answer
+
+        unloaded = client.post("/v1/unload_lora_adapter", json={"lora_name": "coffee"})
+        assert unloaded.status_code == 200, unloaded.text
+        assert _chat(client, "coffee").status_code == 404

@@ -1,0 +1,114 @@
+import socket
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from lorastack.errors import EngineError
+from lorastack.models import ModelRecord
+from lorastack.serve import engine as engine_module
+from lorastack.serve.engine import EngineLaunch, EngineProcess, build_launch
+from lorastack.settings import load_settings
+
+
+def _flag(argv: list[str], name: str) -> str:
+    return argv[argv.index(name) + 1]
+
+
+def test_launch_on_the_cpu_enables_runtime_lora(
+    fake_base: ModelRecord, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine_module, "gpu_visible", lambda: False)
+    settings = load_settings()
+    launch = build_launch(settings.engine, fake_base, settings.max_lora_rank)
+    argv = launch.argv
+    assert argv[:3] == [sys.executable, "-m", "vllm.entrypoints.openai.api_server"]
+    assert _flag(argv, "--model") == str(fake_base.path)
+    assert _flag(argv, "--served-model-name") == "tiny"
+    assert _flag(argv, "--host") == "127.0.0.1"
+    assert "--enable-lora" in argv
+    assert _flag(argv, "--max-lora-rank") == "16"
+    assert _flag(argv, "--max-loras") == "2"
+    assert launch.env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "True"
+    assert launch.env["VLLM_CPU_KVCACHE_SPACE"] == "1"
+    assert launch.env["HF_HUB_OFFLINE"] == "1"
+    assert launch.url == "http://127.0.0.1:8100"
+
+
+def test_launch_on_a_gpu_passes_settings_through(
+    fake_base: ModelRecord, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine_module, "gpu_visible", lambda: True)
+    monkeypatch.setenv("LORASTACK_ENGINE__TENSOR_PARALLEL_SIZE", "2")
+    monkeypatch.setenv("LORASTACK_ENGINE__EXTRA_ARGS", '["--seed", "7"]')
+    settings = load_settings()
+    launch = build_launch(settings.engine, fake_base, 64)
+    assert _flag(launch.argv, "--tensor-parallel-size") == "2"
+    assert _flag(launch.argv, "--max-lora-rank") == "64"
+    assert launch.argv[-2:] == ["--seed", "7"]
+    assert "VLLM_CPU_KVCACHE_SPACE" not in launch.env
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _fake_server(tmp_path: Path, body: str, port: int = 1) -> EngineLaunch:
+    script = tmp_path / "server.py"
+    script.write_text(textwrap.dedent(body))
+    return EngineLaunch(
+        argv=[sys.executable, str(script), str(port)],
+        env={"CHILD_PID_FILE": str(tmp_path / "child")},
+        url=f"http://127.0.0.1:{port}",
+        served_model_name="x",
+    )
+
+
+def test_engine_that_exits_reports_its_log(tmp_path: Path) -> None:
+    launch = _fake_server(tmp_path, "import sys\nprint('CUDA out of memory')\nsys.exit(3)\n")
+    process = EngineProcess(launch, tmp_path / "engine.log", startup_timeout_s=30)
+    with pytest.raises(EngineError, match="exited with code 3") as raised, process:
+        pass
+    assert "CUDA out of memory" in str(raised.value)
+
+
+def test_engine_becomes_ready_and_is_stopped_with_its_children(tmp_path: Path) -> None:
+    body = """
+        import http.server, os, subprocess, sys
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+        open(os.environ["CHILD_PID_FILE"], "w").write(str(child.pid))
+        class Health(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(200 if self.path == "/health" else 404)
+                self.end_headers()
+        http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Health).serve_forever()
+    """
+    process = EngineProcess(
+        _fake_server(tmp_path, body, _free_port()), tmp_path / "engine.log", startup_timeout_s=30
+    )
+    with process:
+        child_pid = int((tmp_path / "child").read_text())
+        assert _alive(child_pid)
+    deadline = time.monotonic() + 5
+    while _alive(child_pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(child_pid)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "State:\tZ" not in status
+
+
+def test_engine_that_never_answers_times_out(tmp_path: Path) -> None:
+    launch = _fake_server(tmp_path, "import time\ntime.sleep(600)\n")
+    process = EngineProcess(launch, tmp_path / "engine.log", startup_timeout_s=2)
+    with pytest.raises(EngineError, match="did not become healthy within 2 s"), process:
+        pass

@@ -1,0 +1,70 @@
+"""Dependencies point one way; entry points are leaves; the folders are subpackages."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import lorastack
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# folder -> module prefixes its code must never import
+FORBIDDEN = {
+    "lorastack": ("lorastack.serve", "lorastack.train", "lorastack.guardrails", "lorastack.ui"),
+    "guardrails": (
+        "lorastack.serve",
+        "lorastack.train",
+        "lorastack.ui",
+        "lorastack.cli",
+        "fastapi",
+        "starlette",
+        "vllm",
+        "gradio",
+    ),
+    "serve": ("lorastack.train", "lorastack.ui", "lorastack.cli", "gradio"),
+    "train": ("lorastack.serve", "lorastack.ui", "lorastack.cli", "fastapi", "gradio"),
+    "ui": ("lorastack.serve", "lorastack.train", "lorastack.guardrails", "lorastack.cli", "vllm"),
+}
+
+
+def _imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def _sources(folder: str) -> list[Path]:
+    files = sorted((ROOT / folder).rglob("*.py"))
+    if folder == "lorastack":  # the CLI is the one leaf allowed to import everything
+        files = [f for f in files if "cli" not in f.relative_to(ROOT / folder).parts]
+    return files
+
+
+@pytest.mark.parametrize("folder", sorted(FORBIDDEN))
+def test_dependencies_point_one_way(folder: str) -> None:
+    bad = [
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in _sources(folder)
+        for name in _imports(path)
+        if name.startswith(FORBIDDEN[folder])
+    ]
+    assert bad == []
+
+
+def test_nothing_imports_the_command_line() -> None:
+    library = [p for folder in FORBIDDEN for p in _sources(folder)]
+    assert library
+    bad = [p for p in library if any(n.startswith("lorastack.cli") for n in _imports(p))]
+    assert bad == []
+
+
+@pytest.mark.parametrize("folder", ["serve", "train", "guardrails", "ui"])
+def test_top_level_folders_are_lorastack_subpackages(folder: str) -> None:
+    module = __import__(f"lorastack.{folder}", fromlist=["_"])
+    assert Path(module.__file__).resolve().parent == ROOT / folder
+    assert Path(lorastack.__file__).resolve().parent == ROOT / "lorastack"

@@ -1,0 +1,194 @@
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from lorastack import fsutil
+from lorastack.errors import AdapterInvalid, AdapterNotFound, InvalidName, RegistryError
+from lorastack.manifest import MANIFEST_FILE
+from lorastack.models import ModelRecord, ModelStore
+from lorastack.registry import AdapterRegistry
+from tests.fakes import write_adapter
+
+
+def _publish(registry: AdapterRegistry, tmp_path: Path, seed: int = 0, **kwargs: object) -> int:
+    source = write_adapter(tmp_path / f"src-{seed}", "tiny", seed=seed)
+    return registry.publish(source, "coffee", **kwargs).version  # type: ignore[arg-type]
+
+
+def test_publish_copies_the_adapter_and_records_its_manifest(
+    registry: AdapterRegistry, tmp_path: Path, fake_base: ModelRecord
+) -> None:
+    source = write_adapter(tmp_path / "src", "tiny")
+    (source / "optimizer.pt").write_bytes(b"not copied")
+    manifest = registry.publish(
+        source,
+        "coffee",
+        display_name="Bean There",
+        description="A neighbourhood coffee shop",
+        system_prompt="You are cheerful.",
+        metrics={"eval_loss": 1.25},
+    )
+    folder = registry.version_dir("coffee", 1)
+    assert manifest.ref == "coffee@v1"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        MANIFEST_FILE,
+    ]
+    assert manifest.adapter_sha256 == fsutil.sha256_file(folder / "adapter_model.safetensors")
+    assert manifest.base_model.name == "tiny"
+    assert manifest.base_model.checkpoint_sha256 == fake_base.checkpoint_sha256
+    assert manifest.lora.rank == 8
+    assert manifest.system_prompt == "You are cheerful."
+    assert registry.resolve("coffee") == manifest
+    assert registry.manifest("coffee", 1) == manifest
+
+
+def test_invalid_adapters_and_names_never_reach_the_registry(
+    registry: AdapterRegistry, tmp_path: Path
+) -> None:
+    with pytest.raises(AdapterInvalid):
+        registry.publish(write_adapter(tmp_path / "big", "tiny", rank=32), "coffee")
+    for bad in ["../x", "/abs", "a/b", "", "Coffee"]:
+        with pytest.raises(InvalidName):
+            registry.publish(write_adapter(tmp_path / "ok", "tiny"), bad)
+    assert registry.domains() == []
+    assert not (tmp_path / "x").exists()
+
+
+def test_versions_increase_and_are_never_reused(registry: AdapterRegistry, tmp_path: Path) -> None:
+    assert [_publish(registry, tmp_path, seed) for seed in range(3)] == [1, 2, 3]
+    registry.remove("coffee", 3)
+    assert _publish(registry, tmp_path, 9) == 4
+    assert [m.version for m in registry.versions("coffee")] == [1, 2, 4]
+
+
+def _publish_in_process(args: tuple[str, str, int]) -> list[int]:
+    home, src_root, seed = args
+    store = ModelStore(Path(home) / "models")
+    registry = AdapterRegistry(Path(home) / "adapters", store, max_rank=16)
+    source = write_adapter(Path(src_root) / f"w{seed}", "tiny", seed=seed)
+    return [registry.publish(source, "coffee").version for _ in range(5)]
+
+
+def test_concurrent_publishers_get_distinct_complete_versions(
+    registry: AdapterRegistry, home: Path, tmp_path: Path
+) -> None:
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=2, mp_context=context) as pool:
+        results = list(
+            pool.map(_publish_in_process, [(str(home), str(tmp_path), s) for s in (1, 2)])
+        )
+    versions = sorted(results[0] + results[1])
+    assert versions == list(range(1, 11))
+    for manifest in registry.versions("coffee"):
+        weights = registry.version_dir("coffee", manifest.version) / "adapter_model.safetensors"
+        # Each folder is whole: its manifest describes exactly the weights beside it.
+        assert fsutil.sha256_file(weights) == manifest.adapter_sha256
+    assert registry.index("coffee").last_version == 10
+    assert not list((home / "adapters" / "coffee").glob(".staging-*"))
+
+
+def test_a_crash_during_publish_leaves_no_version(
+    registry: AdapterRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def crash(_: Path) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(fsutil, "fsync_tree", crash)
+    with pytest.raises(OSError, match="disk full"):
+        _publish(registry, tmp_path)
+    folder = registry.root / "coffee"
+    assert registry.domains() == []
+    assert not list(folder.glob("v*"))
+    assert not list(folder.glob(".staging-*"))
+
+
+def test_staging_left_by_a_dead_process_is_cleaned_up(
+    registry: AdapterRegistry, tmp_path: Path
+) -> None:
+    folder = registry.root / "coffee"
+    dead = folder / ".staging-999999999-abc"
+    alive = folder / f".staging-{os.getpid()}-def"
+    dead.mkdir(parents=True)
+    alive.mkdir()
+    _publish(registry, tmp_path)
+    assert not dead.exists()
+    assert alive.exists()
+
+
+def test_resolve_prefers_prod_then_latest(registry: AdapterRegistry, tmp_path: Path) -> None:
+    for seed in range(3):
+        _publish(registry, tmp_path, seed)
+    assert registry.resolve("coffee").version == 3
+    registry.promote("coffee", 2)
+    assert registry.resolve("coffee").version == 2
+    assert registry.resolve("coffee@prod").version == 2
+    assert registry.resolve("coffee@1").version == 1
+    assert registry.resolve("coffee@v3").version == 3
+    with pytest.raises(AdapterNotFound, match="no alias 'canary'"):
+        registry.resolve("coffee@canary")
+    with pytest.raises(AdapterNotFound, match="coffee@v7 does not exist"):
+        registry.resolve("coffee@7")
+    with pytest.raises(AdapterNotFound, match="no adapter is published for domain 'tea'"):
+        registry.resolve("tea")
+
+
+def test_publish_can_promote_in_the_same_step(registry: AdapterRegistry, tmp_path: Path) -> None:
+    _publish(registry, tmp_path, 0, promote="prod")
+    _publish(registry, tmp_path, 1)
+    assert registry.index("coffee").aliases == {"prod": 1}
+    _publish(registry, tmp_path, 2, promote="prod")
+    assert registry.index("coffee").aliases == {"prod": 3}
+
+
+def test_promote_and_rollback_walk_the_alias_history(
+    registry: AdapterRegistry, tmp_path: Path
+) -> None:
+    for seed in range(3):
+        _publish(registry, tmp_path, seed)
+    registry.promote("coffee", 1)
+    registry.promote("coffee", 3)
+    registry.promote("coffee", 3)  # no-op: not recorded twice
+    registry.promote("coffee", 2, alias="canary")
+    assert registry.index("coffee").aliases == {"prod": 3, "canary": 2}
+    assert registry.rollback("coffee").aliases["prod"] == 1
+    with pytest.raises(RegistryError, match="no earlier version to roll back to"):
+        registry.rollback("coffee")
+    with pytest.raises(RegistryError, match="has no alias 'beta'"):
+        registry.rollback("coffee", "beta")
+    with pytest.raises(AdapterNotFound):
+        registry.promote("coffee", 9)
+
+
+def test_rollback_skips_removed_versions(registry: AdapterRegistry, tmp_path: Path) -> None:
+    for seed in range(3):
+        _publish(registry, tmp_path, seed)
+    for version in (1, 2, 3):
+        registry.promote("coffee", version)
+    registry.remove("coffee", 2)
+    assert registry.rollback("coffee").aliases["prod"] == 1
+
+
+def test_remove_is_refused_while_an_alias_points_to_the_version(
+    registry: AdapterRegistry, tmp_path: Path
+) -> None:
+    _publish(registry, tmp_path, 0, promote="prod")
+    with pytest.raises(RegistryError, match="in use by alias prod"):
+        registry.remove("coffee", 1)
+    assert registry.version_dir("coffee", 1).is_dir()
+    with pytest.raises(AdapterNotFound):
+        registry.remove("coffee", 5)
+
+
+def test_list_summarises_domains(registry: AdapterRegistry, tmp_path: Path) -> None:
+    _publish(registry, tmp_path, 0)
+    _publish(registry, tmp_path, 1, display_name="Bean There")
+    (registry.root / ".staging-1-x").mkdir()
+    (summary,) = registry.list()
+    assert summary.index.domain == "coffee"
+    assert [m.version for m in summary.versions] == [1, 2]
+    assert summary.latest.display_name == "Bean There"

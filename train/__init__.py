@@ -1,0 +1,1 @@
+"""lorastack.train: data preparation, LoRA fine-tuning, evaluation and publishing."""

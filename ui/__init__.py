@@ -1,0 +1,1 @@
+"""lorastack.ui: the Gradio chat app, a plain HTTP client of the gateway."""
