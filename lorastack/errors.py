@@ -41,3 +41,24 @@ class AdapterNotFound(RegistryError):
 
 class EngineError(LorastackError):
     """The inference engine failed to start, died, or did not answer."""
+
+
+class GuardUnavailable(LorastackError):
+    """PII detection failed or timed out; the text was not passed on unscanned."""
+
+
+class PiiBlocked(LorastackError):
+    """A policy blocks the personal data found; names the entity types, never the values."""
+
+    def __init__(self, entity_types: list[str], direction: str = "input") -> None:
+        self.entity_types = sorted(set(entity_types))
+        self.direction = direction
+        where = "the request" if direction == "input" else "the answer"
+        super().__init__(
+            f"{where} contains personal data that this domain's policy blocks: "
+            + ", ".join(self.entity_types)
+        )
+
+
+class PolicyError(LorastackError):
+    """A guardrail policy file is missing or invalid."""

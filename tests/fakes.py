@@ -76,3 +76,51 @@ def write_adapter(
     tensors.update(extra_tensors or {})
     save_file(tensors, str(folder / "adapter_model.safetensors"))
     return folder
+
+
+class RegexDetector:
+    """A context-free stand-in for Presidio: the same answer for a span in any window.
+
+    It knows a few names, emails, card-like digit runs and phone numbers, so
+    the guard's logic (policies, masking, streaming) is tested without spaCy.
+    """
+
+    NAMES = ("Jane Porter", "José García", "Olusegun Adeyemi", "Leeds")
+    _PATTERNS = (
+        ("EMAIL_ADDRESS", r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b", 0.9),
+        ("CREDIT_CARD", r"\b(?:\d[ -]?){12,18}\d\b", 0.9),
+        ("PHONE_NUMBER", r"\+\d{1,3}(?: \d{2,4}){2,4}\b", 0.7),
+    )
+
+    def __init__(self, fail: BaseException | None = None, delay_s: float = 0.0) -> None:
+        self.fail = fail
+        self.delay_s = delay_s
+        self.calls = 0
+
+    def detect(self, text: str, entity_types: Any, custom: Any = ()) -> list[Any]:
+        import re
+        import time
+
+        from lorastack.guardrails.entities import Finding
+
+        self.calls += 1
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        if self.fail is not None:
+            raise self.fail
+        found = []
+        for entity_type, pattern, score in self._PATTERNS:
+            for match in re.finditer(pattern, text):
+                found.append(Finding(match.start(), match.end(), entity_type, score))
+        for name in self.NAMES:
+            for match in re.finditer(rf"\b{re.escape(name)}\b", text):
+                kind = "LOCATION" if name == "Leeds" else "PERSON"
+                found.append(Finding(match.start(), match.end(), kind, 0.85))
+        for entity in custom:
+            for pattern in entity.patterns:
+                for match in re.finditer(pattern, text):
+                    found.append(Finding(match.start(), match.end(), entity.type, entity.score))
+            for value in entity.deny_list:
+                for match in re.finditer(rf"\b{re.escape(value)}\b", text, re.IGNORECASE):
+                    found.append(Finding(match.start(), match.end(), entity.type, entity.score))
+        return [f for f in found if f.type in entity_types]

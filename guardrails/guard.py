@@ -1,0 +1,302 @@
+"""The guard: one object per configured policy, used by serve and train.
+
+`find` detects; `scan` detects and applies a direction's actions;
+`protect_messages` masks a conversation before the model sees it;
+`protect_output` and `stream` make the model's answer safe to show;
+`restore` puts a user's own masked values back.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from typing import Any
+
+from lorastack.errors import GuardUnavailable, PiiBlocked
+from lorastack.guardrails.audit import AuditEvent, AuditSink
+from lorastack.guardrails.detector import Detector, PresidioDetector
+from lorastack.guardrails.entities import Action, Direction, Finding
+from lorastack.guardrails.normalize import normalize
+from lorastack.guardrails.policy import GuardPolicy
+from lorastack.guardrails.vault import PLACEHOLDER, Vault
+
+logger = logging.getLogger(__name__)
+
+# Detection runs here so that a hung detector can be timed out (fail closed).
+_DETECTION_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="pii-detect")
+
+
+@dataclass(frozen=True)
+class AppliedFinding:
+    """A finding and the action the policy took on it."""
+
+    finding: Finding
+    action: Action
+
+    @property
+    def type(self) -> str:
+        return self.finding.type
+
+
+@dataclass
+class ScanResult:
+    """A text after one direction's policy: the safe text and what was found."""
+
+    text: str
+    redacted: str
+    findings: list[AppliedFinding]
+    failed_open: bool = False
+
+    @property
+    def blocked_types(self) -> list[str]:
+        return sorted({f.type for f in self.findings if f.action is Action.BLOCK})
+
+    def counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for applied in self.findings:
+            counts[applied.type] = counts.get(applied.type, 0) + 1
+        return counts
+
+
+@dataclass
+class ProtectedMessages:
+    """A conversation as the model may see it, and what was masked in it."""
+
+    messages: list[dict[str, Any]]
+    findings: list[AppliedFinding] = field(default_factory=list)
+
+    @property
+    def masked_count(self) -> int:
+        return sum(1 for f in self.findings if f.action in (Action.MASK, Action.REDACT))
+
+
+def _resolve_overlaps(findings: Iterable[Finding]) -> list[Finding]:
+    """Keep the strongest of overlapping findings (then the longest), in text order."""
+    ranked = sorted(findings, key=lambda f: (-f.score, -(f.end - f.start), f.start))
+    kept: list[Finding] = []
+    for finding in ranked:
+        if not any(finding.overlaps(other) for other in kept):
+            kept.append(finding)
+    return sorted(kept)
+
+
+class Guard:
+    """Applies one policy with one detector, reporting to an optional audit sink."""
+
+    def __init__(
+        self,
+        policy: GuardPolicy,
+        detector: Detector | None = None,
+        audit: AuditSink | None = None,
+        domain: str | None = None,
+    ) -> None:
+        self.policy = policy
+        self.detector: Detector = detector or PresidioDetector()
+        self.audit = audit
+        self.domain = domain
+        self._types = policy.entity_types()
+        self._custom = policy.custom_entities()
+
+    # -- detection -----------------------------------------------------------
+
+    def _detect(self, text: str) -> list[Finding]:
+        future = _DETECTION_POOL.submit(self.detector.detect, text, self._types, self._custom)
+        try:
+            return future.result(timeout=self.policy.timeout_s)
+        except FutureTimeout:
+            future.cancel()
+            raise GuardUnavailable(
+                f"PII detection took longer than {self.policy.timeout_s:g} s"
+            ) from None
+        except GuardUnavailable:
+            raise
+        except Exception as error:
+            logger.exception("PII detection failed")
+            raise GuardUnavailable(f"PII detection failed: {type(error).__name__}") from None
+
+    def find(self, text: str) -> list[Finding]:
+        """Entities in `text` above their thresholds, with offsets into `text`.
+
+        Raises `GuardUnavailable` when detection fails (the caller must not
+        pass the text on), unless the policy fails open.
+        """
+        normalized = normalize(text)
+        raw = self._detect(normalized.text)
+        mapped = []
+        for finding in raw:
+            if finding.score < self.policy.threshold(finding.type):
+                continue
+            start, end = normalized.to_original(finding.start, finding.end)
+            if start >= end or self.policy.is_allowed_value(text[start:end]):
+                continue
+            if self.policy.is_allowed_value(normalized.text[finding.start : finding.end]):
+                continue
+            mapped.append(Finding(start, end, finding.type, finding.score))
+        # Placeholders are our own tokens, never personal data.
+        placeholders = [
+            Finding(m.start(), m.end(), "_PLACEHOLDER", 2.0) for m in PLACEHOLDER.finditer(text)
+        ]
+        resolved = _resolve_overlaps([*mapped, *placeholders])
+        return [f for f in resolved if f.type != "_PLACEHOLDER"]
+
+    # -- actions -------------------------------------------------------------
+
+    def apply(
+        self,
+        text: str,
+        findings: Sequence[Finding],
+        direction: Direction,
+        vault: Vault | None = None,
+    ) -> tuple[str, list[AppliedFinding]]:
+        """Replace each finding as the policy says; `vault` issues mask placeholders."""
+        vault = vault if vault is not None else Vault()
+        pieces: list[str] = []
+        applied: list[AppliedFinding] = []
+        position = 0
+        for finding in sorted(findings):
+            action = self.policy.action(finding.type, direction)
+            applied.append(AppliedFinding(finding, action))
+            if action is Action.ALLOW:
+                continue
+            pieces.append(text[position : finding.start])
+            value = text[finding.start : finding.end]
+            if action is Action.MASK:
+                restorable = direction is Direction.INPUT
+                pieces.append(vault.placeholder_for(finding.type, value, restorable))
+            else:  # redact, and block (the text is refused, but never kept raw)
+                pieces.append(f"<{finding.type}>")
+            position = finding.end
+        pieces.append(text[position:])
+        return "".join(pieces), applied
+
+    def scan(
+        self,
+        text: str,
+        direction: Direction = Direction.INPUT,
+        vault: Vault | None = None,
+        request_id: str | None = None,
+    ) -> ScanResult:
+        """Detect and apply one direction's actions; report blocks, don't raise them."""
+        try:
+            findings = self.find(text)
+        except GuardUnavailable as error:
+            if not self.policy.fail_open:
+                raise
+            logger.error(
+                "FAIL OPEN: domain %s passes text unscanned because %s",
+                self.domain or self.policy.name,
+                error,
+            )
+            result = ScanResult(text, text, [], failed_open=True)
+            self._record(result, direction, request_id)
+            return result
+        redacted, applied = self.apply(text, findings, direction, vault)
+        result = ScanResult(text, redacted, applied)
+        self._record(result, direction, request_id)
+        return result
+
+    def _record(self, result: ScanResult, direction: Direction, request_id: str | None) -> None:
+        if self.audit is None or not (result.findings or result.failed_open):
+            return
+        max_scores: dict[str, float] = {}
+        actions: dict[str, str] = {}
+        for applied in result.findings:
+            max_scores[applied.type] = max(max_scores.get(applied.type, 0.0), applied.finding.score)
+            actions[applied.type] = applied.action.value
+        self.audit.record(
+            AuditEvent(
+                request_id=request_id,
+                domain=self.domain,
+                direction=direction.value,
+                counts=result.counts(),
+                actions=actions,
+                max_scores={k: round(v, 3) for k, v in max_scores.items()},
+                blocked=bool(result.blocked_types),
+                failed_open=result.failed_open,
+            )
+        )
+
+    # -- conversations ---------------------------------------------------------
+
+    def protect_text(self, text: str, vault: Vault, request_id: str | None = None) -> ScanResult:
+        """Mask one input text (a prompt); raise `PiiBlocked` if the policy blocks it."""
+        vault.reserve_literals(text)
+        result = self.scan(text, Direction.INPUT, vault, request_id)
+        if result.blocked_types:
+            raise PiiBlocked(result.blocked_types, "input")
+        return result
+
+    def protect_messages(
+        self, messages: Sequence[dict[str, Any]], vault: Vault, request_id: str | None = None
+    ) -> ProtectedMessages:
+        """Mask every message of a chat conversation, keeping its structure.
+
+        Earlier assistant turns are masked too: they were shown restored, so
+        they hold the user's values. Raises `PiiBlocked` naming the entity
+        types if any message holds blocked data.
+        """
+        for message in messages:
+            for text in _message_texts(message):
+                vault.reserve_literals(text)
+        protected: list[dict[str, Any]] = []
+        findings: list[AppliedFinding] = []
+        blocked: set[str] = set()
+
+        def mask(text: str) -> str:
+            result = self.scan(text, Direction.INPUT, vault, request_id)
+            findings.extend(result.findings)
+            blocked.update(result.blocked_types)
+            return result.redacted
+
+        for message in messages:
+            protected.append(_map_message_texts(message, mask))
+        if blocked:
+            raise PiiBlocked(sorted(blocked), "input")
+        return ProtectedMessages(protected, findings)
+
+    def protect_output(self, text: str, vault: Vault, request_id: str | None = None) -> ScanResult:
+        """Make a whole answer safe to show: output actions, then the user's values restored."""
+        result = self.scan(text, Direction.OUTPUT, vault, request_id)
+        if result.blocked_types:
+            raise PiiBlocked(result.blocked_types, "output")
+        result.redacted = self.restore(result.redacted, vault)
+        return result
+
+    def restore(self, text: str, vault: Vault) -> str:
+        """Put back the values this conversation's vault masked, if the policy says so."""
+        return vault.restore(text) if self.policy.restore_output else text
+
+    def stream(self, vault: Vault, request_id: str | None = None) -> Any:
+        """A `StreamRedactor` for one streamed answer."""
+        from lorastack.guardrails.streaming import StreamRedactor
+
+        return StreamRedactor(self, vault, request_id)
+
+
+def _message_texts(message: dict[str, Any]) -> list[str]:
+    content = message.get("content")
+    if isinstance(content, str):
+        return [content]
+    if isinstance(content, list):
+        return [
+            p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)
+        ]
+    return []
+
+
+def _map_message_texts(message: dict[str, Any], transform: Any) -> dict[str, Any]:
+    content = message.get("content")
+    if isinstance(content, str):
+        return {**message, "content": transform(content)}
+    if isinstance(content, list):
+        parts = [
+            {**part, "text": transform(part["text"])}
+            if isinstance(part, dict) and isinstance(part.get("text"), str)
+            else part
+            for part in content
+        ]
+        return {**message, "content": parts}
+    return dict(message)

@@ -1,0 +1,136 @@
+"""Redact a streamed answer chunk by chunk, without ever leaking a split entity.
+
+`feed` takes each chunk as the model produces it and returns the text that is
+now safe to show; `finish` flushes the rest. The redactor holds back only the
+tail that could still grow into an entity or a placeholder: the word being
+written, the last few words (a name, an address in words), and a run that
+looks like the start of a number, an IBAN, a spelled-out email or a
+placeholder. Everything before that is scanned, with some already-released
+text as context, and released with the policy applied. The hold-back is
+bounded by `max_hold` characters, so text flows a few words behind the model.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from lorastack.errors import PiiBlocked
+from lorastack.guardrails.entities import Action, Direction, Finding
+
+if TYPE_CHECKING:
+    from lorastack.guardrails.guard import AppliedFinding, Guard
+    from lorastack.guardrails.vault import Vault
+
+# Tails that may continue into an entity, anchored at the end of the pending text.
+_CONTINUABLE = [
+    # a number being written: card, phone, SSN, IBAN digits, IP address
+    re.compile(r"[+(]?[0-9][0-9 ()./\-]*$"),
+    # an IBAN: country code, check digits, then groups
+    re.compile(r"\b[A-Z]{2}[0-9]{2}(?:[ ]?[A-Z0-9]{1,4})*[ ]?$"),
+    # capitalised words: a name or a place that may go on
+    re.compile(r"(?:\b[A-Z][\w'\u2019.-]*[ ]){1,3}$"),
+    # an email spelled out in words: `jane dot doe at example dot`
+    re.compile(
+        r"(?:[\w.+-]+\s*(?:\s(?:dot|at)\s|[\[({<]\s*(?:dot|at)\s*[\])}>])\s*)+[\w.+-]*$",
+        re.IGNORECASE,
+    ),
+    # the start of a placeholder `<PERSON_1>` or a redaction `<PERSON>`
+    re.compile(r"<[A-Z0-9_]*$"),
+]
+_WORD_START = re.compile(r"\S+\s*$")
+# Complete placeholders, and a started one at the very end.
+_PLACEHOLDER_LIKE = re.compile(r"<[A-Z0-9_]{0,48}(?:>|$)")
+
+
+class StreamRedactor:
+    """Turns a stream of raw answer chunks into a stream of safe text."""
+
+    def __init__(
+        self,
+        guard: Guard,
+        vault: Vault,
+        request_id: str | None = None,
+        *,
+        hold_words: int = 2,
+        max_hold: int = 96,
+        context_chars: int = 80,
+    ) -> None:
+        self.guard = guard
+        self.vault = vault
+        self.request_id = request_id
+        self.hold_words = hold_words
+        self.max_hold = max_hold
+        self.context_chars = context_chars
+        self.findings: list[AppliedFinding] = []
+        self._pending = ""
+        self._context = ""
+        self._done = False
+
+    @property
+    def blocked_types(self) -> list[str]:
+        return sorted({f.type for f in self.findings if f.action is Action.BLOCK})
+
+    def feed(self, chunk: str) -> str:
+        """Add a chunk of the model's answer; return the text now safe to show."""
+        if self._done:
+            raise RuntimeError("feed() after finish()")
+        self._pending += chunk
+        return self._release(self._hold_start(self._pending))
+
+    def finish(self) -> str:
+        """The answer ended: release everything still held, redacted."""
+        self._done = True
+        return self._release(len(self._pending))
+
+    def _hold_start(self, pending: str) -> int:
+        """Index in `pending` from which text must still be held back."""
+        hold = len(pending)
+        # The word being written, and the last few complete words.
+        tail = pending
+        for _ in range(self.hold_words + 1):
+            match = _WORD_START.search(tail)
+            if match is None:
+                break
+            hold = match.start()
+            tail = tail[: match.start()]
+        for pattern in _CONTINUABLE:
+            match = pattern.search(pending)
+            if match is not None:
+                hold = min(hold, match.start())
+        hold = max(hold, len(pending) - self.max_hold, 0)
+        # Never cut through a placeholder, however long the run around it.
+        for match in _PLACEHOLDER_LIKE.finditer(pending):
+            if match.start() < hold < match.end():
+                hold = match.start()
+        return hold
+
+    def _release(self, cut: int) -> str:
+        if cut <= 0:
+            return ""
+        final = cut >= len(self._pending) and self._done
+        window = self._context + self._pending
+        offset = len(self._context)
+        findings = []
+        for finding in self.guard.find(window):
+            if finding.end <= offset:
+                continue  # entirely in text already released
+            start = max(finding.start - offset, 0)
+            findings.append(Finding(start, finding.end - offset, finding.type, finding.score))
+        if not final:
+            # An entity reaching into the held tail is released only once it is whole.
+            for finding in findings:
+                if finding.end > cut:
+                    cut = min(cut, finding.start)
+        if cut <= 0:
+            return ""
+        released = [f for f in findings if f.end <= cut]
+        safe, applied = self.guard.apply(
+            self._pending[:cut], released, Direction.OUTPUT, self.vault
+        )
+        self.findings.extend(applied)
+        self._context = (self._context + self._pending[:cut])[-self.context_chars :]
+        self._pending = self._pending[cut:]
+        if any(a.action is Action.BLOCK for a in applied):
+            raise PiiBlocked([a.type for a in applied if a.action is Action.BLOCK], "output")
+        return self.guard.restore(safe, self.vault)

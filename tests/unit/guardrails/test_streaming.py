@@ -1,0 +1,138 @@
+"""The streaming redactor at every split point: nothing raw, no placeholder fragments."""
+
+import random
+import re
+from collections.abc import Iterator
+
+import pytest
+
+from lorastack.errors import PiiBlocked
+from lorastack.guardrails.guard import Guard
+from lorastack.guardrails.policy import GuardPolicy
+from lorastack.guardrails.vault import Vault
+from tests.fakes import RegexDetector
+
+USER = "Hi, I'm Jane Porter, jane@example.com."
+RAW_VALUES = (
+    "Jane Porter",
+    "jane@example.com",
+    "José García",
+    "4111 1111 1111 1111",
+    "+44 20 7946 0958",
+    "olu@example.org",
+    "Olusegun Adeyemi",
+    "Leeds",
+)
+ANSWERS = [
+    "Thanks <PERSON_1>! We will write to <EMAIL_ADDRESS_1> today.",
+    "Your card 4111 1111 1111 1111 was charged; José García will call +44 20 7946 0958.",
+    "Olusegun Adeyemi (olu@example.org) from Leeds says hi to <PERSON_1>.",
+    "<PERSON_1><EMAIL_ADDRESS_1>4111 1111 1111 1111<PERSON_1>",
+    "No personal data here at all, just a long and friendly answer about coffee beans.",
+]
+TAG = re.compile(r"<[A-Z][A-Z0-9_]*>")
+
+
+def _setup(restore: bool) -> tuple[Guard, Vault]:
+    guard = Guard(GuardPolicy(restore_output=restore), RegexDetector())
+    vault = Vault()
+    guard.protect_messages([{"role": "user", "content": USER}], vault)
+    return guard, vault
+
+
+def _stream(guard: Guard, vault: Vault, chunks: list[str]) -> list[str]:
+    redactor = guard.stream(vault)
+    emitted = [redactor.feed(chunk) for chunk in chunks]
+    emitted.append(redactor.finish())
+    return emitted
+
+
+def _chunkings(text: str) -> Iterator[list[str]]:
+    for split in range(1, len(text)):
+        yield [text[:split], text[split:]]
+    yield list(text)
+    rng = random.Random(7)
+    for _ in range(30):
+        cuts = sorted(rng.sample(range(1, len(text)), k=min(len(text) - 1, rng.randint(2, 12))))
+        yield [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True)]
+
+
+def _assert_safe(emitted: list[str], expected: str, restore: bool) -> None:
+    output = "".join(emitted)
+    assert output == expected
+    for chunk in emitted:
+        # whole placeholders and redaction tags only: every "<" opens a complete tag
+        assert chunk.count("<") == len(TAG.findall(chunk)) == chunk.count(">")
+    allowed = ("Jane Porter", "jane@example.com") if restore else ()
+    for value in RAW_VALUES:
+        if value not in allowed:
+            assert value not in output
+            # and no part of it long enough to mean anything, in any chunk
+            for chunk in emitted:
+                assert value[:6] not in chunk or value[:6] in expected
+
+
+@pytest.mark.parametrize("restore", [True, False])
+@pytest.mark.parametrize("answer", ANSWERS)
+def test_every_chunking_gives_the_batch_result(answer: str, restore: bool) -> None:
+    guard, vault = _setup(restore)
+    expected = guard.protect_output(answer, vault).redacted
+    for chunks in _chunkings(answer):
+        _assert_safe(_stream(guard, vault, chunks), expected, restore)
+
+
+def test_restored_values_are_the_users_own() -> None:
+    guard, vault = _setup(restore=True)
+    output = "".join(_stream(guard, vault, list(ANSWERS[2])))
+    assert output == "<PERSON> (<EMAIL_ADDRESS>) from <LOCATION> says hi to Jane Porter."
+
+
+def test_text_flows_a_few_words_behind() -> None:
+    guard, vault = _setup(restore=True)
+    redactor = guard.stream(vault)
+    words = [f"word{i} " for i in range(40)]
+    released = ""
+    for count, word in enumerate(words, start=1):
+        released += redactor.feed(word)
+        held = "".join(words[:count])[len(released) :]
+        assert held.count(" ") <= 3
+    released += redactor.finish()
+    assert released == "".join(words)
+
+
+def test_hold_back_is_bounded_even_without_spaces() -> None:
+    guard, vault = _setup(restore=True)
+    redactor = guard.stream(vault)
+    released = ""
+    for _ in range(300):
+        released += redactor.feed("x")
+        assert 300 - len(released) >= 0
+    assert len(released) >= 300 - redactor.max_hold
+    assert released + redactor.finish() == "x" * 300
+
+
+def test_a_long_run_never_splits_a_placeholder() -> None:
+    guard, vault = _setup(restore=False)
+    text = "x" * 90 + "<PERSON_1>" + "y" * 90
+    for chunks in ([text], list(text)):
+        emitted = _stream(guard, vault, chunks)
+        _assert_safe(emitted, text, restore=False)
+
+
+def test_blocked_entity_in_output_stops_the_stream_before_it_is_shown() -> None:
+    guard = Guard(GuardPolicy(entities={"CREDIT_CARD": {"output": "block"}}), RegexDetector())
+    redactor = guard.stream(Vault())
+    shown = ""
+    with pytest.raises(PiiBlocked):
+        for char in "Your card is 4111 1111 1111 1111 and more text":
+            shown += redactor.feed(char)
+    assert "4111" not in shown
+    assert redactor.blocked_types == ["CREDIT_CARD"]
+
+
+def test_feed_after_finish_is_an_error() -> None:
+    guard, vault = _setup(restore=True)
+    redactor = guard.stream(vault)
+    redactor.finish()
+    with pytest.raises(RuntimeError):
+        redactor.feed("more")
