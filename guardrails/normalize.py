@@ -22,8 +22,8 @@ _TLDS = (
     "com|org|net|edu|gov|io|co|uk|de|fr|es|it|nl|be|ch|at|se|no|dk|fi|ie|pl|pt|ca|au|nz|in|jp"
     "|cn|br|mx|us|info|biz|me|app|dev|ai|shop|store|online|email|example|test"
 )
-_AT = r"(?P<at>\s*[\[({<]\s*at\s*[\])}>]\s*|\s+at\s+)"
-_DOT = r"(?:\s*[\[({<]\s*dot\s*[\])}>]\s*|\s+dot\s+|\.)"
+_AT = r"(?P<at>\s*[\[({<]\s*at\s*[\])}>]\s*|\s+at\s+|\s+@\s*|\s*@\s+)"
+_DOT = r"(?:\s*[\[({<]\s*dot\s*[\])}>]\s*|\s+dot\s+|\s*\.\s*)"
 _WORD = r"[\w+-]+"
 # `jane dot doe at example dot com`, `j.doe [at] example [dot] com`, `jdoe AT example DOT net`.
 _SPELLED_EMAIL = re.compile(
@@ -59,6 +59,8 @@ def _invisible(char: str) -> bool:
 
 
 def _nfkc(original: str) -> tuple[list[str], list[int], list[int]]:
+    if original.isascii():  # NFKC leaves ASCII alone, and ASCII has no invisible characters
+        return list(original), list(range(len(original))), list(range(1, len(original) + 1))
     chars: list[str] = []
     starts: list[int] = []
     ends: list[int] = []
@@ -103,7 +105,7 @@ def _rewrite(
 
 def _email(match: re.Match[str]) -> str | None:
     text = match.group(0)
-    if "@" in text:
+    if "@" in text and not re.search(r"\s@|@\s", text):
         return None
     # "bought it at shop.com" is not an address: a bare lower-case "at" counts
     # only when a spelled-out "dot" shows the same intent.

@@ -150,7 +150,7 @@ class Settings(BaseSettings):
     )
 
     home: Path = Path("~/.lorastack")
-    """Root of all state: `models/`, `adapters/` (the registry), `runs/`."""
+    """Root of all state: `models/`, `adapters/` (the registry), `policies/`, `runs/`."""
     base_model: str = BUNDLED_MODEL_NAME
     """Base model served when none is named: a name from `lorastack model list`."""
     max_lora_rank: int = 16
@@ -186,6 +186,11 @@ class Settings(BaseSettings):
     @property
     def runs_dir(self) -> Path:
         return self.home / "runs"
+
+    @property
+    def policies_dir(self) -> Path:
+        """Guardrail policies, one `<domain>.yaml` each."""
+        return self.home / "policies"
 
     @classmethod
     def settings_customise_sources(

@@ -51,6 +51,15 @@ def registry(home: Path, store: ModelStore, fake_base: ModelRecord) -> AdapterRe
     return AdapterRegistry(home / "adapters", store, max_rank=16)
 
 
+@pytest.fixture
+def fake_pii_detector(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Guards built without a detector get the regex fake instead of Presidio."""
+    from lorastack.guardrails import guard
+    from tests.fakes import RegexDetector
+
+    monkeypatch.setattr(guard, "PresidioDetector", RegexDetector)
+
+
 @pytest.fixture(scope="session")
 def bundled_model(tmp_path_factory: pytest.TempPathFactory) -> ModelRecord:
     """The real bundled SmolLM2 checkpoint, converted once per test session."""

@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from lorastack import __version__
-from lorastack.cli import adapters, demo, models
+from lorastack.cli import adapters, data, demo, guard, models
 from lorastack.errors import LorastackError, SettingsError
 from lorastack.settings import CONFIG_ENV
 
@@ -28,6 +28,8 @@ app = typer.Typer(
 )
 app.add_typer(models.app, name="model")
 app.add_typer(adapters.app, name="adapters")
+app.add_typer(guard.app, name="guard")
+app.add_typer(data.app, name="data")
 app.command("demo")(demo.demo)
 
 

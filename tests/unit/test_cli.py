@@ -1,42 +1,12 @@
 """The `lorastack` command line, run in-process through its real entry point."""
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from lorastack.cli import main
 from lorastack.models import ModelRecord
 from tests.fakes import write_adapter, write_base_checkpoint
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def last_line(self) -> str:
-        return self.out.strip().splitlines()[-1]
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    monkeypatch.setenv("COLUMNS", "200")
-
-    def run(*args: str) -> Result:
-        monkeypatch.setattr("sys.argv", ["lorastack", *args])
-        code = 0
-        try:
-            main()
-        except SystemExit as done:
-            code = int(done.code or 0)
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err)
-
-    return run
 
 
 def test_publish_prints_the_reference_last(cli, tmp_path: Path, fake_base: ModelRecord) -> None:  # type: ignore[no-untyped-def]

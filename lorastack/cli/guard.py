@@ -1,0 +1,123 @@
+"""`lorastack guard ...`: scan text for personal data, evaluate the guard."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from lorastack.cli.context import err, out, print_json, settings
+from lorastack.errors import LorastackError
+from lorastack.guardrails.entities import Direction
+from lorastack.guardrails.evaluation import LabelledExample, evaluate
+from lorastack.guardrails.guard import Guard
+from lorastack.guardrails.policy import GuardPolicy, PolicyStore, load_policy
+
+app = typer.Typer(help="PII guardrails: scan text, evaluate detection.", no_args_is_help=True)
+
+DomainOption = Annotated[str | None, typer.Option(help="Use this domain's policy.")]
+PolicyOption = Annotated[
+    Path | None, typer.Option(help="Policy YAML file (overrides --domain).", dir_okay=False)
+]
+
+
+def resolve_policy(domain: str | None, policy: Path | None) -> GuardPolicy:
+    if policy is not None:
+        return load_policy(policy)
+    return PolicyStore(settings().policies_dir).get(domain)
+
+
+def _scan_line(guard: Guard, line: str) -> dict[str, Any]:
+    record = json.loads(line)
+    if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+        raise ValueError('expected an object with a "text" string')
+    result = guard.scan(record["text"], Direction.INPUT)
+    return {
+        "text": result.text,
+        "redacted": result.redacted,
+        "entities": [
+            {
+                "type": a.type,
+                "start": a.finding.start,
+                "end": a.finding.end,
+                "score": round(a.finding.score, 3),
+                "action": a.action.value,
+            }
+            for a in result.findings
+        ],
+    }
+
+
+@app.command()
+def scan(domain: DomainOption = None, policy: PolicyOption = None) -> None:
+    """Read JSON lines {"text": ...} on stdin; write one JSON line per input.
+
+    Each output line: {"text", "redacted", "entities": [{"type", "start", "end",
+    "score", "action"}]}, offsets into the original text. A bad line gets
+    {"error", "line"} and scanning goes on.
+    """
+    guard = Guard(resolve_policy(domain, policy), domain=domain)
+    for number, line in enumerate(sys.stdin, start=1):
+        if not line.strip():
+            continue
+        try:
+            answer = _scan_line(guard, line)
+        except json.JSONDecodeError as error:
+            answer = {"error": f"not JSON: {error.msg}", "line": number}
+        except (ValueError, LorastackError) as error:
+            answer = {"error": str(error), "line": number}
+        sys.stdout.write(json.dumps(answer, ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+
+
+def read_labelled(path: Path) -> list[LabelledExample]:
+    examples = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as error:
+        raise LorastackError(f"cannot read {path}: {error.strerror}") from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            examples.append(LabelledExample.from_record(json.loads(line)))
+        except (json.JSONDecodeError, ValueError) as error:
+            raise LorastackError(f"{path}:{number}: {error}") from None
+    return examples
+
+
+@app.command("eval")
+def evaluate_command(
+    data: Annotated[Path, typer.Argument(help='Labelled JSONL: {"text", "spans": [...]}.')],
+    domain: DomainOption = None,
+    policy: PolicyOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Per-entity precision, recall and F2, and the fraction of values that leak."""
+    examples = read_labelled(data)
+    guard = Guard(resolve_policy(domain, policy), domain=domain)
+    with err.status(f"scanning {len(examples)} examples"):
+        report = evaluate(guard, examples).to_dict()
+    if as_json:
+        print_json(report)
+        return
+    table = Table("entity", "precision", "recall", "F2", "support", "false pos.")
+    for name, row in [*report["entities"].items(), ("overall", report["overall"])]:
+        table.add_row(
+            name,
+            f"{row['precision']:.3f}",
+            f"{row['recall']:.3f}",
+            f"{row['f2']:.3f}",
+            str(row["support"]),
+            str(row["false_positives"]),
+        )
+    out.print(table)
+    out.print(
+        f"leak rate: {report['leak_rate']:.2%} ({report['leaked_values']} of "
+        f"{report['labelled_values']} labelled values left in the text); negatives changed: "
+        f"{report['negatives_changed_rate']:.2%}; {report['examples']} examples"
+    )
