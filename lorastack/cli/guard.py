@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,6 +14,7 @@ from rich.table import Table
 
 from lorastack.cli.context import err, out, print_json, settings
 from lorastack.errors import LorastackError
+from lorastack.guardrails.benchmark import sample_message, time_scans
 from lorastack.guardrails.entities import Direction
 from lorastack.guardrails.evaluation import LabelledExample, evaluate
 from lorastack.guardrails.guard import Guard
@@ -121,3 +124,33 @@ def evaluate_command(
         f"{report['labelled_values']} labelled values left in the text); negatives changed: "
         f"{report['negatives_changed_rate']:.2%}; {report['examples']} examples"
     )
+
+
+@app.command()
+def bench(
+    repeats: Annotated[int, typer.Option(min=10, help="Scans per message size.")] = 200,
+    cores: Annotated[int, typer.Option(min=1, help="CPU cores to allow (default one).")] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Time per scan (p50/p99) of short, medium and long messages, on one core by default."""
+    if hasattr(os, "sched_setaffinity"):
+        allowed = sorted(os.sched_getaffinity(0))[:cores]
+        os.sched_setaffinity(0, set(allowed))
+    guard = Guard(resolve_policy(None, None))
+    sizes = {"short": 12, "medium": 50, "long": 200}
+    with err.status("warming up the detector"):
+        guard.find(sample_message(5))
+    timings = []
+    for name, words in sizes.items():
+        with err.status(f"timing {name} messages ({words} words)"):
+            timings.append(time_scans(guard, sample_message(words), name, repeats))
+    if as_json:
+        print_json([asdict(t) for t in timings])
+        return
+    table = Table("message", "words", "p50 ms", "p99 ms", "mean ms")
+    for t in timings:
+        table.add_row(
+            t.name, str(t.words), f"{t.p50_ms:.2f}", f"{t.p99_ms:.2f}", f"{t.mean_ms:.2f}"
+        )
+    out.print(table)
+    out.print(f"{repeats} scans each, {cores} core(s), default policy")
