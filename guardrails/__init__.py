@@ -1,1 +1,49 @@
-"""lorastack.guardrails: PII detection and masking for prompts, answers and training data."""
+"""lorastack.guardrails: PII detection and masking for prompts, answers and training data.
+
+A plain library: serve and train use it; it knows nothing of HTTP or engines.
+
+    guard = Guard(PolicyStore(settings.policies_dir).get("coffee-shop"), domain="coffee-shop")
+    vault = Vault()                                   # one per conversation (request)
+    safe = guard.protect_messages(messages, vault)    # masked before the model sees them
+    answer = guard.protect_output(model_answer, vault).redacted
+    redactor = guard.stream(vault)                    # or chunk by chunk:
+    shown = redactor.feed(chunk) ... + redactor.finish()
+"""
+
+from lorastack.guardrails.audit import AuditEvent, AuditSink, JsonlAuditLog, MemoryAuditLog
+from lorastack.guardrails.detector import Detector, PresidioDetector
+from lorastack.guardrails.entities import (
+    BUILTIN_ENTITIES,
+    Action,
+    CustomEntity,
+    Direction,
+    Finding,
+)
+from lorastack.guardrails.guard import AppliedFinding, Guard, ProtectedMessages, ScanResult
+from lorastack.guardrails.policy import GuardPolicy, PolicyStore, default_policy, load_policy
+from lorastack.guardrails.streaming import StreamRedactor
+from lorastack.guardrails.vault import Vault
+
+__all__ = [
+    "BUILTIN_ENTITIES",
+    "Action",
+    "AppliedFinding",
+    "AuditEvent",
+    "AuditSink",
+    "CustomEntity",
+    "Detector",
+    "Direction",
+    "Finding",
+    "Guard",
+    "GuardPolicy",
+    "JsonlAuditLog",
+    "MemoryAuditLog",
+    "PolicyStore",
+    "PresidioDetector",
+    "ProtectedMessages",
+    "ScanResult",
+    "StreamRedactor",
+    "Vault",
+    "default_policy",
+    "load_policy",
+]

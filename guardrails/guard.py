@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lorastack.errors import GuardUnavailable, PiiBlocked
 from lorastack.guardrails.audit import AuditEvent, AuditSink
@@ -22,6 +22,9 @@ from lorastack.guardrails.entities import Action, Direction, Finding
 from lorastack.guardrails.normalize import normalize
 from lorastack.guardrails.policy import GuardPolicy
 from lorastack.guardrails.vault import PLACEHOLDER, Vault
+
+if TYPE_CHECKING:
+    from lorastack.guardrails.streaming import StreamRedactor
 
 logger = logging.getLogger(__name__)
 
@@ -55,10 +58,14 @@ class ScanResult:
         return sorted({f.type for f in self.findings if f.action is Action.BLOCK})
 
     def counts(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for applied in self.findings:
-            counts[applied.type] = counts.get(applied.type, 0) + 1
-        return counts
+        return _count_types(self.findings)
+
+
+def _count_types(findings: Iterable[AppliedFinding]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for applied in findings:
+        counts[applied.type] = counts.get(applied.type, 0) + 1
+    return counts
 
 
 @dataclass
@@ -120,8 +127,8 @@ class Guard:
     def find(self, text: str) -> list[Finding]:
         """Entities in `text` above their thresholds, with offsets into `text`.
 
-        Raises `GuardUnavailable` when detection fails (the caller must not
-        pass the text on), unless the policy fails open.
+        Raises `GuardUnavailable` when detection fails: the caller must not
+        pass the text on (`scan` and the stream redactor apply `fail_open`).
         """
         normalized = normalize(text)
         raw = self._detect(normalized.text)
@@ -180,8 +187,19 @@ class Guard:
         request_id: str | None = None,
     ) -> ScanResult:
         """Detect and apply one direction's actions; report blocks, don't raise them."""
+        findings = self.find_or_fail_open(text)
+        if findings is None:
+            result = ScanResult(text, text, [], failed_open=True)
+        else:
+            redacted, applied = self.apply(text, findings, direction, vault)
+            result = ScanResult(text, redacted, applied)
+        self.record(result.findings, direction, request_id, failed_open=result.failed_open)
+        return result
+
+    def find_or_fail_open(self, text: str) -> list[Finding] | None:
+        """`find`, or None when detection failed and the policy fails open (logged loudly)."""
         try:
-            findings = self.find(text)
+            return self.find(text)
         except GuardUnavailable as error:
             if not self.policy.fail_open:
                 raise
@@ -190,20 +208,21 @@ class Guard:
                 self.domain or self.policy.name,
                 error,
             )
-            result = ScanResult(text, text, [], failed_open=True)
-            self._record(result, direction, request_id)
-            return result
-        redacted, applied = self.apply(text, findings, direction, vault)
-        result = ScanResult(text, redacted, applied)
-        self._record(result, direction, request_id)
-        return result
+            return None
 
-    def _record(self, result: ScanResult, direction: Direction, request_id: str | None) -> None:
-        if self.audit is None or not (result.findings or result.failed_open):
+    def record(
+        self,
+        findings: Sequence[AppliedFinding],
+        direction: Direction,
+        request_id: str | None,
+        failed_open: bool = False,
+    ) -> None:
+        """Send one audit event (types, counts, actions, scores; never values)."""
+        if self.audit is None or not (findings or failed_open):
             return
         max_scores: dict[str, float] = {}
         actions: dict[str, str] = {}
-        for applied in result.findings:
+        for applied in findings:
             max_scores[applied.type] = max(max_scores.get(applied.type, 0.0), applied.finding.score)
             actions[applied.type] = applied.action.value
         self.audit.record(
@@ -211,11 +230,11 @@ class Guard:
                 request_id=request_id,
                 domain=self.domain,
                 direction=direction.value,
-                counts=result.counts(),
+                counts=_count_types(findings),
                 actions=actions,
                 max_scores={k: round(v, 3) for k, v in max_scores.items()},
-                blocked=bool(result.blocked_types),
-                failed_open=result.failed_open,
+                blocked=any(a.action is Action.BLOCK for a in findings),
+                failed_open=failed_open,
             )
         )
 
@@ -269,7 +288,7 @@ class Guard:
         """Put back the values this conversation's vault masked, if the policy says so."""
         return vault.restore(text) if self.policy.restore_output else text
 
-    def stream(self, vault: Vault, request_id: str | None = None) -> Any:
+    def stream(self, vault: Vault, request_id: str | None = None) -> StreamRedactor:
         """A `StreamRedactor` for one streamed answer."""
         from lorastack.guardrails.streaming import StreamRedactor
 

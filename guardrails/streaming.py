@@ -66,6 +66,7 @@ class StreamRedactor:
         self._pending = ""
         self._context = ""
         self._done = False
+        self._failed_open = False
 
     @property
     def blocked_types(self) -> list[str]:
@@ -79,9 +80,11 @@ class StreamRedactor:
         return self._release(self._hold_start(self._pending))
 
     def finish(self) -> str:
-        """The answer ended: release everything still held, redacted."""
+        """The answer ended: release everything still held, redacted; audit the stream."""
         self._done = True
-        return self._release(len(self._pending))
+        rest = self._release(len(self._pending))
+        self.guard.record(self.findings, Direction.OUTPUT, self.request_id, self._failed_open)
+        return rest
 
     def _hold_start(self, pending: str) -> int:
         """Index in `pending` from which text must still be held back."""
@@ -111,8 +114,11 @@ class StreamRedactor:
         final = cut >= len(self._pending) and self._done
         window = self._context + self._pending
         offset = len(self._context)
+        found = self.guard.find_or_fail_open(window)
+        if found is None:
+            self._failed_open = True
         findings = []
-        for finding in self.guard.find(window):
+        for finding in found or []:
             if finding.end <= offset:
                 continue  # entirely in text already released
             start = max(finding.start - offset, 0)

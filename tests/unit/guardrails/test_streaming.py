@@ -136,3 +136,35 @@ def test_feed_after_finish_is_an_error() -> None:
     redactor.finish()
     with pytest.raises(RuntimeError):
         redactor.feed("more")
+
+
+def test_a_finished_stream_sends_one_audit_event_without_values() -> None:
+    from lorastack.guardrails.audit import MemoryAuditLog
+
+    audit = MemoryAuditLog()
+    guard = Guard(GuardPolicy(), RegexDetector(), audit, domain="coffee")
+    redactor = guard.stream(Vault(), request_id="r9")
+    for char in ANSWERS[1]:
+        redactor.feed(char)
+    redactor.finish()
+    (event,) = audit.events
+    assert event.direction == "output"
+    assert event.request_id == "r9"
+    assert event.counts == {"CREDIT_CARD": 1, "PERSON": 1, "PHONE_NUMBER": 1}
+    assert "4111" not in repr(event)
+
+
+def test_stream_fails_closed_when_detection_fails() -> None:
+    from lorastack.errors import GuardUnavailable
+
+    guard = Guard(GuardPolicy(), RegexDetector(fail=RuntimeError("boom")))
+    redactor = guard.stream(Vault())
+    with pytest.raises(GuardUnavailable):
+        for char in "Call José García on +44 20 7946 0958 please, thanks a lot":
+            redactor.feed(char)
+
+
+def test_stream_fails_open_only_when_the_policy_says_so() -> None:
+    guard = Guard(GuardPolicy(fail_open=True), RegexDetector(fail=RuntimeError("boom")))
+    emitted = _stream(guard, Vault(), list("Call José García now"))
+    assert "".join(emitted) == "Call José García now"
