@@ -73,6 +73,9 @@ PHONE_REGIONS = (
 class Detector(Protocol):
     """Finds entities in a text; offsets refer to the text it was given."""
 
+    def prepare(self) -> None:
+        """Load whatever detection needs (models), so the first scan is not slow."""
+
     def detect(
         self, text: str, entity_types: Sequence[str], custom: Sequence[CustomEntity] = ()
     ) -> list[Finding]: ...
@@ -243,6 +246,9 @@ class PresidioDetector:
         if self._analyzer is None:
             self._analyzer = shared_analyzer()
         return self._analyzer
+
+    def prepare(self) -> None:
+        self.analyzer.analyze("warm up", language="en")
 
     def _custom_recognizers(self, custom: Sequence[CustomEntity]) -> list[Any]:
         key = tuple(custom)

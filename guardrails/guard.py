@@ -105,11 +105,19 @@ class Guard:
         self.audit = audit
         self.domain = domain
         self._types = policy.entity_types()
+        self._prepared = False
         self._custom = policy.custom_entities()
 
     # -- detection -----------------------------------------------------------
 
+    def prepare(self) -> None:
+        """Load the detector's models now, outside any request's time limit."""
+        if not self._prepared:
+            self.detector.prepare()
+            self._prepared = True
+
     def _detect(self, text: str) -> list[Finding]:
+        self.prepare()  # loading models is not detection: it must not count as a timeout
         future = _DETECTION_POOL.submit(self.detector.detect, text, self._types, self._custom)
         try:
             return future.result(timeout=self.policy.timeout_s)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -55,6 +55,7 @@ def _valid_alias(name: str) -> str:
 
 
 DomainName = Annotated[str, AfterValidator(_valid_domain)]
+SystemPromptMode = Literal["prepend", "replace", "keep"]
 AliasName = Annotated[str, AfterValidator(_valid_alias)]
 
 
@@ -97,6 +98,9 @@ class AdapterManifest(_Strict):
     description: str = ""
     system_prompt: str = ""
     """The brand voice: added to conversations that bring no system prompt."""
+    system_prompt_mode: SystemPromptMode = "prepend"
+    """When the client sends its own system prompt: `prepend` the brand voice to it,
+    `replace` it, or `keep` the client's alone."""
     base_model: BaseModelRef
     lora: LoraSpec
     adapter_sha256: str

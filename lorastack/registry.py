@@ -32,6 +32,7 @@ from lorastack.manifest import (
     AdapterManifest,
     BaseModelRef,
     DomainIndex,
+    SystemPromptMode,
     check_alias,
     check_name,
 )
@@ -161,6 +162,7 @@ class AdapterRegistry:
         display_name: str | None = None,
         description: str = "",
         system_prompt: str = "",
+        system_prompt_mode: SystemPromptMode = "prepend",
         base_model: str | None = None,
         dataset_sha256: str | None = None,
         metrics: dict[str, Any] | None = None,
@@ -190,6 +192,7 @@ class AdapterRegistry:
                     display_name=display_name or domain,
                     description=description,
                     system_prompt=system_prompt,
+                    system_prompt_mode=system_prompt_mode,
                     base_model=BaseModelRef(
                         name=adapter.base_model.name,
                         checkpoint_sha256=adapter.base_model.checkpoint_sha256,

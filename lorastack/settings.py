@@ -106,9 +106,22 @@ class GatewaySettings(BaseModel):
     """Bind address. Binding beyond loopback requires API keys."""
     port: int = 8000
     api_keys: list[str] = Field(default_factory=list)
-    """Client keys accepted as `Authorization: Bearer KEY`; empty means no auth (loopback only)."""
+    """Client keys accepted as `Authorization: Bearer KEY` for every domain."""
+    keys_file: Path | None = None
+    """YAML file of client keys, each limited to some domains (see docs); read at start."""
     admin_key: str | None = None
     """Key for the /admin API; the admin API is disabled without one."""
+    upstreams: list[str] = Field(default_factory=list)
+    """Already running vLLM servers to front; empty: `lorastack serve` starts its own."""
+    max_body_bytes: int = 1_048_576
+    """Largest request body accepted (413 above)."""
+    request_timeout_s: float = 600.0
+    """Longest the gateway waits for the engine's answer."""
+    guardrails: bool = True
+    """Apply each domain's PII policy to prompts and answers."""
+    max_adapters: int | None = None
+    """Adapters kept loaded before the least recently used idle one is unloaded
+    (default: the engine's max_cpu_loras)."""
 
     @field_validator("port")
     @classmethod
@@ -117,10 +130,10 @@ class GatewaySettings(BaseModel):
 
     @model_validator(mode="after")
     def _no_open_public_bind(self) -> GatewaySettings:
-        if self.host not in _LOOPBACK_HOSTS and not self.api_keys:
+        if self.host not in _LOOPBACK_HOSTS and not (self.api_keys or self.keys_file):
             raise ValueError(
                 f"binding the gateway to {self.host} without api_keys would expose it "
-                "to the network unauthenticated; set LORASTACK_GATEWAY__API_KEYS"
+                "to the network unauthenticated; set LORASTACK_GATEWAY__API_KEYS or __KEYS_FILE"
             )
         if self.admin_key is not None and len(self.admin_key) < 16:
             raise ValueError("admin_key must be at least 16 characters")

@@ -142,6 +142,9 @@ class EngineProcess:
             f"see {self.log_path}"
         )
 
+    def alive(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
     def _raise_if_exited(self) -> None:
         if self._process is not None and self._process.poll() is not None:
             code = self._process.returncode

@@ -97,6 +97,9 @@ class RegexDetector:
         self.delay_s = delay_s
         self.calls = 0
 
+    def prepare(self) -> None:
+        pass
+
     def detect(self, text: str, entity_types: Any, custom: Any = ()) -> list[Any]:
         import re
         import time

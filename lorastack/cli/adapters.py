@@ -10,7 +10,7 @@ from rich.table import Table
 
 from lorastack.cli.context import err, model_store, out, print_json, registry, settings
 from lorastack.errors import LorastackError, RegistryError
-from lorastack.manifest import DEFAULT_ALIAS
+from lorastack.manifest import DEFAULT_ALIAS, SystemPromptMode
 from lorastack.registry import AdapterRef
 from lorastack.validation import validate_adapter
 
@@ -49,6 +49,10 @@ def publish(
         Path | None,
         typer.Option(help="Read the system prompt from a file.", exists=True, dir_okay=False),
     ] = None,
+    system_prompt_mode: Annotated[
+        SystemPromptMode,
+        typer.Option(help="If a client sends its own system prompt: prepend, replace or keep."),
+    ] = "prepend",
     base_model: BaseModelOption = None,
     promote: Annotated[
         bool, typer.Option("--promote", help=f"Point the {DEFAULT_ALIAS!r} alias at it.")
@@ -68,6 +72,7 @@ def publish(
         display_name=display_name,
         description=description,
         system_prompt=prompt,
+        system_prompt_mode=system_prompt_mode,
         base_model=base_model,
         promote=DEFAULT_ALIAS if promote else None,
     )

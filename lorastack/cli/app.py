@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from lorastack import __version__
-from lorastack.cli import adapters, data, demo, guard, models
+from lorastack.cli import adapters, data, demo, guard, models, serve
 from lorastack.errors import LorastackError, SettingsError
 from lorastack.settings import CONFIG_ENV
 
@@ -31,6 +31,7 @@ app.add_typer(adapters.app, name="adapters")
 app.add_typer(guard.app, name="guard")
 app.add_typer(data.app, name="data")
 app.command("demo")(demo.demo)
+app.command("serve")(serve.serve)
 
 
 def _show_version(value: bool) -> None:

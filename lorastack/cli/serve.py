@@ -1,0 +1,71 @@
+"""`lorastack serve`: the OpenAI-compatible gateway, with its own engine or in front of others."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from lorastack.cli.context import err, model_store, settings
+from lorastack.serve.app import build_gateway, create_app, engine_client
+from lorastack.serve.engine import EngineProcess, build_launch
+from lorastack.serve.supervisor import EngineSupervisor
+from lorastack.settings import load_settings
+
+
+def serve(
+    upstream: Annotated[
+        list[str] | None,
+        typer.Option(help="Front an already running vLLM server (repeat for several)."),
+    ] = None,
+    host: Annotated[str | None, typer.Option(help="Bind address (default from settings).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default from settings).")] = None,
+    no_guardrails: Annotated[
+        bool, typer.Option("--no-guardrails", help="Do not apply the PII policies.")
+    ] = False,
+) -> None:
+    """Serve every domain through one OpenAI-compatible endpoint.
+
+    Without --upstream, starts vLLM on the base model as a supervised child on a
+    private port, restarting it if it dies.
+    """
+    base = settings()
+    gateway_settings = base.gateway.model_copy(
+        update={
+            k: v
+            for k, v in {
+                "host": host,
+                "port": port,
+                "guardrails": False if no_guardrails else None,
+                "upstreams": upstream or None,
+            }.items()
+            if v is not None
+        }
+    )
+    # Re-validate: a public bind without keys must still be refused.
+    config = load_settings(**{**base.model_dump(), "gateway": gateway_settings.model_dump()})
+    client = engine_client(config.gateway.request_timeout_s)
+    supervisor = None
+    if config.gateway.upstreams:
+        urls = list(config.gateway.upstreams)
+    else:
+        model = model_store().get(config.base_model)
+        launch = build_launch(config.engine, model, config.max_lora_rank)
+        urls = [launch.url]
+    gateway = build_gateway(config, urls, client)
+    if not config.gateway.upstreams:
+        process = EngineProcess(
+            launch, config.runs_dir / "engine.log", config.engine.startup_timeout_s
+        )
+        supervisor = EngineSupervisor(process, gateway.pool.endpoints[0])
+        err.print(f"starting vLLM on {config.base_model} (log: {process.log_path})")
+    app = create_app(gateway, config.gateway.max_body_bytes, client, supervisor)
+    err.print(f"gateway on http://{config.gateway.host}:{config.gateway.port}/v1")
+    uvicorn.run(
+        app,
+        host=config.gateway.host,
+        port=config.gateway.port,
+        log_level="warning",
+        access_log=False,  # request lines are not needed, and never bodies
+    )

@@ -1,0 +1,104 @@
+"""The admin API: adapters' registry and engine state; load, unload, promote, roll back.
+
+It needs the admin key; client keys never open it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field
+
+from lorastack.manifest import DEFAULT_ALIAS
+from lorastack.registry import AdapterRef
+from lorastack.serve.adapters import engine_name
+from lorastack.serve.deps import AdminDep, GatewayDep
+
+router = APIRouter(prefix="/admin", tags=["admin"])
+
+
+class AdapterAction(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(description="domain, domain@N or domain@alias")
+
+
+class Promotion(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    domain: str
+    version: int = Field(ge=1)
+    alias: str = DEFAULT_ALIAS
+
+
+class Rollback(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    domain: str
+    alias: str = DEFAULT_ALIAS
+
+
+def _engine_states(gateway: GatewayDep) -> dict[str, list[dict[str, Any]]]:
+    states: dict[str, list[dict[str, Any]]] = {}
+    for index, endpoint in enumerate(gateway.pool.endpoints):
+        for slot in endpoint.adapters.slots():
+            states.setdefault(slot.name, []).append({"engine": index, **slot.public()})
+    return states
+
+
+@router.get("/adapters")
+async def list_adapters(_: AdminDep, gateway: GatewayDep) -> dict[str, Any]:
+    states = _engine_states(gateway)
+    domains = []
+    for summary in gateway.registry.list():
+        domains.append(
+            {
+                "domain": summary.index.domain,
+                "aliases": summary.index.aliases,
+                "versions": [
+                    {
+                        "version": m.version,
+                        "display_name": m.display_name,
+                        "created_at": m.created_at.isoformat(),
+                        "metrics": m.metrics,
+                        "engines": states.get(engine_name(m), []),
+                    }
+                    for m in summary.versions
+                ],
+            }
+        )
+    return {"domains": domains}
+
+
+@router.post("/adapters/load")
+async def load(body: AdapterAction, _: AdminDep, gateway: GatewayDep) -> dict[str, Any]:
+    ref = AdapterRef.parse(body.model)
+    manifest = gateway.registry.resolve(ref)
+    path = gateway.registry.version_dir(ref.domain, manifest.version)
+    slots = await asyncio.gather(*(e.adapters.load(manifest, path) for e in gateway.pool.endpoints))
+    return {"adapter": engine_name(manifest), "engines": [s.public() for s in slots]}
+
+
+@router.post("/adapters/unload")
+async def unload(body: AdapterAction, _: AdminDep, gateway: GatewayDep) -> dict[str, Any]:
+    ref = AdapterRef.parse(body.model)
+    manifest = gateway.registry.resolve(ref)
+    name = engine_name(manifest)
+    slots = await asyncio.gather(*(e.adapters.unload(name) for e in gateway.pool.endpoints))
+    return {"adapter": name, "engines": [s.public() for s in slots if s is not None]}
+
+
+@router.post("/adapters/promote")
+async def promote(body: Promotion, _: AdminDep, gateway: GatewayDep) -> dict[str, Any]:
+    # New requests resolve the alias to the new version at once; requests in
+    # flight keep the version they hold until they finish.
+    index = gateway.registry.promote(body.domain, body.version, body.alias)
+    return {"domain": body.domain, "aliases": index.aliases}
+
+
+@router.post("/adapters/rollback")
+async def rollback(body: Rollback, _: AdminDep, gateway: GatewayDep) -> dict[str, Any]:
+    index = gateway.registry.rollback(body.domain, body.alias)
+    return {"domain": body.domain, "aliases": index.aliases}
