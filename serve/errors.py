@@ -176,7 +176,8 @@ def install_error_handlers(app: FastAPI) -> None:
             message = f"{request.url.path} is not an endpoint of this API"
         elif error.status_code == 405:
             message = f"{request.method} is not allowed on {request.url.path}"
-        return _response(error.status_code, message, error_type, headers=error.headers)
+        headers = dict(error.headers) if error.headers else None
+        return _response(error.status_code, message, error_type, headers=headers)
 
     async def unexpected(_: Request, error: Exception) -> JSONResponse:
         # Logged by type only: the message could quote a prompt.
