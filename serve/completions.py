@@ -274,7 +274,9 @@ class CompletionService:
                 if not await self._make_safe(call, event, redactors):
                     continue
                 event["model"] = call.target.requested
-                if first_token:
+                if first_token and any(
+                    _get_text(c, call.path, streamed=True) for c in event.get("choices") or []
+                ):
                     first_token = False
                     self.metrics.ttft.labels(call.domain_label).observe(
                         time.monotonic() - call.started

@@ -1,6 +1,5 @@
 """The real thing: vLLM on the CPU serving the bundled model and a published adapter."""
 
-import socket
 from pathlib import Path
 
 import httpx
@@ -10,38 +9,10 @@ from lorastack.models import ModelRecord, ModelStore
 from lorastack.registry import AdapterRegistry
 from lorastack.serve.engine import EngineProcess, build_launch
 from lorastack.settings import load_settings
+from tests.peft_adapters import write_random_lora
+from tests.servers import free_port
 
 pytestmark = pytest.mark.integration
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _write_peft_adapter(base: ModelRecord, folder: Path) -> Path:
-    """A real PEFT LoRA adapter on the bundled model, with non-zero weights."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_pretrained(base.path, dtype=torch.float32)
-    config = LoraConfig(
-        r=8,
-        lora_alpha=16,
-        target_modules=["q_proj", "v_proj"],
-        init_lora_weights=False,
-        task_type="CAUSAL_LM",
-    )
-    peft_model = get_peft_model(model, config)
-    with torch.no_grad():  # strong enough to change a greedy answer for sure
-        for name, param in peft_model.named_parameters():
-            if "lora_B" in name:
-                param.normal_(0.0, 0.5)
-    peft_model.save_pretrained(folder)
-    return folder
 
 
 def _chat(client: httpx.Client, model: str) -> httpx.Response:
@@ -61,11 +32,11 @@ def test_vllm_serves_the_base_model_and_a_runtime_loaded_adapter(
 ) -> None:
     store = ModelStore(bundled_model.path.parent)
     registry = AdapterRegistry(tmp_path / "adapters", store, max_rank=16)
-    adapter = _write_peft_adapter(bundled_model, tmp_path / "trained")
+    adapter = write_random_lora(bundled_model.path, tmp_path / "trained", seed=0)
     manifest = registry.publish(adapter, "coffee", promote="prod")
     published = registry.version_dir("coffee", manifest.version)
 
-    monkeypatch.setenv("LORASTACK_ENGINE__PORT", str(_free_port()))
+    monkeypatch.setenv("LORASTACK_ENGINE__PORT", str(free_port()))
     settings = load_settings()
     launch = build_launch(settings.engine, bundled_model, settings.max_lora_rank)
     engine = EngineProcess(launch, tmp_path / "engine.log", startup_timeout_s=600)
