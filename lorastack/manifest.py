@@ -108,6 +108,8 @@ class AdapterManifest(_Strict):
     dataset_sha256: str | None = None
     metrics: dict[str, Any] = Field(default_factory=dict)
     """Free-form evaluation results (loss, accuracy, win rate against the base model)."""
+    training: dict[str, Any] = Field(default_factory=dict)
+    """The resolved training configuration, when published from a `lorastack train` run."""
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
     @property

@@ -166,6 +166,7 @@ class AdapterRegistry:
         base_model: str | None = None,
         dataset_sha256: str | None = None,
         metrics: dict[str, Any] | None = None,
+        training: dict[str, Any] | None = None,
         promote: str | None = None,
     ) -> AdapterManifest:
         """Validate the adapter in `source` and add it as the domain's next version.
@@ -201,6 +202,7 @@ class AdapterRegistry:
                     adapter_sha256=adapter_sha256,
                     dataset_sha256=dataset_sha256,
                     metrics=metrics or {},
+                    training=training or {},
                 )
                 fsutil.write_json_atomic(staging / MANIFEST_FILE, manifest.model_dump(mode="json"))
                 fsutil.fsync_tree(staging)

@@ -47,7 +47,7 @@ def _load_config(folder: Path) -> dict[str, Any]:
     return config
 
 
-def _check_lora_options(config: dict[str, Any], max_rank: int) -> LoraSpec:
+def check_lora_options(config: dict[str, Any], max_rank: int) -> LoraSpec:
     peft_type = config.get("peft_type")
     if peft_type != "LORA":
         raise AdapterInvalid(f"peft_type is {peft_type!r}; only LORA adapters can be served")
@@ -108,7 +108,7 @@ def _target_matches(target: str, module: str) -> bool:
     return module == target or module.endswith(f".{target}")
 
 
-def _check_targets(lora: LoraSpec, base_modules: set[str], base: ModelRecord) -> None:
+def check_targets(lora: LoraSpec, base_modules: set[str], base: ModelRecord) -> None:
     targets = lora.target_modules
     if targets == ["all-linear"]:
         return
@@ -169,11 +169,11 @@ def validate_adapter(
     if not folder.is_dir():
         raise AdapterInvalid(f"{folder} is not a folder")
     config = _load_config(folder)
-    lora = _check_lora_options(config, max_rank)
+    lora = check_lora_options(config, max_rank)
     base = _resolve_base_model(config, store, base_model)
     base_modules = checkpoint_module_names(base.path)
     if not base_modules:
         raise AdapterInvalid(f"base model {base.name} at {base.path} has no safetensors weights")
-    _check_targets(lora, base_modules, base)
+    check_targets(lora, base_modules, base)
     _check_weights(folder, max_rank, base_modules, base)
     return ValidatedAdapter(path=folder, base_model=base, lora=lora)

@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from lorastack import __version__
-from lorastack.cli import adapters, data, demo, guard, models, serve
+from lorastack.cli import adapters, data, demo, guard, models, serve, train
 from lorastack.errors import LorastackError, SettingsError
 from lorastack.settings import CONFIG_ENV
 
@@ -32,6 +32,9 @@ app.add_typer(guard.app, name="guard")
 app.add_typer(data.app, name="data")
 app.command("demo")(demo.demo)
 app.command("serve")(serve.serve)
+app.command("train")(train.train)
+app.command("eval")(train.evaluate)
+app.command("publish")(train.publish)
 
 
 def _show_version(value: bool) -> None:

@@ -1,0 +1,249 @@
+"""Training on the CPU with the bundled model: every mode, early stopping, resume, publish."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+
+from lorastack.fsutil import sha256_tree
+from lorastack.models import METADATA_FILE, ModelRecord, ModelStore
+from lorastack.registry import AdapterRegistry
+from lorastack.train.config import ConfigError, build_config
+from lorastack.train.evaluate import evaluate_run, publish_run
+from lorastack.train.trainer import RunPaths, TrainResult, run_training
+
+pytestmark = pytest.mark.integration
+
+QUESTIONS = [
+    "What time do you open?",
+    "Do you have oat milk?",
+    "Can I order ahead?",
+    "Is there wifi?",
+    "What's your best pastry?",
+    "Do you sell beans?",
+    "Are dogs allowed?",
+    "Do you do decaf?",
+    "Is there parking?",
+    "Can I book the back room?",
+    "Do you have vegan cake?",
+    "What's in a flat white?",
+]
+TICKETS = [
+    ("I was charged twice this month", "billing"),
+    ("The app crashes on export", "technical"),
+    ("Please change my login email", "account"),
+    ("Do you offer a team plan?", "sales"),
+    ("Refund my last invoice", "billing"),
+    ("Sync fails with my bank", "technical"),
+    ("Reset my password please", "account"),
+    ("Pricing for 50 users?", "sales"),
+    ("Card declined on renewal", "billing"),
+    ("Reports show wrong totals", "technical"),
+    ("Close my account", "account"),
+    ("Can I get a demo?", "sales"),
+]
+
+
+def _write_splits(folder: Path, records: list[dict[str, Any]]) -> Path:
+    folder.mkdir(parents=True)
+    cut = [slice(0, 8), slice(8, 10), slice(10, None)]
+    for name, part in zip(("train", "validation", "test"), cut, strict=True):
+        text = "".join(json.dumps(r) + "\n" for r in records[part])
+        (folder / f"{name}.jsonl").write_text(text)
+    return folder
+
+
+def _data(tmp_path: Path, mode: str) -> Path:
+    """The prepared splits for a mode, written once per test folder."""
+    folder = tmp_path / f"data-{mode}"
+    if folder.exists():
+        return folder
+    if mode == "instruct":
+        records = [
+            {
+                "messages": [
+                    {"role": "user", "content": q},
+                    {"role": "assistant", "content": f"Brew-tiful question! {q[:-1]}: yes!"},
+                ]
+            }
+            for q in QUESTIONS
+        ]
+    elif mode == "sft":
+        records = [
+            {"prompt": f"Ticket: {t}\nTeam:", "completion": f" {team}"} for t, team in TICKETS
+        ]
+    else:
+        records = [
+            {"text": f"Bean There guide, part {i}: {q} We grind fresh every morning."}
+            for i, q in enumerate(QUESTIONS)
+        ]
+    return _write_splits(folder, records)
+
+
+def _train(
+    bundled_model: ModelRecord, tmp_path: Path, mode: str, name: str = "run", **training: Any
+) -> TrainResult:
+    config = build_config(
+        {
+            "domain": "coffee-shop",
+            "data": str(_data(tmp_path, mode))
+            if not (tmp_path / f"data-{mode}").exists()
+            else str(tmp_path / f"data-{mode}"),
+            "mode": mode,
+            "system_prompt": "You are Bean There's barista." if mode == "instruct" else "",
+            "early_stopping_patience": training.pop("patience", 3),
+            "lora": {"r": 8, "lora_alpha": 16, "target_modules": ["q_proj", "v_proj"]},
+            "training": {
+                "max_steps": 4,
+                "eval_steps": 2,
+                "save_steps": 2,
+                "logging_steps": 1,
+                "per_device_train_batch_size": 2,
+                "per_device_eval_batch_size": 2,
+                "max_length": 96,
+                **training,
+            },
+        }
+    )
+    store = ModelStore(bundled_model.path.parent)
+    return run_training(config, RunPaths(tmp_path / name), store, bundled_model.name, 16)
+
+
+@pytest.mark.parametrize("mode", ["instruct", "sft", "pretrain"])
+def test_every_mode_trains_an_adapter_and_leaves_the_base_alone(
+    mode: str, bundled_model: ModelRecord, tmp_path: Path
+) -> None:
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    result = _train(bundled_model, tmp_path, mode)
+    assert result.steps == 4
+    # The base checkpoint on disk is untouched.
+    assert sha256_tree(bundled_model.path, frozenset({METADATA_FILE})) == (
+        bundled_model.checkpoint_sha256
+    )
+    # LoRA starts with B = 0: trained B weights are no longer zero.
+    weights = load_file(str(result.paths.adapter / "adapter_model.safetensors"))
+    lora_b = [w for k, w in weights.items() if "lora_B" in k]
+    assert lora_b and all(np.abs(w).max() > 0 for w in lora_b)
+    assert not (result.paths.adapter / "training_args.bin").exists()  # no pickles
+    log = [json.loads(line) for line in result.paths.log.read_text().splitlines()]
+    assert [e["step"] for e in log if "eval_loss" in e] == [2, 4]
+    assert result.best_eval_loss == min(e["eval_loss"] for e in log if "eval_loss" in e)
+    model = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(bundled_model.path), result.paths.adapter
+    )
+    assert model.active_adapter == "default"
+
+
+def test_early_stopping_stops_a_run_whose_validation_loss_rises(
+    bundled_model: ModelRecord, tmp_path: Path
+) -> None:
+    result = _train(
+        bundled_model,
+        tmp_path,
+        "instruct",
+        learning_rate=0.05,
+        max_steps=20,
+        patience=1,
+        lr_scheduler_type="constant",
+    )
+    log = [json.loads(line) for line in result.paths.log.read_text().splitlines()]
+    evals = [e["eval_loss"] for e in log if "eval_loss" in e]
+    assert result.stopped_early
+    assert result.steps < 20
+    assert evals[-1] > min(evals)  # it stopped because the loss rose
+    assert result.best_eval_loss == min(evals)  # and kept the best checkpoint
+
+
+def test_resume_ends_where_an_uninterrupted_run_ends(
+    bundled_model: ModelRecord, tmp_path: Path
+) -> None:
+    from transformers import TrainerCallback
+
+    whole = _train(bundled_model, tmp_path, "sft", name="whole", max_steps=6)
+
+    class Crash(TrainerCallback):  # type: ignore[misc]
+        def on_step_begin(self, args: Any, state: Any, control: Any, **_: Any) -> None:
+            if state.global_step == 4:
+                raise KeyboardInterrupt
+
+    config = build_config(json.loads(json.dumps(_config_of(whole))))
+    store = ModelStore(bundled_model.path.parent)
+    paths = RunPaths(tmp_path / "interrupted")
+    with pytest.raises(KeyboardInterrupt):
+        run_training(config, paths, store, bundled_model.name, 16, extra_callbacks=[Crash()])
+    assert not paths.adapter.exists()
+    resumed = run_training(config, paths, store, bundled_model.name, 16, resume=True)
+    assert resumed.steps == 6
+    assert resumed.best_eval_loss == pytest.approx(whole.best_eval_loss, rel=1e-5)
+    a = load_file(str(whole.paths.adapter / "adapter_model.safetensors"))
+    b = load_file(str(resumed.paths.adapter / "adapter_model.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-4, atol=1e-6)
+
+
+def _config_of(result: TrainResult) -> dict[str, Any]:
+    import yaml
+
+    loaded: dict[str, Any] = yaml.safe_load(result.paths.config.read_text())
+    return loaded
+
+
+def test_resume_without_a_checkpoint_is_refused(bundled_model: ModelRecord, tmp_path: Path) -> None:
+    config = build_config(
+        {"domain": "coffee-shop", "data": str(_data(tmp_path, "sft")), "mode": "sft"}
+    )
+    with pytest.raises(ConfigError, match="no checkpoint to resume from"):
+        run_training(
+            config,
+            RunPaths(tmp_path / "fresh"),
+            ModelStore(bundled_model.path.parent),
+            bundled_model.name,
+            16,
+            resume=True,
+        )
+
+
+def test_evaluate_then_publish_fills_the_manifest(
+    bundled_model: ModelRecord, tmp_path: Path
+) -> None:
+    result = _train(bundled_model, tmp_path, "sft", max_steps=6, learning_rate=1e-3)
+    store = ModelStore(bundled_model.path.parent)
+    metrics = evaluate_run(result.paths, store, samples=2)
+    assert set(metrics["adapter"]) == {"loss", "perplexity", "exact_match"}
+    assert 0.0 <= metrics["adapter"]["exact_match"] <= 1.0
+    for name in ("metrics.json", "report.md", "curves.png"):
+        assert (result.paths.root / name).is_file()
+    assert "| adapter |" in (result.paths.root / "report.md").read_text()
+    registry = AdapterRegistry(tmp_path / "adapters", store, 16)
+    if not metrics["better_than_base"]:
+        with pytest.raises(ConfigError, match="worse than the base model"):
+            publish_run(result.paths, registry)
+    manifest = publish_run(result.paths, registry, promote=True, force=True)
+    assert manifest.ref == "coffee-shop@v1"
+    assert manifest.dataset_sha256 == sha256_tree(result.paths.data)
+    assert manifest.metrics["adapter"]["loss"] == metrics["adapter"]["loss"]
+    assert manifest.training["mode"] == "sft"
+    assert manifest.base_model.checkpoint_sha256 == bundled_model.checkpoint_sha256
+    assert registry.index("coffee-shop").aliases == {"prod": 1}
+
+
+def test_publishing_an_adapter_worse_than_the_base_needs_force(
+    bundled_model: ModelRecord, tmp_path: Path
+) -> None:
+    result = _train(bundled_model, tmp_path, "instruct", max_steps=2)
+    store = ModelStore(bundled_model.path.parent)
+    metrics = {"adapter": {"loss": 3.0}, "base": {"loss": 2.0}, "better_than_base": False}
+    (result.paths.root / "metrics.json").write_text(json.dumps(metrics))
+    registry = AdapterRegistry(tmp_path / "adapters", store, 16)
+    with pytest.raises(ConfigError, match=r"loss 3\.0000 vs 2\.0000.*--force"):
+        publish_run(result.paths, registry)
+    assert registry.domains() == []
+    assert publish_run(result.paths, registry, force=True).version == 1

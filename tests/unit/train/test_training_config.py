@@ -1,0 +1,124 @@
+"""Training configs, and every refusal before training starts."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lorastack.models import ModelRecord
+from lorastack.train.config import ConfigError, build_config, load_config
+from lorastack.train.trainer import preflight, to_examples
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def _config(**fields: object) -> object:
+    return build_config({"domain": "coffee-shop", "data": "/data", **fields})
+
+
+def test_yaml_fields_and_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text(
+        "domain: coffee-shop\ndata: prepared/\nmode: sft\n"
+        "lora: {r: 8}\ntraining: {learning_rate: 1.0e-4, max_steps: 50}\n"
+    )
+    config = load_config(path, {"training": {"max_steps": 3}, "system_prompt": "Be kind."})
+    assert config.mode == "sft"
+    assert config.lora_fields()["r"] == 8
+    assert config.lora_fields()["target_modules"] == "all-linear"  # our default kept
+    assert config.training_fields()["learning_rate"] == 1.0e-4
+    assert config.training_fields()["max_steps"] == 3
+    assert config.system_prompt == "Be kind."
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"mode": "chat"}, "mode must be one of pretrain, sft, instruct"),
+        ({"domain": "../x"}, "not a plain name"),
+        ({"learning_rate": 1}, "unknown field(s) learning_rate"),
+        ({"early_stopping_patience": 0}, "at least 1"),
+    ],
+)
+def test_bad_configs_are_refused(fields: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        _config(**fields)
+
+
+def test_required_fields(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="`data` is required"):
+        build_config({"domain": "coffee-shop"})
+    path = tmp_path / "bad.yaml"
+    path.write_text("- not a mapping")
+    with pytest.raises(ConfigError, match="must be a YAML mapping"):
+        load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"lora": {"modules_to_save": ["lm_head"]}}, "modules_to_save is set"),
+        ({"lora": {"r": 64}}, "LoRA rank 64 is above the maximum 16"),
+        ({"lora": {"target_modules": ["q_proj", "nope_proj"]}}, "nope_proj do not exist"),
+        ({"lora": {"use_dora": True}}, "use_dora is true"),
+        ({"lora": {"trainable_token_indices": [1, 2]}}, "changes the embeddings"),
+        ({"training": {"chat_template_path": "x.jinja"}}, "changes the tokenizer"),
+    ],
+)
+def test_unservable_adapters_are_refused_before_training(
+    fields: dict[str, object], message: str, fake_base: ModelRecord
+) -> None:
+    config = _config(mode="sft", **fields)
+    with pytest.raises(ConfigError, match="refusing to train") as raised:
+        preflight(config, fake_base, max_rank=16)  # type: ignore[arg-type]
+    assert message in str(raised.value)
+
+
+def test_instruct_needs_a_chat_template(fake_base: ModelRecord) -> None:
+    with pytest.raises(ConfigError, match="has no chat template"):
+        preflight(_config(mode="instruct"), fake_base, 16)  # type: ignore[arg-type]
+    (fake_base.path / "tokenizer_config.json").write_text(json.dumps({"chat_template": "{{x}}"}))
+    preflight(_config(mode="instruct"), fake_base, 16)  # type: ignore[arg-type]
+
+
+def test_instruct_examples_put_the_loss_on_each_assistant_turn() -> None:
+    record = {
+        "messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": "hello!"},
+            {"role": "user", "content": "beans?"},
+            {"role": "assistant", "content": "plenty!"},
+        ]
+    }
+    examples = to_examples([record], "instruct", system_prompt="Be warm.")
+    assert len(examples) == 2
+    assert examples[0]["prompt"] == [
+        {"role": "system", "content": "Be warm."},
+        {"role": "user", "content": "hi"},
+    ]
+    assert examples[0]["completion"] == [{"role": "assistant", "content": "hello!"}]
+    assert [m["content"] for m in examples[1]["prompt"]] == ["Be warm.", "hi", "hello!", "beans?"]
+    assert examples[1]["completion"] == [{"role": "assistant", "content": "plenty!"}]
+
+
+@pytest.mark.parametrize(
+    ("mode", "record", "message"),
+    [
+        ("instruct", {"text": "x"}, "instruct mode needs chat records"),
+        ("sft", {"messages": []}, "sft mode needs prompt/completion"),
+        ("pretrain", {"prompt": "a", "completion": "b"}, "pretrain mode needs text"),
+    ],
+)
+def test_mode_and_data_must_match(mode: str, record: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        to_examples([record], mode)
+
+
+def test_every_shipped_training_config_parses() -> None:
+    configs = sorted((ROOT / "examples" / "train").glob("*.yaml"))
+    assert {p.stem for p in configs} >= {"pretrain", "sft", "instruct"}
+    for path in configs:
+        first = path.read_text().splitlines()[0]
+        assert first.startswith("# lorastack train --config"), path
+        config = load_config(path)
+        assert config.mode == path.stem

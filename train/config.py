@@ -1,0 +1,135 @@
+"""A training run's configuration: our fields, plus TRL's SFTConfig and PEFT's LoraConfig.
+
+The YAML has three parts: lorastack's own fields at the top (domain, mode,
+data, base model, brand voice, early stopping), `lora:` with any PEFT
+`LoraConfig` field and `training:` with any TRL `SFTConfig` field, passed
+through unchanged so every TRL and PEFT option works without being copied.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from lorastack.errors import LorastackError
+from lorastack.manifest import check_name
+
+Mode = Literal["pretrain", "sft", "instruct"]
+MODES: tuple[Mode, ...] = ("pretrain", "sft", "instruct")
+
+
+class ConfigError(LorastackError):
+    """A training configuration is invalid, or would produce an adapter vLLM cannot serve."""
+
+
+# Defaults that worked for brand-voice chat on a 135M model (5 epochs, lr 5e-4, cosine,
+# loss on the reply only): see the training guide. TRL's own defaults otherwise.
+DEFAULT_LORA: dict[str, Any] = {
+    "r": 16,
+    "lora_alpha": 32,
+    "lora_dropout": 0.05,
+    "target_modules": "all-linear",
+}
+DEFAULT_TRAINING: dict[str, Any] = {
+    "num_train_epochs": 5,
+    "learning_rate": 5e-4,
+    "lr_scheduler_type": "cosine",
+    "warmup_steps": 0,
+    "per_device_train_batch_size": 8,
+    "per_device_eval_batch_size": 8,
+    "gradient_accumulation_steps": 1,
+    "max_length": 512,
+    "logging_steps": 5,
+    "eval_steps": 10,
+    "save_steps": 10,
+    "save_total_limit": 2,
+    "seed": 42,
+}
+
+
+@dataclass
+class TrainConfig:
+    """One training run."""
+
+    domain: str
+    """Business domain the adapter is for (its registry name)."""
+    data: Path
+    """A prepared dataset folder (train/validation/test.jsonl) or a raw data file."""
+    mode: Mode = "instruct"
+    """pretrain: loss on all tokens; sft: on the completion; instruct: on assistant turns."""
+    base_model: str | None = None
+    """A name from `lorastack model list` (default: the settings' base model)."""
+    display_name: str | None = None
+    description: str = ""
+    system_prompt: str = ""
+    """The brand voice, added to chat examples that have none and to the manifest."""
+    early_stopping_patience: int = 3
+    """Evaluations without improvement of validation loss before training stops."""
+    early_stopping_threshold: float = 0.0
+    lora: dict[str, Any] = field(default_factory=dict)
+    """PEFT LoraConfig fields (over DEFAULT_LORA)."""
+    training: dict[str, Any] = field(default_factory=dict)
+    """TRL SFTConfig fields (over DEFAULT_TRAINING)."""
+
+    def __post_init__(self) -> None:
+        try:
+            check_name(self.domain)
+        except LorastackError as error:
+            raise ConfigError(str(error)) from None
+        if self.mode not in MODES:
+            raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.early_stopping_patience < 1:
+            raise ConfigError("early_stopping_patience must be at least 1")
+        self.data = Path(self.data)
+
+    def lora_fields(self) -> dict[str, Any]:
+        return {**DEFAULT_LORA, **self.lora}
+
+    def training_fields(self) -> dict[str, Any]:
+        return {**DEFAULT_TRAINING, **self.training}
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["data"] = str(self.data)
+        data["lora"] = self.lora_fields()
+        data["training"] = self.training_fields()
+        return data
+
+
+def load_config(path: Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Read a YAML config; `overrides` (from command-line flags) win over the file."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError as error:
+        raise ConfigError(f"cannot read {path}: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path} is not valid YAML: {error}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the config must be a YAML mapping")
+    return build_config(raw, overrides, source=str(path))
+
+
+def build_config(
+    raw: dict[str, Any], overrides: dict[str, Any] | None = None, source: str = "config"
+) -> TrainConfig:
+    merged = dict(raw)
+    for key, value in (overrides or {}).items():
+        if key in ("lora", "training"):
+            merged[key] = {**(merged.get(key) or {}), **value}
+        elif value is not None:
+            merged[key] = value
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(merged) - known)
+    if unknown:
+        raise ConfigError(f"{source}: unknown field(s) {', '.join(unknown)}")
+    for required in ("domain", "data"):
+        if not merged.get(required):
+            raise ConfigError(f"{source}: `{required}` is required")
+    try:
+        return TrainConfig(**merged)
+    except TypeError as error:
+        raise ConfigError(f"{source}: {error}") from None

@@ -1,0 +1,374 @@
+"""Fine-tune a LoRA adapter with TRL's SFTTrainer, in one of three modes.
+
+- `pretrain`: plain domain text, loss on every token.
+- `sft`: prompt to completion, loss on the completion only.
+- `instruct`: chat, loss on assistant turns only. Each assistant turn becomes a
+  conversational prompt/completion example (the turns before it are the
+  prompt), so the base model's own chat template renders it and TRL's
+  completion-only loss applies, with no template changes.
+
+Before any weights move, the configuration is checked with the same rules the
+registry applies to published adapters, so a run never produces an adapter
+vLLM cannot serve. A run lives in one folder: its resolved config, its data,
+checkpoints, a JSONL log and the best adapter.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lorastack.errors import AdapterInvalid
+from lorastack.models import ModelRecord, ModelStore
+from lorastack.progress import NullProgress, Progress
+from lorastack.tensors import checkpoint_module_names
+from lorastack.train.config import ConfigError, TrainConfig, build_config
+from lorastack.validation import (
+    ValidatedAdapter,
+    check_lora_options,
+    check_targets,
+    validate_adapter,
+)
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def adapter(self) -> Path:
+        return self.root / "adapter"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "log.jsonl"
+
+    @property
+    def result(self) -> Path:
+        return self.root / "train_result.json"
+
+
+@dataclass
+class TrainResult:
+    paths: RunPaths
+    adapter: ValidatedAdapter
+    steps: int
+    best_eval_loss: float | None
+    stopped_early: bool
+    seconds: float
+
+
+# -- checks before training --------------------------------------------------
+
+
+def preflight(config: TrainConfig, base: ModelRecord, max_rank: int) -> None:
+    """Refuse a configuration whose adapter vLLM could not serve, naming the reason."""
+    lora = config.lora_fields()
+    if lora.get("trainable_token_indices"):
+        raise ConfigError(
+            "refusing to train: trainable_token_indices changes the embeddings, which a "
+            "served LoRA adapter cannot carry"
+        )
+    as_saved = {"peft_type": "LORA", "bias": "none", **lora}
+    try:
+        spec = check_lora_options(as_saved, max_rank)
+        check_targets(spec, checkpoint_module_names(base.path), base)
+    except AdapterInvalid as error:
+        raise ConfigError(f"refusing to train: {error}") from None
+    training = config.training_fields()
+    for key in ("chat_template_path", "eos_token", "pad_token"):
+        if training.get(key):
+            raise ConfigError(
+                f"refusing to train: {key} changes the tokenizer, and vLLM serves the adapter "
+                "with the base model's tokenizer"
+            )
+    if config.mode == "instruct" and not _has_chat_template(base.path):
+        raise ConfigError(
+            f"refusing to train: base model {base.name} has no chat template, so instruct "
+            "mode would have to add one (a tokenizer change); use sft or pretrain mode"
+        )
+
+
+def _has_chat_template(checkpoint: Path) -> bool:
+    if (checkpoint / "chat_template.jinja").is_file():
+        return True
+    config = checkpoint / "tokenizer_config.json"
+    return config.is_file() and bool(json.loads(config.read_text()).get("chat_template"))
+
+
+# -- data --------------------------------------------------------------------
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    with path.open(encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def _instruct_examples(record: dict[str, Any], system_prompt: str) -> Iterable[dict[str, Any]]:
+    messages = record.get("messages")
+    if not isinstance(messages, list):
+        raise ConfigError("instruct mode needs chat records (`messages`)")
+    if system_prompt and (not messages or messages[0].get("role") != "system"):
+        messages = [{"role": "system", "content": system_prompt}, *messages]
+    for index, message in enumerate(messages):
+        if message.get("role") == "assistant" and index > 0:
+            yield {"prompt": messages[:index], "completion": [message]}
+
+
+def to_examples(
+    records: list[dict[str, Any]], mode: str, system_prompt: str = ""
+) -> list[dict[str, Any]]:
+    """Turn prepared records into the examples TRL trains on for this mode."""
+    examples: list[dict[str, Any]] = []
+    for record in records:
+        if mode == "instruct":
+            examples.extend(_instruct_examples(record, system_prompt))
+        elif mode == "sft":
+            if "prompt" not in record or "completion" not in record:
+                raise ConfigError("sft mode needs prompt/completion records")
+            examples.append({"prompt": record["prompt"], "completion": record["completion"]})
+        else:
+            if not isinstance(record.get("text"), str):
+                raise ConfigError("pretrain mode needs text records (`text`)")
+            examples.append({"text": record["text"]})
+    return examples
+
+
+def load_splits(folder: Path) -> dict[str, list[dict[str, Any]]]:
+    missing = [s for s in SPLITS if not (folder / f"{s}.jsonl").is_file()]
+    if missing:
+        raise ConfigError(
+            f"{folder} is not a prepared dataset (missing {', '.join(missing)}.jsonl); "
+            "run `lorastack data prepare` or pass a data file"
+        )
+    return {split: read_jsonl(folder / f"{split}.jsonl") for split in SPLITS}
+
+
+# -- training ------------------------------------------------------------------
+
+
+def new_run_dir(runs_dir: Path, domain: str) -> RunPaths:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    root = runs_dir / f"{domain}-{stamp}"
+    suffix = 1
+    while root.exists():
+        suffix += 1
+        root = runs_dir / f"{domain}-{stamp}-{suffix}"
+    return RunPaths(root)
+
+
+def latest_run(runs_dir: Path, domain: str) -> RunPaths:
+    runs = sorted(
+        (p for p in runs_dir.glob(f"{domain}-*") if (p / "config.yaml").is_file()),
+        key=lambda p: p.stat().st_mtime,
+    )
+    if not runs:
+        raise ConfigError(f"no earlier run of {domain} to resume under {runs_dir}")
+    return RunPaths(runs[-1])
+
+
+def load_run_config(paths: RunPaths) -> TrainConfig:
+    raw = yaml.safe_load(paths.config.read_text(encoding="utf-8"))
+    return build_config(raw, source=str(paths.config))
+
+
+def _device_options() -> dict[str, Any]:
+    import torch
+
+    if torch.cuda.is_available():
+        return {"use_cpu": False, "bf16": torch.cuda.is_bf16_supported()}
+    return {"use_cpu": True, "bf16": False}
+
+
+def _sft_config(config: TrainConfig, paths: RunPaths) -> Any:
+    from trl.trainer.sft_config import SFTConfig
+
+    fields = config.training_fields()
+    eval_steps = int(fields.get("eval_steps") or 10)
+    if int(fields.get("save_steps") or eval_steps) % eval_steps:
+        fields["save_steps"] = eval_steps  # the best checkpoint must be an evaluated one
+    options: dict[str, Any] = {
+        "eval_strategy": "steps",
+        "save_strategy": "steps",
+        "load_best_model_at_end": True,
+        "metric_for_best_model": "eval_loss",
+        "greater_is_better": False,
+        "report_to": "none",
+        "disable_tqdm": True,  # lorastack draws its own progress bar
+        **_device_options(),
+        **fields,
+        "output_dir": str(paths.checkpoints),
+    }
+    if config.mode == "pretrain":
+        options.setdefault("dataset_text_field", "text")
+    else:
+        options.setdefault("completion_only_loss", True)
+    try:
+        return SFTConfig(**options)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"training: {error}") from None
+
+
+def _lora_config(config: TrainConfig) -> Any:
+    from peft import LoraConfig
+
+    try:
+        return LoraConfig(task_type="CAUSAL_LM", **config.lora_fields())
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"lora: {error}") from None
+
+
+def _callbacks(config: TrainConfig, paths: RunPaths, progress: Progress) -> list[Any]:
+    from transformers import EarlyStoppingCallback, TrainerCallback
+
+    class RunLog(TrainerCallback):
+        """Every logged metric as one JSON line; progress as a bar."""
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **_: Any) -> None:
+            progress.step(f"training {config.domain} ({config.mode})", total=state.max_steps)
+            progress.advance(state.global_step)
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **_: Any) -> None:
+            progress.advance(1)
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **_: Any) -> None:
+            entry = {"step": state.global_step, "epoch": state.epoch, **(logs or {})}
+            with paths.log.open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps(entry) + "\n")
+
+    return [
+        RunLog(),
+        EarlyStoppingCallback(
+            early_stopping_patience=config.early_stopping_patience,
+            early_stopping_threshold=config.early_stopping_threshold,
+        ),
+    ]
+
+
+def build_trainer(
+    config: TrainConfig,
+    base: ModelRecord,
+    paths: RunPaths,
+    progress: Progress,
+    extra_callbacks: list[Any] | None = None,
+) -> Any:
+    import datasets
+    import transformers
+    from trl.trainer.sft_trainer import SFTTrainer
+
+    # One progress bar (ours) instead of a dozen from the libraries underneath.
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    splits = load_splits(paths.data)
+    train = to_examples(splits["train"], config.mode, config.system_prompt)
+    validation = to_examples(splits["validation"], config.mode, config.system_prompt)
+    if not train or not validation:
+        raise ConfigError("the train and validation splits must both hold examples")
+    trainer = SFTTrainer(
+        model=str(base.path),
+        args=_sft_config(config, paths),
+        train_dataset=datasets.Dataset.from_list(train),
+        eval_dataset=datasets.Dataset.from_list(validation),
+        peft_config=_lora_config(config),
+        callbacks=[*_callbacks(config, paths, progress), *(extra_callbacks or [])],
+    )
+    trainer.remove_callback(transformers.PrinterCallback)  # metrics go to log.jsonl
+    return trainer
+
+
+def prepare_run(
+    config: TrainConfig, paths: RunPaths, store: ModelStore, default_base: str, max_rank: int
+) -> ModelRecord:
+    """Check the config, then lay out the run folder: resolved config and data."""
+    if config.base_model is None:
+        config.base_model = default_base
+    base = store.get(config.base_model)
+    preflight(config, base, max_rank)
+    paths.root.mkdir(parents=True, exist_ok=True)
+    if not paths.data.exists():
+        if not config.data.is_dir():
+            raise ConfigError(
+                f"{config.data} is not a prepared dataset folder; run `lorastack data prepare`"
+            )
+        shutil.copytree(config.data, paths.data)
+    paths.config.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
+    return base
+
+
+def run_training(
+    config: TrainConfig,
+    paths: RunPaths,
+    store: ModelStore,
+    default_base: str,
+    max_rank: int,
+    *,
+    resume: bool = False,
+    progress: Progress | None = None,
+    extra_callbacks: list[Any] | None = None,
+) -> TrainResult:
+    """Train (or resume) one run; returns the validated best adapter."""
+    progress = progress or NullProgress()
+    started = time.monotonic()
+    base = prepare_run(config, paths, store, default_base, max_rank)
+    checkpoint: bool | str = False
+    if resume:
+        if not any(paths.checkpoints.glob("checkpoint-*")):
+            raise ConfigError(f"{paths.root} has no checkpoint to resume from")
+        checkpoint = True
+    trainer = build_trainer(config, base, paths, progress, extra_callbacks)
+    trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.save_model(str(paths.adapter))
+    # save_model adds the training arguments as a pickle; an adapter folder holds data only.
+    (paths.adapter / "training_args.bin").unlink(missing_ok=True)
+    state = trainer.state
+    try:
+        adapter = validate_adapter(paths.adapter, store, max_rank, base_model=base.name)
+    except AdapterInvalid as error:  # a bug, not a user mistake: say so plainly
+        raise ConfigError(f"the trained adapter failed validation: {error}") from None
+    max_steps = state.max_steps
+    result = TrainResult(
+        paths=paths,
+        adapter=adapter,
+        steps=state.global_step,
+        best_eval_loss=state.best_metric,
+        stopped_early=state.global_step < max_steps,
+        seconds=time.monotonic() - started,
+    )
+    paths.result.write_text(
+        json.dumps(
+            {
+                "steps": result.steps,
+                "max_steps": max_steps,
+                "best_eval_loss": result.best_eval_loss,
+                "best_checkpoint": state.best_model_checkpoint,
+                "stopped_early": result.stopped_early,
+                "seconds": round(result.seconds, 1),
+            },
+            indent=2,
+        )
+    )
+    return result
