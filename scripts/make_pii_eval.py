@@ -1092,7 +1092,7 @@ def to_line(e: Example) -> str:
 
 
 def main() -> None:
-    examples = build(random.Random(SEED))  # noqa: S311 - fixed seed for reproducible data
+    examples = build(random.Random(SEED))
     check(examples)
     OUT_PATH.parent.mkdir(parents=True, exist_ok=True)
     OUT_PATH.write_text(

@@ -63,20 +63,56 @@ def _first_line(text: str) -> str:
     return text.strip().split("\n", 1)[0].strip().casefold()
 
 
+def eval_trainer(
+    model: Any,
+    tokenizer: Any,
+    examples: list[dict[str, Any]],
+    mode: str,
+    scratch: Path,
+    batch_size: int = 8,
+    max_length: int = 512,
+) -> Any:
+    """A trainer that only evaluates, with the same masking as training in this mode."""
+    import datasets
+    import torch
+    import transformers
+    from trl.trainer.sft_config import SFTConfig
+    from trl.trainer.sft_trainer import SFTTrainer
+
+    datasets.disable_progress_bars()
+    args = SFTConfig(
+        output_dir=str(scratch),
+        report_to="none",
+        disable_tqdm=True,
+        use_cpu=not torch.cuda.is_available(),
+        per_device_eval_batch_size=batch_size,
+        max_length=max_length,
+        **(
+            {"dataset_text_field": "text"} if mode == "pretrain" else {"completion_only_loss": True}
+        ),
+    )
+    examples_set = datasets.Dataset.from_list(examples)
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=examples_set,  # required by TRL; nothing is trained here
+        eval_dataset=examples_set,
+        processing_class=tokenizer,
+    )
+    trainer.remove_callback(transformers.PrinterCallback)
+    return trainer
+
+
 def evaluate_run(
     paths: RunPaths, store: ModelStore, samples: int = 5, progress: Progress | None = None
 ) -> dict[str, Any]:
     """Measure base and adapter on the run's test split; write the run's reports."""
-    import datasets
     import torch
     import transformers
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from trl.trainer.sft_config import SFTConfig
-    from trl.trainer.sft_trainer import SFTTrainer
 
     progress = progress or NullProgress()
-    datasets.disable_progress_bars()
     transformers.utils.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     if not (paths.adapter / "adapter_model.safetensors").is_file():
         raise ConfigError(f"{paths.root} has no trained adapter; run `lorastack train` first")
@@ -94,28 +130,15 @@ def evaluate_run(
     model.eval()
     fields = config.training_fields()
     with tempfile.TemporaryDirectory() as scratch:
-        args = SFTConfig(
-            output_dir=scratch,
-            report_to="none",
-            disable_tqdm=True,
-            use_cpu=not torch.cuda.is_available(),
-            per_device_eval_batch_size=int(fields.get("per_device_eval_batch_size", 8)),
-            max_length=fields.get("max_length", 512),
-            **(
-                {"dataset_text_field": "text"}
-                if config.mode == "pretrain"
-                else {"completion_only_loss": True}
-            ),
+        trainer = eval_trainer(
+            model,
+            tokenizer,
+            test,
+            config.mode,
+            Path(scratch),
+            batch_size=int(fields.get("per_device_eval_batch_size", 8)),
+            max_length=int(fields.get("max_length", 512)),
         )
-        test_set = datasets.Dataset.from_list(test)
-        trainer = SFTTrainer(
-            model=model,
-            args=args,
-            train_dataset=test_set,  # required by TRL; nothing is trained here
-            eval_dataset=test_set,
-            processing_class=tokenizer,
-        )
-        trainer.remove_callback(transformers.PrinterCallback)
         adapter_loss = float(trainer.evaluate()["eval_loss"])
         with model.disable_adapter():
             base_loss = float(trainer.evaluate()["eval_loss"])

@@ -158,13 +158,17 @@ def to_examples(
     return examples
 
 
-def load_splits(folder: Path) -> dict[str, list[dict[str, Any]]]:
+def check_prepared(folder: Path) -> None:
     missing = [s for s in SPLITS if not (folder / f"{s}.jsonl").is_file()]
     if missing:
         raise ConfigError(
             f"{folder} is not a prepared dataset (missing {', '.join(missing)}.jsonl); "
-            "run `lorastack data prepare` or pass a data file"
+            "run `lorastack data prepare` first"
         )
+
+
+def load_splits(folder: Path) -> dict[str, list[dict[str, Any]]]:
+    check_prepared(folder)
     return {split: read_jsonl(folder / f"{split}.jsonl") for split in SPLITS}
 
 
@@ -308,13 +312,14 @@ def prepare_run(
         config.base_model = default_base
     base = store.get(config.base_model)
     preflight(config, base, max_rank)
+    if not paths.data.exists():
+        check_prepared(config.data)
     paths.root.mkdir(parents=True, exist_ok=True)
     if not paths.data.exists():
-        if not config.data.is_dir():
-            raise ConfigError(
-                f"{config.data} is not a prepared dataset folder; run `lorastack data prepare`"
-            )
-        shutil.copytree(config.data, paths.data)
+        # Only the splits: the run keeps its own copy, so its dataset hash stays true.
+        paths.data.mkdir()
+        for split in SPLITS:
+            shutil.copyfile(config.data / f"{split}.jsonl", paths.data / f"{split}.jsonl")
     paths.config.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
     return base
 

@@ -56,3 +56,27 @@ def add(
     with RichProgress(err) as progress:
         record = model_store().add(path, name, progress)
     out.print(f"registered {record.name}: {record.path}")
+
+
+@app.command()
+def compare(
+    models: Annotated[list[str], typer.Argument(help="Two or more base model names.")],
+    data: Annotated[Path, typer.Option(help="Prepared dataset folder (its validation split).")],
+    mode: Annotated[str, typer.Option(help="pretrain, sft or instruct.")] = "instruct",
+    samples: Annotated[int, typer.Option(min=1, help="Examples to score each model on.")] = 64,
+) -> None:
+    """Rank base models by loss and perplexity on a sample of your task."""
+    from lorastack.train.compare import compare_models
+
+    with RichProgress(err) as progress:
+        ranked = compare_models(models, data, mode, model_store(), samples, progress=progress)
+    table = Table("rank", "model", "loss", "perplexity", "examples")
+    for rank, candidate in enumerate(ranked, start=1):
+        table.add_row(
+            str(rank),
+            candidate.name,
+            f"{candidate.loss:.4f}",
+            f"{candidate.perplexity:.2f}",
+            str(candidate.examples),
+        )
+    out.print(table)

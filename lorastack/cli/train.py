@@ -11,6 +11,7 @@ from lorastack.cli.context import err, model_store, out, print_json, registry, s
 from lorastack.progress import RichProgress
 from lorastack.train.config import MODES, ConfigError, build_config, load_config
 from lorastack.train.evaluate import evaluate_run, publish_run, run_from
+from lorastack.train.search import search
 from lorastack.train.trainer import RunPaths, latest_run, load_run_config, new_run_dir, run_training
 
 
@@ -29,6 +30,13 @@ def train(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the domain's last run from its checkpoint.")
     ] = False,
+    search_trials: Annotated[
+        int | None,
+        typer.Option("--search", min=1, help="Try N hyper-parameter sets; keep the best."),
+    ] = None,
+    search_budget_s: Annotated[
+        float | None, typer.Option(min=1, help="Stop starting new trials after this long.")
+    ] = None,
 ) -> None:
     """Fine-tune a LoRA adapter; prints the run folder last."""
     config_settings = settings()
@@ -61,16 +69,30 @@ def train(
         paths = RunPaths(runs / run_name) if run_name else new_run_dir(runs, config.domain)
         if paths.config.exists():
             raise ConfigError(f"{paths.root} already exists; pick another --run-name or --resume")
+    if search_trials is not None and resume:
+        raise ConfigError("--search and --resume cannot be combined")
     with RichProgress(err) as progress:
-        result = run_training(
-            config,
-            paths,
-            model_store(),
-            config_settings.base_model,
-            config_settings.max_lora_rank,
-            resume=resume,
-            progress=progress,
-        )
+        if search_trials is not None:
+            result = search(
+                config,
+                paths,
+                model_store(),
+                config_settings.base_model,
+                config_settings.max_lora_rank,
+                search_trials,
+                search_budget_s,
+                progress,
+            )
+        else:
+            result = run_training(
+                config,
+                paths,
+                model_store(),
+                config_settings.base_model,
+                config_settings.max_lora_rank,
+                resume=resume,
+                progress=progress,
+            )
     stopped = " (stopped early)" if result.stopped_early else ""
     err.print(
         f"{result.steps} steps in {result.seconds:.0f} s{stopped}; best validation loss "

@@ -247,3 +247,106 @@ def test_publishing_an_adapter_worse_than_the_base_needs_force(
         publish_run(result.paths, registry)
     assert registry.domains() == []
     assert publish_run(result.paths, registry, force=True).version == 1
+
+
+def test_search_keeps_the_best_trial(bundled_model: ModelRecord, tmp_path: Path) -> None:
+    from lorastack.train.search import search
+
+    config = build_config(
+        {
+            "domain": "coffee-shop",
+            "data": str(_data(tmp_path, "sft")),
+            "mode": "sft",
+            "training": {
+                "max_steps": 2,
+                "eval_steps": 1,
+                "save_steps": 1,
+                "per_device_train_batch_size": 2,
+                "max_length": 96,
+            },
+        }
+    )
+    paths = RunPaths(tmp_path / "search")
+    result = search(
+        config, paths, ModelStore(bundled_model.path.parent), bundled_model.name, 16, trials=2
+    )
+    summary = json.loads((paths.root / "search.json").read_text())
+    losses = [t["best_eval_loss"] for t in summary["trials"]]
+    assert len(losses) == 2
+    assert result.best_eval_loss == min(losses)
+    assert summary["best"] == summary["trials"][losses.index(min(losses))]["trial"]
+    assert (paths.adapter / "adapter_model.safetensors").is_file()
+    best_config = (paths.root / "trials" / summary["best"] / "config.yaml").read_text()
+    assert paths.config.read_text() == best_config
+
+
+def test_compare_ranks_base_models_on_the_same_sample(
+    bundled_model: ModelRecord, tmp_path: Path
+) -> None:
+    import shutil
+
+    from lorastack.train.compare import compare_models
+
+    copy = tmp_path / "copy"
+    shutil.copytree(bundled_model.path, copy)
+    store = ModelStore(tmp_path / "models")
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / bundled_model.name).symlink_to(bundled_model.path)
+    store.add(copy, "smollm2-copy")
+    ranked = compare_models(
+        [bundled_model.name, "smollm2-copy"],
+        _data(tmp_path, "instruct"),
+        "instruct",
+        store,
+        samples=2,
+    )
+    assert {c.name for c in ranked} == {bundled_model.name, "smollm2-copy"}
+    assert ranked[0].loss == pytest.approx(ranked[1].loss)  # the same weights, the same sample
+    assert ranked[0].perplexity == pytest.approx(np.exp(ranked[0].loss))
+    with pytest.raises(ConfigError, match="at least two"):
+        compare_models([bundled_model.name], _data(tmp_path, "instruct"), "instruct", store)
+
+
+def test_train_eval_publish_from_the_command_line(
+    bundled_model: ModelRecord, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    home = tmp_path / "home"
+    (home / "models").mkdir(parents=True)
+    (home / "models" / bundled_model.name).symlink_to(bundled_model.path)
+    env = {"LORASTACK_HOME": str(home), "PATH": "", "HF_HUB_OFFLINE": "1"}
+
+    def lorastack(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "lorastack.cli", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+
+    trained = lorastack(
+        "train",
+        "--domain",
+        "ticket-routing",
+        "--data",
+        str(_data(tmp_path, "sft")),
+        "--mode",
+        "sft",
+        "--max-steps",
+        "2",
+    )
+    assert trained.returncode == 0, trained.stderr
+    run = trained.stdout.strip().splitlines()[-1]
+    assert Path(run).parent == home / "runs"
+    evaluated = lorastack("eval", run, "--json")
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert "exact_match" in json.loads(evaluated.stdout)["adapter"]
+    published = lorastack("publish", run, "--force", "--promote")
+    assert published.returncode == 0, published.stderr
+    assert published.stdout.strip().splitlines()[-1] == "ticket-routing@v1"
+    refused = lorastack("train", "--domain", "x", "--data", str(tmp_path), "--mode", "sft")
+    assert refused.returncode == 1
+    assert "not a prepared dataset" in refused.stderr and "Traceback" not in refused.stderr

@@ -35,6 +35,9 @@ def test_vllm_serves_the_base_model_and_a_runtime_loaded_adapter(
     adapter = write_random_lora(bundled_model.path, tmp_path / "trained", seed=0)
     manifest = registry.publish(adapter, "coffee", promote="prod")
     published = registry.version_dir("coffee", manifest.version)
+    trained = _trained_adapter(bundled_model, tmp_path)
+    trained_manifest = registry.publish(trained, "tickets")
+    trained_path = registry.version_dir("tickets", trained_manifest.version)
 
     monkeypatch.setenv("LORASTACK_ENGINE__PORT", str(free_port()))
     settings = load_settings()
@@ -62,3 +65,50 @@ def test_vllm_serves_the_base_model_and_a_runtime_loaded_adapter(
         unloaded = client.post("/v1/unload_lora_adapter", json={"lora_name": "coffee"})
         assert unloaded.status_code == 200, unloaded.text
         assert _chat(client, "coffee").status_code == 404
+
+        # An adapter that `lorastack train` produced loads and answers too.
+        loaded = client.post(
+            "/v1/load_lora_adapter", json={"lora_name": "tickets", "lora_path": str(trained_path)}
+        )
+        assert loaded.status_code == 200, loaded.text
+        answer = _chat(client, "tickets")
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["choices"][0]["message"]["content"]
+
+
+def _trained_adapter(bundled_model: ModelRecord, tmp_path: Path) -> Path:
+    """Two steps of `sft` training with all-linear LoRA: the adapter a user would publish."""
+    import json
+
+    from lorastack.train.config import build_config
+    from lorastack.train.trainer import RunPaths, run_training
+
+    data = tmp_path / "data"
+    data.mkdir()
+    records = [
+        {"prompt": f"Ticket {i}: refund please\nTeam:", "completion": " billing"} for i in range(6)
+    ]
+    for split in ("train", "validation", "test"):
+        (data / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    config = build_config(
+        {
+            "domain": "tickets",
+            "data": str(data),
+            "mode": "sft",
+            "training": {
+                "max_steps": 2,
+                "eval_steps": 1,
+                "save_steps": 1,
+                "max_length": 64,
+                "per_device_train_batch_size": 2,
+            },
+        }
+    )
+    result = run_training(
+        config,
+        RunPaths(tmp_path / "run"),
+        ModelStore(bundled_model.path.parent),
+        bundled_model.name,
+        16,
+    )
+    return result.paths.adapter

@@ -1,0 +1,118 @@
+"""Hyper-parameter search: try N configurations, keep the best by validation loss.
+
+It tunes what matters most for LoRA on small data: learning rate, rank, alpha and
+epochs (the LoRA rank included, which transformers' own search cannot tune).
+Trials are drawn from a grid with the run's seed, each trained in its own folder
+under `trials/`; the search stops at N trials or when the time budget is spent,
+and the best trial's adapter, config and log become the run's own.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import time
+from dataclasses import replace
+from typing import Any
+
+from lorastack.models import ModelStore
+from lorastack.progress import NullProgress, Progress
+from lorastack.train.config import ConfigError, TrainConfig
+from lorastack.train.trainer import RunPaths, TrainResult, prepare_run, run_training
+
+LEARNING_RATES = (1e-4, 2e-4, 5e-4, 1e-3)
+RANKS = (4, 8, 16, 32)
+ALPHA_FACTORS = (1, 2)
+EPOCH_FACTORS = (0.5, 1.0, 1.5)
+
+
+def _candidates(config: TrainConfig, max_rank: int, seed: int) -> list[dict[str, Any]]:
+    training = config.training_fields()
+    epochs = float(training.get("num_train_epochs", 3))
+    grid = [
+        {
+            "learning_rate": lr,
+            "r": r,
+            "lora_alpha": r * factor,
+            "num_train_epochs": max(1.0, round(epochs * scale, 1)),
+        }
+        for lr in LEARNING_RATES
+        for r in RANKS
+        if r <= max_rank
+        for factor in ALPHA_FACTORS
+        for scale in EPOCH_FACTORS
+    ]
+    random.Random(seed).shuffle(grid)
+    return grid
+
+
+def search(
+    config: TrainConfig,
+    paths: RunPaths,
+    store: ModelStore,
+    default_base: str,
+    max_rank: int,
+    trials: int,
+    budget_s: float | None = None,
+    progress: Progress | None = None,
+) -> TrainResult:
+    """Run up to `trials` trainings; the run folder ends up holding the best one."""
+    if trials < 1:
+        raise ConfigError("--search needs at least 1 trial")
+    progress = progress or NullProgress()
+    prepare_run(config, paths, store, default_base, max_rank)  # checks and lays out data
+    seed = int(config.training_fields().get("seed", 42))
+    started = time.monotonic()
+    results: list[tuple[dict[str, Any], TrainResult]] = []
+    for number, choice in enumerate(_candidates(config, max_rank, seed)[:trials], start=1):
+        if budget_s is not None and results and time.monotonic() - started > budget_s:
+            break
+        trial = replace(
+            config,
+            lora={**config.lora, "r": choice["r"], "lora_alpha": choice["lora_alpha"]},
+            training={
+                **config.training,
+                "learning_rate": choice["learning_rate"],
+                "num_train_epochs": choice["num_train_epochs"],
+            },
+        )
+        trial_paths = RunPaths(paths.root / "trials" / f"trial-{number}")
+        trial_paths.root.mkdir(parents=True, exist_ok=True)
+        if not trial_paths.data.exists():
+            shutil.copytree(paths.data, trial_paths.data)
+        progress.step(f"trial {number}/{trials}: {choice}")
+        results.append(
+            (
+                choice,
+                run_training(trial, trial_paths, store, default_base, max_rank, progress=progress),
+            )
+        )
+    scored = [(c, r) for c, r in results if r.best_eval_loss is not None]
+    if not scored:
+        raise ConfigError("no trial produced a validation loss")
+    _, best = min(scored, key=lambda item: float(item[1].best_eval_loss or 0.0))
+    for name in ("adapter", "log.jsonl", "config.yaml", "train_result.json"):
+        source, target = best.paths.root / name, paths.root / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        if source.is_dir():
+            shutil.copytree(source, target)
+        else:
+            shutil.copyfile(source, target)
+    summary = {
+        "best": best.paths.root.name,
+        "trials": [
+            {
+                "trial": r.paths.root.name,
+                **c,
+                "best_eval_loss": r.best_eval_loss,
+                "steps": r.steps,
+                "seconds": round(r.seconds, 1),
+            }
+            for c, r in results
+        ],
+        "seconds": round(time.monotonic() - started, 1),
+    }
+    (paths.root / "search.json").write_text(json.dumps(summary, indent=2))
+    return replace(best, paths=RunPaths(paths.root))
