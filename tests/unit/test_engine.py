@@ -1,4 +1,3 @@
-import socket
 import sys
 import textwrap
 import time
@@ -11,6 +10,7 @@ from lorastack.models import ModelRecord
 from lorastack.serve import engine as engine_module
 from lorastack.serve.engine import EngineLaunch, EngineProcess, build_launch
 from lorastack.settings import load_settings
+from tests.servers import free_port
 
 
 def _flag(argv: list[str], name: str) -> str:
@@ -51,12 +51,6 @@ def test_launch_on_a_gpu_passes_settings_through(
     assert "VLLM_CPU_KVCACHE_SPACE" not in launch.env
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _fake_server(tmp_path: Path, body: str, port: int = 1) -> EngineLaunch:
     script = tmp_path / "server.py"
     script.write_text(textwrap.dedent(body))
@@ -88,7 +82,7 @@ def test_engine_becomes_ready_and_is_stopped_with_its_children(tmp_path: Path) -
         http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Health).serve_forever()
     """
     process = EngineProcess(
-        _fake_server(tmp_path, body, _free_port()), tmp_path / "engine.log", startup_timeout_s=30
+        _fake_server(tmp_path, body, free_port()), tmp_path / "engine.log", startup_timeout_s=30
     )
     with process:
         child_pid = int((tmp_path / "child").read_text())
