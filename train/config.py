@@ -58,7 +58,8 @@ class TrainConfig:
     domain: str
     """Business domain the adapter is for (its registry name)."""
     data: Path
-    """A prepared dataset folder (train/validation/test.jsonl) or a raw data file."""
+    """A prepared dataset folder (train/validation/test.jsonl), or a raw data file that the
+    run prepares first (cleaned, scrubbed of personal data, split)."""
     mode: Mode = "instruct"
     """pretrain: loss on all tokens; sft: on the completion; instruct: on assistant turns."""
     base_model: str | None = None

@@ -16,6 +16,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
+from lorastack.guardrails import Guard
 from lorastack.models import ModelStore
 from lorastack.progress import NullProgress, Progress
 from lorastack.train.config import ConfigError, TrainConfig
@@ -55,13 +56,15 @@ def search(
     max_rank: int,
     trials: int,
     budget_s: float | None = None,
+    scrub: Guard | None = None,
     progress: Progress | None = None,
 ) -> TrainResult:
     """Run up to `trials` trainings; the run folder ends up holding the best one."""
     if trials < 1:
         raise ConfigError("--search needs at least 1 trial")
     progress = progress or NullProgress()
-    prepare_run(config, paths, store, default_base, max_rank)  # checks and lays out data
+    # Checks the config and lays out (or prepares) the data once for every trial.
+    prepare_run(config, paths, store, default_base, max_rank, scrub, progress)
     seed = int(config.training_fields().get("seed", 42))
     started = time.monotonic()
     results: list[tuple[dict[str, Any], TrainResult]] = []

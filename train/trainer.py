@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 
 from lorastack.errors import AdapterInvalid
+from lorastack.guardrails import Guard
 from lorastack.models import ModelRecord, ModelStore
 from lorastack.progress import NullProgress, Progress
 from lorastack.tensors import checkpoint_module_names
@@ -305,17 +306,32 @@ def build_trainer(
 
 
 def prepare_run(
-    config: TrainConfig, paths: RunPaths, store: ModelStore, default_base: str, max_rank: int
+    config: TrainConfig,
+    paths: RunPaths,
+    store: ModelStore,
+    default_base: str,
+    max_rank: int,
+    scrub: Guard | None = None,
+    progress: Progress | None = None,
 ) -> ModelRecord:
-    """Check the config, then lay out the run folder: resolved config and data."""
+    """Check the config, then lay out the run folder: resolved config and data.
+
+    A raw data file is prepared into the run first (cleaned, scrubbed with
+    `scrub`'s input policy, split), with its data report kept beside it.
+    """
     if config.base_model is None:
         config.base_model = default_base
     base = store.get(config.base_model)
     preflight(config, base, max_rank)
-    if not paths.data.exists():
+    if not paths.data.exists() and config.data.is_dir():
         check_prepared(config.data)
     paths.root.mkdir(parents=True, exist_ok=True)
-    if not paths.data.exists():
+    if not paths.data.exists() and not config.data.is_dir():
+        from lorastack.train.data import PrepareOptions, prepare_dataset
+
+        seed = int(config.training_fields().get("seed", 42))
+        prepare_dataset([config.data], PrepareOptions(out=paths.data, seed=seed), scrub, progress)
+    elif not paths.data.exists():
         # Only the splits: the run keeps its own copy, so its dataset hash stays true.
         paths.data.mkdir()
         for split in SPLITS:
@@ -332,13 +348,14 @@ def run_training(
     max_rank: int,
     *,
     resume: bool = False,
+    scrub: Guard | None = None,
     progress: Progress | None = None,
     extra_callbacks: list[Any] | None = None,
 ) -> TrainResult:
     """Train (or resume) one run; returns the validated best adapter."""
     progress = progress or NullProgress()
     started = time.monotonic()
-    base = prepare_run(config, paths, store, default_base, max_rank)
+    base = prepare_run(config, paths, store, default_base, max_rank, scrub, progress)
     checkpoint: bool | str = False
     if resume:
         if not any(paths.checkpoints.glob("checkpoint-*")):

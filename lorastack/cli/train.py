@@ -8,6 +8,8 @@ from typing import Annotated, Any
 import typer
 
 from lorastack.cli.context import err, model_store, out, print_json, registry, settings
+from lorastack.cli.guard import resolve_policy
+from lorastack.guardrails import Guard
 from lorastack.progress import RichProgress
 from lorastack.train.config import MODES, ConfigError, build_config, load_config
 from lorastack.train.evaluate import evaluate_run, publish_run, run_from
@@ -20,7 +22,9 @@ def train(
         Path | None, typer.Option("--config", "-c", help="Training YAML (see examples/train/).")
     ] = None,
     domain: Annotated[str | None, typer.Option(help="Business domain name.")] = None,
-    data: Annotated[Path | None, typer.Option(help="Prepared dataset folder.")] = None,
+    data: Annotated[
+        Path | None, typer.Option(help="Prepared dataset folder, or a raw data file.")
+    ] = None,
     mode: Annotated[str | None, typer.Option(help=f"One of {', '.join(MODES)}.")] = None,
     base_model: Annotated[str | None, typer.Option(help="Base model name.")] = None,
     max_steps: Annotated[int | None, typer.Option(min=1, help="Stop after N steps.")] = None,
@@ -71,6 +75,7 @@ def train(
             raise ConfigError(f"{paths.root} already exists; pick another --run-name or --resume")
     if search_trials is not None and resume:
         raise ConfigError("--search and --resume cannot be combined")
+    scrub = Guard(resolve_policy(config.domain, None), domain=config.domain)
     with RichProgress(err) as progress:
         if search_trials is not None:
             result = search(
@@ -81,6 +86,7 @@ def train(
                 config_settings.max_lora_rank,
                 search_trials,
                 search_budget_s,
+                scrub,
                 progress,
             )
         else:
@@ -91,6 +97,7 @@ def train(
                 config_settings.base_model,
                 config_settings.max_lora_rank,
                 resume=resume,
+                scrub=scrub,
                 progress=progress,
             )
     stopped = " (stopped early)" if result.stopped_early else ""

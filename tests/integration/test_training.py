@@ -350,3 +350,51 @@ def test_train_eval_publish_from_the_command_line(
     refused = lorastack("train", "--domain", "x", "--data", str(tmp_path), "--mode", "sft")
     assert refused.returncode == 1
     assert "not a prepared dataset" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_a_raw_data_file_is_prepared_and_scrubbed_into_the_run(
+    bundled_model: ModelRecord, tmp_path: Path
+) -> None:
+    from lorastack.guardrails import Guard, default_policy
+
+    raw = tmp_path / "chats.jsonl"
+    raw.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "messages": [
+                        {"role": "user", "content": f"Hi, I'm Jane Porter. {q}"},
+                        {"role": "assistant", "content": f"Hello! {q[:-1]}: yes."},
+                    ]
+                }
+            )
+            + "\n"
+            for q in QUESTIONS
+        )
+    )
+    config = build_config(
+        {
+            "domain": "coffee-shop",
+            "data": str(raw),
+            "mode": "instruct",
+            "training": {
+                "max_steps": 2,
+                "eval_steps": 1,
+                "save_steps": 1,
+                "max_length": 96,
+                "per_device_train_batch_size": 2,
+            },
+        }
+    )
+    result = run_training(
+        config,
+        RunPaths(tmp_path / "raw-run"),
+        ModelStore(bundled_model.path.parent),
+        bundled_model.name,
+        16,
+        scrub=Guard(default_policy()),
+    )
+    train_text = (result.paths.data / "train.jsonl").read_text()
+    assert "Jane Porter" not in train_text and "<PERSON_1>" in train_text
+    assert (result.paths.data / "report.json").is_file()
+    assert result.steps == 2
