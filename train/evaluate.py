@@ -21,7 +21,14 @@ from lorastack.models import ModelStore
 from lorastack.progress import NullProgress, Progress
 from lorastack.registry import AdapterRegistry
 from lorastack.train.config import ConfigError, TrainConfig
-from lorastack.train.trainer import RunPaths, load_run_config, load_splits, read_jsonl, to_examples
+from lorastack.train.trainer import (
+    DATA_REPORTS,
+    RunPaths,
+    load_run_config,
+    load_splits,
+    read_jsonl,
+    to_examples,
+)
 
 METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.md"
@@ -258,7 +265,7 @@ def publish_run(
         description=config.description,
         system_prompt=config.system_prompt,
         base_model=config.base_model,
-        dataset_sha256=sha256_tree(paths.data),
+        dataset_sha256=sha256_tree(paths.data, exclude=frozenset(DATA_REPORTS)),
         metrics=metrics,
         training=config.to_dict(),
         promote=DEFAULT_ALIAS if promote else None,

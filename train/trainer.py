@@ -42,6 +42,7 @@ from lorastack.validation import (
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")
+DATA_REPORTS = ("report.json", "report.md")  # written by `lorastack data prepare`
 
 
 @dataclass(frozen=True)
@@ -334,8 +335,10 @@ def prepare_run(
     elif not paths.data.exists():
         # Only the splits: the run keeps its own copy, so its dataset hash stays true.
         paths.data.mkdir()
-        for split in SPLITS:
-            shutil.copyfile(config.data / f"{split}.jsonl", paths.data / f"{split}.jsonl")
+        names = [f"{split}.jsonl" for split in SPLITS] + list(DATA_REPORTS)
+        for name in names:
+            if (config.data / name).is_file():
+                shutil.copyfile(config.data / name, paths.data / name)
     paths.config.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
     return base
 

@@ -85,6 +85,8 @@ def _run(model_dir: Path, packing: bool, steps: int, batch: int, max_length: int
                 dataset_text_field="text",
                 learning_rate=2e-4,
                 disable_tqdm=True,
+                # real tokens only: padding is the cost packing removes
+                include_num_input_tokens_seen="non_padding",
             ),
             train_dataset=Dataset.from_list([{"text": t} for t in texts]),
             peft_config=LoraConfig(

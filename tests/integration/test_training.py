@@ -228,7 +228,8 @@ def test_evaluate_then_publish_fills_the_manifest(
             publish_run(result.paths, registry)
     manifest = publish_run(result.paths, registry, promote=True, force=True)
     assert manifest.ref == "coffee-shop@v1"
-    assert manifest.dataset_sha256 == sha256_tree(result.paths.data)
+    reports = frozenset({"report.json", "report.md"})
+    assert manifest.dataset_sha256 == sha256_tree(result.paths.data, exclude=reports)
     assert manifest.metrics["adapter"]["loss"] == metrics["adapter"]["loss"]
     assert manifest.training["mode"] == "sft"
     assert manifest.base_model.checkpoint_sha256 == bundled_model.checkpoint_sha256
