@@ -33,56 +33,24 @@ QUESTIONS = [
     "Do you have vegan cake?",
     "What's in a flat white?",
 ]
-TICKETS = [
-    ("I was charged twice this month", "billing"),
-    ("The app crashes on export", "technical"),
-    ("Please change my login email", "account"),
-    ("Do you offer a team plan?", "sales"),
-    ("Refund my last invoice", "billing"),
-    ("Sync fails with my bank", "technical"),
-    ("Reset my password please", "account"),
-    ("Pricing for 50 users?", "sales"),
-    ("Card declined on renewal", "billing"),
-    ("Reports show wrong totals", "technical"),
-    ("Close my account", "account"),
-    ("Can I get a demo?", "sales"),
-]
 
 
-def _write_splits(folder: Path, records: list[dict[str, Any]]) -> Path:
-    folder.mkdir(parents=True)
-    cut = [slice(0, 8), slice(8, 10), slice(10, None)]
-    for name, part in zip(("train", "validation", "test"), cut, strict=True):
-        text = "".join(json.dumps(r) + "\n" for r in records[part])
-        (folder / f"{name}.jsonl").write_text(text)
-    return folder
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "data"
+EXAMPLE_FILES = {
+    "instruct": "tiny-chat.jsonl",
+    "sft": "tiny-tickets.csv",
+    "pretrain": "tiny-domain.jsonl",
+}
 
 
 def _data(tmp_path: Path, mode: str) -> Path:
-    """The prepared splits for a mode, written once per test folder."""
+    """The repository's tiny example dataset for a mode, prepared once per test folder."""
+    from lorastack.train.data import PrepareOptions, prepare_dataset
+
     folder = tmp_path / f"data-{mode}"
-    if folder.exists():
-        return folder
-    if mode == "instruct":
-        records = [
-            {
-                "messages": [
-                    {"role": "user", "content": q},
-                    {"role": "assistant", "content": f"Brew-tiful question! {q[:-1]}: yes!"},
-                ]
-            }
-            for q in QUESTIONS
-        ]
-    elif mode == "sft":
-        records = [
-            {"prompt": f"Ticket: {t}\nTeam:", "completion": f" {team}"} for t, team in TICKETS
-        ]
-    else:
-        records = [
-            {"text": f"Bean There guide, part {i}: {q} We grind fresh every morning."}
-            for i, q in enumerate(QUESTIONS)
-        ]
-    return _write_splits(folder, records)
+    if not folder.exists():
+        prepare_dataset([EXAMPLES / EXAMPLE_FILES[mode]], PrepareOptions(out=folder))
+    return folder
 
 
 def _train(
