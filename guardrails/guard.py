@@ -129,7 +129,8 @@ class Guard:
         except GuardUnavailable:
             raise
         except Exception as error:
-            logger.exception("PII detection failed")
+            # The type only: a traceback or message could quote the text being scanned.
+            logger.error("PII detection failed: %s", type(error).__name__)
             raise GuardUnavailable(f"PII detection failed: {type(error).__name__}") from None
 
     def find(self, text: str) -> list[Finding]:

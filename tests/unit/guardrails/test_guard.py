@@ -191,3 +191,14 @@ def test_audit_events_hold_counts_and_actions_never_values(tmp_path: Path) -> No
     assert event["max_scores"]["EMAIL_ADDRESS"] == 0.9
     for value in (*SECRET_VALUES, "Jane", "4111", "example.com"):
         assert value not in text
+
+
+def test_a_detection_failure_never_logs_the_text(caplog: pytest.LogCaptureFixture) -> None:
+    guard = Guard(GuardPolicy(), RegexDetector(fail=RuntimeError(f"bad input: {MESSAGE}")))
+    with caplog.at_level(logging.DEBUG), pytest.raises(GuardUnavailable) as raised:
+        guard.scan(MESSAGE)
+    logged = caplog.text + "".join(str(r.exc_info) for r in caplog.records)
+    assert "RuntimeError" in logged
+    for value in SECRET_VALUES:
+        assert value not in logged
+        assert value not in str(raised.value)
