@@ -77,7 +77,12 @@ class ProtectedMessages:
 
     @property
     def masked_count(self) -> int:
-        return sum(1 for f in self.findings if f.action in (Action.MASK, Action.REDACT))
+        return count_masked(self.findings)
+
+
+def count_masked(findings: Iterable[AppliedFinding]) -> int:
+    """How many values were masked or redacted (what a user may be told, as a number)."""
+    return sum(1 for f in findings if f.action in (Action.MASK, Action.REDACT))
 
 
 def _resolve_overlaps(findings: Iterable[Finding]) -> list[Finding]:

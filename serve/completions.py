@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lorastack.errors import LorastackError
 from lorastack.guardrails import Direction, Guard, StreamRedactor, Vault
+from lorastack.guardrails.guard import count_masked
 from lorastack.manifest import AdapterManifest
 from lorastack.registry import AdapterRegistry
 from lorastack.serve import sse
@@ -168,7 +169,7 @@ class CompletionService:
                     call.guard.protect_text, prompt, call.vault, call.request_id
                 )
                 self._count(call, Direction.INPUT, result.findings)
-                call.masked += sum(1 for f in result.findings if f.action.value != "allow")
+                call.masked += count_masked(result.findings)
                 safe.append(result.redacted)
             prompts = safe
         payload["prompt"] = prompts[0] if isinstance(request.prompt, str) else prompts

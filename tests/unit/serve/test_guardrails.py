@@ -92,3 +92,14 @@ def test_nothing_personal_reaches_the_audit_log_or_errors(gw: Running, home: Pat
     assert '"PERSON": 1' in audit
     for value in ("Jane", "jane@example.com", "4111"):
         assert value not in audit
+
+
+def test_text_completion_prompts_are_masked_and_counted(gw: Running) -> None:
+    response = gw.client.post(
+        "/v1/completions", json={"model": "ledger-desk", "prompt": USER, "max_tokens": 5}
+    )
+    assert response.status_code == 200, response.text
+    assert gw.fake.completion_requests[-1].body["prompt"] == (
+        "Hi, I'm <PERSON_1>, <EMAIL_ADDRESS_1>. Card <CREDIT_CARD_1>."
+    )
+    assert response.headers["x-lorastack-pii-masked"] == "3"
