@@ -27,6 +27,7 @@ from lorastack.guardrails.guard import count_masked
 from lorastack.manifest import AdapterManifest
 from lorastack.registry import AdapterRegistry
 from lorastack.serve import sse
+from lorastack.serve.adapters import engine_name
 from lorastack.serve.errors import GatewayError, error_body, to_gateway_error
 from lorastack.serve.guarding import BASE_DOMAIN_LABEL, GuardProvider
 from lorastack.serve.keys import ClientKey
@@ -247,6 +248,11 @@ class CompletionService:
                 await stack.aclose()
                 if attempt == 2 or call.target.manifest is None:
                     raise
+                # The stream opened outside the engine's context: mark the adapter
+                # lost here so the retry reloads it (the engine restarted empty).
+                name = engine_name(call.target.manifest)
+                for candidate in self.pool.endpoints:
+                    candidate.adapters.mark_lost(name)
             except BaseException:
                 await stack.aclose()
                 raise

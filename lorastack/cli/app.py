@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from lorastack import __version__
-from lorastack.cli import adapters, data, demo, guard, models, serve, train
+from lorastack.cli import adapters, data, demo, guard, models, serve, train, ui
 from lorastack.errors import LorastackError, SettingsError
 from lorastack.settings import CONFIG_ENV
 
@@ -35,6 +35,7 @@ app.command("serve")(serve.serve)
 app.command("train")(train.train)
 app.command("eval")(train.evaluate)
 app.command("publish")(train.publish)
+app.command("ui")(ui.ui)
 
 
 def _show_version(value: bool) -> None:

@@ -117,3 +117,13 @@ def test_concurrent_first_requests_cause_one_load(gw: Running) -> None:
         thread.join()
     assert results == [200] * 6
     assert gw.fake.load_calls == ["ledger-desk@v1"]
+
+
+def test_a_stream_after_an_engine_restart_reloads_the_adapter(gw: Running) -> None:
+    assert gw.chat("coffee-shop", "before", stream=True).status_code == 200
+    gw.fake.kill()
+    gw.fake.restart()
+    time.sleep(2.1)
+    after = gw.chat("coffee-shop", "after", stream=True)
+    assert after.status_code == 200, after.text
+    assert "coffee-shop@v1" in gw.fake.loaded

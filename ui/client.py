@@ -1,0 +1,388 @@
+"""A small typed client of the lorastack gateway, for the UI.
+
+Only HTTP: the `openai` client for `/v1/models` and streamed `/v1/chat/completions`, and
+`httpx` for the admin API. Every failure becomes a `GatewayError` whose message can be
+shown to a person as it is (no traceback, no personal value).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import httpx
+import openai
+from openai import AsyncOpenAI
+from openai.types.chat import (
+    ChatCompletionAssistantMessageParam,
+    ChatCompletionMessageParam,
+    ChatCompletionUserMessageParam,
+)
+
+PII_HEADER = "x-lorastack-pii-masked"
+DEFAULT_TIMEOUT_S = 120.0
+# The gateway's default Retry-After, for a 503 that arrives without the header (mid-stream).
+_DEFAULT_RETRY_S = 5
+
+Role = Literal["user", "assistant"]
+
+
+# ---------------------------------------------------------------------------- errors
+
+
+class GatewayError(Exception):
+    """A failed call; `str()` is a readable one-line explanation."""
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class GatewayUnreachable(GatewayError):
+    """Nothing answers at the gateway's address (or it did not answer in time)."""
+
+
+class EngineRestarting(GatewayError):
+    """The gateway is up but its engine is starting or restarting: try again later."""
+
+    def __init__(self, retry_after_s: int, *, code: str | None = None) -> None:
+        super().__init__(
+            f"engine restarting, try again in {retry_after_s} s", status=503, code=code
+        )
+        self.retry_after_s = retry_after_s
+
+
+class AccessDenied(GatewayError):
+    """The API key (or the admin key) was refused."""
+
+
+class UnknownDomain(GatewayError):
+    """The domain does not exist (any more), or this key may not use it."""
+
+
+class PiiBlocked(GatewayError):
+    """The domain's privacy policy refused the message; the text names types, never values."""
+
+
+class RequestRefused(GatewayError):
+    """Any other refusal (bad request, too long, engine failure)."""
+
+
+def _retry_after(headers: Mapping[str, str] | None) -> int:
+    raw = (headers or {}).get("retry-after", "")
+    try:
+        return max(1, round(float(raw)))
+    except ValueError:
+        return _DEFAULT_RETRY_S
+
+
+def _error_fields(body: object) -> tuple[str, str | None]:
+    """(message, code) of an OpenAI error body, or of its inner `error` object."""
+    error = body.get("error", body) if isinstance(body, dict) else body
+    if isinstance(error, dict):
+        message = error.get("message")
+        code = error.get("code")
+        return (
+            str(message) if message else "",
+            str(code) if isinstance(code, str) else None,
+        )
+    return "", None
+
+
+def error_from_response(
+    status: int,
+    headers: Mapping[str, str] | None,
+    body: object,
+    *,
+    model: str | None = None,
+    admin: bool = False,
+) -> GatewayError:
+    """The `GatewayError` an HTTP error response of the gateway means."""
+    message, code = _error_fields(body)
+    if status == 503:
+        return EngineRestarting(_retry_after(headers), code=code)
+    if status in (401, 403):
+        what = "admin key" if admin else "API key"
+        return AccessDenied(
+            f"the gateway refused the {what} ({message or 'not authorised'})",
+            status=status,
+            code=code,
+        )
+    if status == 404 and model is not None:
+        return UnknownDomain(
+            f"unknown domain `{model}`: it does not exist, was removed, "
+            "or this API key may not use it; refresh the list",
+            status=status,
+            code=code,
+        )
+    if code == "pii_blocked":
+        return PiiBlocked(f"blocked by the privacy policy: {message}", status=status, code=code)
+    if status == 413:
+        return RequestRefused("the message is too large for the gateway", status=status, code=code)
+    if status == 502:
+        return RequestRefused(
+            f"the engine failed to answer ({message or 'bad gateway'})", status=status, code=code
+        )
+    detail = message or f"HTTP {status}"
+    return RequestRefused(f"the gateway refused the request: {detail}", status=status, code=code)
+
+
+def _stream_error(body: object, model: str) -> GatewayError:
+    """An error the gateway sent inside a stream (after the 200 and its headers)."""
+    message, code = _error_fields(body)
+    if code in ("engine_unavailable", "adapter_load_failed"):
+        return EngineRestarting(_DEFAULT_RETRY_S, code=code)
+    status = {"pii_blocked": 400, "model_not_found": 404, "not_found": 404}.get(code or "", 502)
+    return error_from_response(
+        status,
+        None,
+        {"error": {"message": message, "code": code}},
+        model=model if status == 404 else None,
+    )
+
+
+# ---------------------------------------------------------------------------- values
+
+
+@dataclass(frozen=True)
+class Domain:
+    """One entry of `/v1/models`: a domain, or the base model (`domain is None`)."""
+
+    id: str
+    display_name: str
+    description: str = ""
+    domain: str | None = None
+    version: int | None = None
+    loaded: bool = False
+    aliases: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def is_base(self) -> bool:
+        return self.domain is None
+
+    @property
+    def label(self) -> str:
+        """What a person picks in a list: the display name (the base model says so)."""
+        return f"{self.display_name} (base model)" if self.is_base else self.display_name
+
+    @classmethod
+    def from_card(cls, card: Mapping[str, Any]) -> Domain:
+        model_id = str(card["id"])
+        version = card.get("version")
+        aliases = card.get("aliases")
+        return cls(
+            id=model_id,
+            display_name=str(card.get("display_name") or model_id),
+            description=str(card.get("description") or ""),
+            domain=str(card["domain"]) if card.get("domain") else None,
+            version=int(version) if isinstance(version, int) else None,
+            loaded=bool(card.get("loaded")),
+            aliases={str(k): int(v) for k, v in aliases.items()}
+            if isinstance(aliases, dict)
+            else {},
+        )
+
+
+@dataclass(frozen=True)
+class GuardrailNotice:
+    """What the guardrails did to one request, as a count: never the values."""
+
+    masked: int
+
+    @property
+    def text(self) -> str:
+        """A sentence for the user, empty when nothing was masked."""
+        if self.masked <= 0:
+            return ""
+        items = "item was" if self.masked == 1 else "items were"
+        return f"{self.masked} personal data {items} masked before reaching the model"
+
+
+@dataclass(frozen=True)
+class Message:
+    """One turn of the conversation sent to the gateway."""
+
+    role: Role
+    content: str
+
+
+StreamPiece = str | GuardrailNotice
+
+
+# ---------------------------------------------------------------------------- client
+
+
+def normalise_api_url(url: str) -> str:
+    """`http://host:port` from a URL given with or without a trailing `/v1`."""
+    url = url.strip().rstrip("/")
+    return re.sub(r"/v1$", "", url)
+
+
+class GatewayClient:
+    """Calls to one gateway. Stateless: each call opens (and closes) its own connection pool,
+    so one instance may serve any event loop (Gradio's, a test's)."""
+
+    def __init__(
+        self,
+        api_url: str,
+        api_key: str | None = None,
+        admin_key: str | None = None,
+        *,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+    ) -> None:
+        self.api_url = normalise_api_url(api_url)
+        self.api_key = api_key
+        self.admin_key = admin_key
+        self.timeout_s = timeout_s
+
+    @property
+    def has_admin(self) -> bool:
+        return bool(self.admin_key)
+
+    def _openai(self) -> AsyncOpenAI:
+        # An open gateway ignores the key, but the client insists on one.
+        # No retries: the UI reports a failure at once and the user decides.
+        return AsyncOpenAI(
+            base_url=f"{self.api_url}/v1",
+            api_key=self.api_key or "no-key",
+            max_retries=0,
+            timeout=self.timeout_s,
+        )
+
+    def _unreachable(self, error: Exception) -> GatewayUnreachable:
+        if isinstance(error, (openai.APITimeoutError, httpx.TimeoutException)):
+            return GatewayUnreachable(f"gateway did not answer in time at {self.api_url}")
+        return GatewayUnreachable(f"gateway unreachable at {self.api_url}")
+
+    # -- OpenAI API -------------------------------------------------------------
+
+    async def list_domains(self) -> list[Domain]:
+        """The base model and every domain this key may use, as `/v1/models` lists them."""
+        try:
+            async with self._openai() as client:
+                page = await client.models.list()
+                return [Domain.from_card(model.to_dict()) for model in page.data]
+        except openai.APIStatusError as error:
+            raise error_from_response(
+                error.status_code, error.response.headers, error.body
+            ) from None
+        except openai.APIConnectionError as error:
+            raise self._unreachable(error) from None
+
+    async def stream_chat(
+        self, model: str, messages: Sequence[Message], **params: Any
+    ) -> AsyncIterator[StreamPiece]:
+        """Yield the answer's text pieces as they arrive, then one `GuardrailNotice`.
+
+        Closing the iterator early (a Stop button) closes the stream, which makes the
+        gateway stop the engine's generation.
+        """
+        wire = [_wire(m) for m in messages]
+        try:
+            async with (
+                self._openai() as client,
+                client.chat.completions.with_streaming_response.create(
+                    model=model, messages=wire, stream=True, **params
+                ) as response,
+            ):
+                notice = GuardrailNotice(_masked(response.headers.get(PII_HEADER)))
+                stream = await response.parse()
+                async for chunk in stream:
+                    for choice in chunk.choices:
+                        if choice.delta.content:
+                            yield choice.delta.content
+                yield notice
+        except openai.APIStatusError as error:
+            raise error_from_response(
+                error.status_code, error.response.headers, error.body, model=model
+            ) from None
+        except openai.APIConnectionError as error:
+            raise self._unreachable(error) from None
+        except openai.APIError as error:  # an error event inside the stream
+            raise _stream_error({"error": error.body}, model) from None
+
+    # -- admin API --------------------------------------------------------------
+
+    async def _admin(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        if not self.admin_key:
+            raise AccessDenied("no admin key is configured for this UI")
+        headers = {"Authorization": f"Bearer {self.admin_key}"}
+        try:
+            async with httpx.AsyncClient(base_url=self.api_url, timeout=self.timeout_s) as http:
+                response = await http.request(method, f"/admin{path}", json=body, headers=headers)
+        except httpx.TransportError as error:
+            raise self._unreachable(error) from None
+        try:
+            payload = response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            payload = {"error": {"message": response.text[:300]}}
+        if response.status_code >= 400:
+            raise error_from_response(response.status_code, response.headers, payload, admin=True)
+        return payload
+
+    async def adapters(self) -> list[dict[str, Any]]:
+        """`GET /admin/adapters`: each domain with its aliases and versions."""
+        payload = await self._admin("GET", "/adapters")
+        domains = payload.get("domains") if isinstance(payload, dict) else None
+        return [d for d in domains or [] if isinstance(d, dict)]
+
+    async def load(self, model: str) -> str:
+        """Load `domain`, `domain@N` or `domain@alias` on every engine; a readable result."""
+        payload = await self._admin("POST", "/adapters/load", {"model": model})
+        return f"loaded {payload.get('adapter')}: {_engines(payload)}"
+
+    async def unload(self, model: str) -> str:
+        payload = await self._admin("POST", "/adapters/unload", {"model": model})
+        engines = _engines(payload)
+        return f"unloaded {payload.get('adapter')}" + (f": {engines}" if engines else "")
+
+    async def promote(self, domain: str, version: int, alias: str = "prod") -> str:
+        payload = await self._admin(
+            "POST", "/adapters/promote", {"domain": domain, "version": version, "alias": alias}
+        )
+        return f"{domain}@{alias} now points to v{version} ({_aliases(payload)})"
+
+    async def rollback(self, domain: str, alias: str = "prod") -> str:
+        payload = await self._admin(
+            "POST", "/adapters/rollback", {"domain": domain, "alias": alias}
+        )
+        aliases = payload.get("aliases") if isinstance(payload, dict) else None
+        now = aliases.get(alias) if isinstance(aliases, dict) else None
+        target = f"v{now}" if now is not None else "its previous version"
+        return f"{domain}@{alias} rolled back to {target} ({_aliases(payload)})"
+
+
+def _wire(message: Message) -> ChatCompletionMessageParam:
+    if message.role == "user":
+        return ChatCompletionUserMessageParam(role="user", content=message.content)
+    return ChatCompletionAssistantMessageParam(role="assistant", content=message.content)
+
+
+def _masked(raw: str | None) -> int:
+    try:
+        return max(0, int(raw or 0))
+    except ValueError:
+        return 0
+
+
+def _engines(payload: Any) -> str:
+    engines = payload.get("engines") if isinstance(payload, dict) else None
+    parts = []
+    for index, slot in enumerate(engines or []):
+        if isinstance(slot, dict):
+            state = str(slot.get("state", "?"))
+            if slot.get("error"):
+                state += f" ({slot['error']})"
+            parts.append(f"engine {index} {state}")
+    return ", ".join(parts)
+
+
+def _aliases(payload: Any) -> str:
+    aliases = payload.get("aliases") if isinstance(payload, dict) else None
+    if not isinstance(aliases, dict) or not aliases:
+        return "no aliases"
+    return ", ".join(f"{name} → v{version}" for name, version in sorted(aliases.items()))
