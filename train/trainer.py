@@ -206,7 +206,10 @@ def _device_options() -> dict[str, Any]:
     import torch
 
     if torch.cuda.is_available():
-        return {"use_cpu": False, "bf16": torch.cuda.is_bf16_supported()}
+        if torch.cuda.is_bf16_supported():
+            # The frozen base in bf16 halves its memory; PEFT keeps the LoRA weights in fp32.
+            return {"use_cpu": False, "bf16": True, "model_init_kwargs": {"dtype": "bfloat16"}}
+        return {"use_cpu": False, "bf16": False}
     return {"use_cpu": True, "bf16": False}
 
 

@@ -6,9 +6,14 @@ Run on a GPU host with the project installed (the `gpu` extra):
 
 No weights can be fetched there, so the model is a Llama built from a config with random
 weights and the tokenizer is trained on the spot: this measures speed and exercises the
-CUDA code paths (device placement, bf16, LoRA, TRL's packing), not quality. It trains with
-the same SFTConfig/LoraConfig construction as `lorastack train` and prints tokens per
-second and peak memory for padded and packed batches.
+CUDA code paths (device placement, bf16, LoRA, TRL's packing), not quality.
+
+Two parts:
+- TRL's SFTTrainer with LoRA r16 on all linear layers, padded then packed: tokens per
+  second and peak memory.
+- lorastack's own training path (`run_training`, as `lorastack train` calls it) in instruct
+  mode on the repository's example chat data: the device and bf16 must be chosen on their
+  own, the adapter must validate, and it must change the model's logits on CUDA.
 """
 
 from __future__ import annotations
@@ -21,6 +26,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+EXAMPLE_CHAT = Path(__file__).resolve().parents[2] / "examples" / "data" / "tiny-chat.jsonl"
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }}<eos>{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|> {% endif %}"
+)
+
 
 def _tokenizer(folder: Path) -> Any:
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
@@ -28,6 +39,7 @@ def _tokenizer(folder: Path) -> Any:
 
     words = [f"w{i}" for i in range(4000)]
     corpus = [" ".join(random.choices(words, k=64)) for _ in range(2000)]
+    corpus += EXAMPLE_CHAT.read_text(encoding="utf-8").splitlines()  # real words for part two
     raw = Tokenizer(models.BPE(unk_token="<unk>"))
     raw.pre_tokenizer = pre_tokenizers.Whitespace()
     raw.train_from_iterator(
@@ -36,6 +48,7 @@ def _tokenizer(folder: Path) -> Any:
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=raw, unk_token="<unk>", pad_token="<pad>", eos_token="<eos>"
     )
+    tokenizer.chat_template = CHAT_TEMPLATE
     tokenizer.save_pretrained(folder)
     return tokenizer
 
@@ -107,6 +120,86 @@ def _run(model_dir: Path, packing: bool, steps: int, batch: int, max_length: int
     }
 
 
+def _lorastack_run(model_dir: Path, scratch: Path) -> dict[str, Any]:
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+
+    from lorastack.models import ModelStore
+    from lorastack.train.config import build_config
+    from lorastack.train.trainer import RunPaths, run_training
+
+    seen: dict[str, Any] = {}
+
+    class Placement(TrainerCallback):  # type: ignore[misc]
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            model = kwargs["model"]
+            trainable = next(p for p in model.parameters() if p.requires_grad)
+            frozen = next(p for p in model.parameters() if not p.requires_grad)
+            seen.update(
+                device=trainable.device.type,
+                bf16=bool(args.bf16),
+                use_cpu=bool(args.use_cpu),
+                frozen_dtype=str(frozen.dtype),
+                trainable_dtype=str(trainable.dtype),
+            )
+
+    store = ModelStore(scratch / "models")
+    store.add(model_dir, "random-llama")
+    config = build_config(
+        {
+            "domain": "gpu-check",
+            "data": str(EXAMPLE_CHAT),
+            "mode": "instruct",
+            "system_prompt": "You are the friendly barista assistant of Bean There.",
+            "lora": {"r": 16, "lora_alpha": 32, "target_modules": "all-linear"},
+            "training": {
+                "max_steps": 20,
+                "eval_steps": 5,
+                "save_steps": 5,
+                "logging_steps": 5,
+                "per_device_train_batch_size": 4,
+                "learning_rate": 1e-3,
+                "max_length": 256,
+            },
+        }
+    )
+    started = time.perf_counter()
+    result = run_training(
+        config, RunPaths(scratch / "run"), store, "random-llama", 16, extra_callbacks=[Placement()]
+    )
+    seconds = time.perf_counter() - started
+    assert seen["device"] == "cuda" and not seen["use_cpu"], seen
+    assert seen["bf16"] == torch.cuda.is_bf16_supported(), seen
+    if seen["bf16"]:
+        assert seen["frozen_dtype"] == "torch.bfloat16", seen
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    inputs = tokenizer("Do you have oat milk?", return_tensors="pt").to("cuda")
+    base = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16).to("cuda")
+    with torch.no_grad():
+        before = base(**inputs).logits.float()
+        tuned = PeftModel.from_pretrained(base, str(result.paths.adapter)).to("cuda")
+        after = tuned(**inputs).logits.float()
+    change = float((after - before).abs().max())
+    assert change > 0, "the trained adapter left the logits unchanged"
+    losses = [
+        json.loads(line)["eval_loss"]
+        for line in result.paths.log.read_text(encoding="utf-8").splitlines()
+        if "eval_loss" in line
+    ]
+    assert losses, "no validation loss was logged"
+    return {
+        **seen,
+        "steps": result.steps,
+        "seconds": round(seconds, 1),
+        "eval_losses": [round(v, 3) for v in losses],
+        "best_eval_loss": result.best_eval_loss,
+        "max_logit_change": round(change, 4),
+        "adapter_rank": result.adapter.lora.rank,
+    }
+
+
 def main() -> None:
     import torch
 
@@ -126,7 +219,9 @@ def main() -> None:
             _run(folder, packing, options.steps, options.batch, options.max_length)
             for packing in (False, True)
         ]
-    print(json.dumps({"device": torch.cuda.get_device_name(), "runs": results}, indent=2))
+        lorastack_run = _lorastack_run(folder, folder / "lorastack")
+    report = {"device": torch.cuda.get_device_name(), "runs": results, "lorastack": lorastack_run}
+    print(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

@@ -122,3 +122,27 @@ def test_every_shipped_training_config_parses() -> None:
         assert first.startswith("# lorastack train --config"), path
         config = load_config(path)
         assert config.mode == path.stem
+
+
+@pytest.mark.parametrize(
+    ("cuda", "bf16", "expected"),
+    [
+        (False, False, {"use_cpu": True, "bf16": False}),
+        (True, False, {"use_cpu": False, "bf16": False}),
+        (
+            True,
+            True,
+            {"use_cpu": False, "bf16": True, "model_init_kwargs": {"dtype": "bfloat16"}},
+        ),
+    ],
+)
+def test_the_device_and_precision_are_chosen_from_the_hardware(
+    monkeypatch: pytest.MonkeyPatch, cuda: bool, bf16: bool, expected: dict[str, object]
+) -> None:
+    import torch
+
+    from lorastack.train import trainer
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *_: bf16)
+    assert trainer._device_options() == expected
