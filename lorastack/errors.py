@@ -35,6 +35,10 @@ class RegistryError(LorastackError):
     """The adapter registry refused an operation (conflict, bad reference)."""
 
 
+class RegistryCorrupt(RegistryError):
+    """A registry file cannot be read: the operator's problem, never the client's."""
+
+
 class AdapterNotFound(RegistryError):
     """No domain, version or alias matches the reference."""
 

@@ -15,6 +15,7 @@ take no lock. The registry can live on shared storage for several gateways.
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from lorastack import fsutil
-from lorastack.errors import AdapterNotFound, RegistryError
+from lorastack.errors import AdapterNotFound, RegistryCorrupt, RegistryError
 from lorastack.manifest import (
     DEFAULT_ALIAS,
     DOMAIN_INDEX_FILE,
@@ -38,6 +39,8 @@ from lorastack.manifest import (
 )
 from lorastack.models import ModelStore
 from lorastack.validation import ADAPTER_CONFIG, ADAPTER_WEIGHTS, validate_adapter
+
+logger = logging.getLogger(__name__)
 
 _VERSION_DIR = re.compile(r"^v([1-9][0-9]*)$")
 _LOCK_FILE = ".lock"
@@ -105,7 +108,7 @@ class AdapterRegistry:
         try:
             return DomainIndex.model_validate(fsutil.read_json(path))
         except (ValueError, ValidationError) as error:
-            raise RegistryError(f"{path} is corrupt: {error}") from None
+            raise RegistryCorrupt(f"{path} is corrupt: {error}") from None
 
     def _version_numbers(self, domain: str) -> list[int]:
         folder = self._domain_dir(domain)
@@ -121,7 +124,7 @@ class AdapterRegistry:
         try:
             return AdapterManifest.model_validate(fsutil.read_json(path))
         except (ValueError, ValidationError) as error:
-            raise RegistryError(f"{path} is corrupt: {error}") from None
+            raise RegistryCorrupt(f"{path} is corrupt: {error}") from None
 
     def versions(self, domain: str) -> list[AdapterManifest]:
         return [self.manifest(domain, n) for n in self._version_numbers(domain)]
@@ -133,7 +136,14 @@ class AdapterRegistry:
         return [name for name in names if not name.startswith(".") and self._version_numbers(name)]
 
     def list(self) -> list[DomainSummary]:
-        return [DomainSummary(self.index(d), self.versions(d)) for d in self.domains()]
+        """Every readable domain; a corrupt one is logged and left out, not fatal to all."""
+        summaries = []
+        for domain in self.domains():
+            try:
+                summaries.append(DomainSummary(self.index(domain), self.versions(domain)))
+            except RegistryCorrupt as error:
+                logger.warning("skipping domain %s: %s", domain, error)
+        return summaries
 
     def resolve(self, reference: str | AdapterRef) -> AdapterManifest:
         """The manifest a reference names; a bare domain means its `prod` alias, else latest."""

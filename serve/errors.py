@@ -20,6 +20,7 @@ from lorastack.errors import (
     InvalidName,
     LorastackError,
     PiiBlocked,
+    RegistryCorrupt,
     RegistryError,
 )
 
@@ -138,6 +139,10 @@ def to_gateway_error(error: Exception) -> GatewayError:
     if isinstance(error, GuardUnavailable):
         # Never pass text on unscanned: the request fails and may be retried.
         return EngineUnavailable("personal-data screening is unavailable; try again")
+    if isinstance(error, RegistryCorrupt):
+        # The operator's problem, logged with its path; the client learns neither.
+        logger.error("%s", error)
+        return GatewayError("the adapter registry cannot be read")
     if isinstance(error, (AdapterNotFound, InvalidName)):
         return NotFound(str(error))
     if isinstance(error, RegistryError):

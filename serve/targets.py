@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from lorastack.errors import AdapterNotFound, InvalidName, RegistryError
+from lorastack.errors import AdapterNotFound, InvalidName, RegistryCorrupt, RegistryError
 from lorastack.manifest import AdapterManifest
 from lorastack.registry import AdapterRef, AdapterRegistry
 from lorastack.serve.errors import BadRequest, ModelNotFound
@@ -41,6 +41,8 @@ def resolve_target(
         manifest = registry.resolve(ref)
     except (AdapterNotFound, InvalidName):
         raise ModelNotFound(model) from None
+    except RegistryCorrupt:
+        raise  # the operator's problem: a 500 that names no path
     except RegistryError:
         raise ModelNotFound(model) from None
     if manifest.base_model.name != base_model:

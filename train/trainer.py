@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 import time
 from collections.abc import Iterable
@@ -188,8 +189,14 @@ def new_run_dir(runs_dir: Path, domain: str) -> RunPaths:
 
 
 def latest_run(runs_dir: Path, domain: str) -> RunPaths:
+    # `coffee-20261127-120000` is coffee's; `coffee-shop-20261127-120000` is not.
+    own = re.compile(rf"{re.escape(domain)}-\d{{8}}-\d{{6}}(-\d+)?")
     runs = sorted(
-        (p for p in runs_dir.glob(f"{domain}-*") if (p / "config.yaml").is_file()),
+        (
+            p
+            for p in runs_dir.glob(f"{domain}-*")
+            if own.fullmatch(p.name) and (p / "config.yaml").is_file()
+        ),
         key=lambda p: p.stat().st_mtime,
     )
     if not runs:

@@ -127,3 +127,17 @@ def test_a_stream_after_an_engine_restart_reloads_the_adapter(gw: Running) -> No
     after = gw.chat("coffee-shop", "after", stream=True)
     assert after.status_code == 200, after.text
     assert "coffee-shop@v1" in gw.fake.loaded
+
+
+def test_a_corrupt_domain_hides_no_other_and_leaks_no_path(gw: Running) -> None:
+    index = gw.gateway.registry.root / "ledger-desk" / "domain.json"
+    index.write_text("{not json")
+    listed = gw.client.get("/v1/models")
+    assert listed.status_code == 200
+    ids = {model["id"] for model in listed.json()["data"]}
+    assert "coffee-shop" in ids
+    assert "ledger-desk" not in ids
+    error = _error(gw.chat("ledger-desk", "hello"), 500)
+    assert "cannot be read" in error["message"]
+    assert str(gw.gateway.registry.root) not in error["message"]
+    assert gw.chat("coffee-shop", "hello").status_code == 200

@@ -146,3 +146,22 @@ def test_the_device_and_precision_are_chosen_from_the_hardware(
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *_: bf16)
     assert trainer._device_options() == expected
+
+
+def test_resume_finds_the_domains_own_latest_run_only(tmp_path: Path) -> None:
+    import os
+
+    from lorastack.train.trainer import latest_run
+
+    for name, age in (
+        ("coffee-20261127-110000", 30),
+        ("coffee-20261127-120000-2", 20),
+        ("coffee-shop-20261127-130000", 10),  # another domain, newer
+    ):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.yaml").write_text("domain: x\n")
+        os.utime(tmp_path / name, (1_000_000 - age, 1_000_000 - age))
+    assert latest_run(tmp_path, "coffee").root.name == "coffee-20261127-120000-2"
+    assert latest_run(tmp_path, "coffee-shop").root.name == "coffee-shop-20261127-130000"
+    with pytest.raises(ConfigError, match="no earlier run of tea"):
+        latest_run(tmp_path, "tea")
