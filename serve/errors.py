@@ -86,8 +86,8 @@ class EngineUnavailable(GatewayError):
     type = "service_unavailable"
     code = "engine_unavailable"
 
-    def __init__(self, message: str, retry_after_s: int = 5) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, retry_after_s: int = 5, *, code: str | None = None) -> None:
+        super().__init__(message, code=code)
         self.retry_after_s = retry_after_s
 
     @property
@@ -138,7 +138,9 @@ def to_gateway_error(error: Exception) -> GatewayError:
         return BadRequest(str(error), code="pii_blocked")
     if isinstance(error, GuardUnavailable):
         # Never pass text on unscanned: the request fails and may be retried.
-        return EngineUnavailable("personal-data screening is unavailable; try again")
+        return EngineUnavailable(
+            "personal-data screening is unavailable; try again", code="guardrails_unavailable"
+        )
     if isinstance(error, RegistryCorrupt):
         # The operator's problem, logged with its path; the client learns neither.
         logger.error("%s", error)

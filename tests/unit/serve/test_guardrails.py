@@ -83,6 +83,7 @@ def test_detection_failure_fails_closed(
     response = gw.chat("ledger-desk", USER)
     assert response.status_code == 503
     assert "screening is unavailable" in response.json()["error"]["message"]
+    assert response.json()["error"]["code"] == "guardrails_unavailable"
     assert gw.fake.completion_requests == []
 
 
