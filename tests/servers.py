@@ -1,4 +1,4 @@
-"""Run an ASGI app on a real loopback port in a background thread, for tests."""
+"""Run an ASGI app on a real loopback port in a background thread, for tests; the real stack."""
 
 from __future__ import annotations
 
@@ -7,9 +7,16 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+import httpx
 import uvicorn
+
+if TYPE_CHECKING:
+    from lorastack.models import ModelRecord
+    from lorastack.serve.supervisor import EngineSupervisor
 
 
 def free_port() -> int:
@@ -37,3 +44,52 @@ def serve_in_thread(app: Any, timeout_s: float = 15.0) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout_s)
+
+
+@dataclass
+class RealStack:
+    """The gateway in front of real vLLM on the CPU (see `real_stack`)."""
+
+    url: str
+    supervisor: EngineSupervisor
+
+
+@contextmanager
+def real_stack(model: ModelRecord, home: Path, admin_key: str) -> Iterator[RealStack]:
+    """The gateway for the registry under `home`, in front of vLLM serving `model`, ready.
+
+    vLLM starts on the CPU (about 35 s); it stops with the gateway's lifespan on exit.
+    """
+    from lorastack.serve.app import build_gateway, create_app, engine_client
+    from lorastack.serve.engine import EngineProcess, build_launch
+    from lorastack.serve.supervisor import EngineSupervisor
+    from lorastack.settings import load_settings
+
+    settings = load_settings(
+        home=home,
+        base_model=model.name,
+        engine={"port": free_port(), "startup_timeout_s": 600},
+        gateway={"admin_key": admin_key},
+    )
+    launch = build_launch(settings.engine, model, settings.max_lora_rank)
+    client = engine_client(120.0)
+    gateway = build_gateway(settings, [launch.url], client)
+    process = EngineProcess(launch, home / "runs" / "engine.log", 600)
+    supervisor = EngineSupervisor(process, gateway.pool.endpoints[0])
+    app = create_app(gateway, settings.gateway.max_body_bytes, client, supervisor)
+    with serve_in_thread(app) as url:
+        wait_ready(url, 600)
+        yield RealStack(url, supervisor)
+
+
+def wait_ready(url: str, timeout_s: float) -> None:
+    """Wait until the gateway at `url` answers `/ready` with 200."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/ready", timeout=5).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(1)
+    raise AssertionError("the stack did not become ready")

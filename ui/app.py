@@ -36,6 +36,19 @@ NOTICE_ICON = "\N{SHIELD}\ufe0f"
 ERROR_ICON = "\N{WARNING SIGN}\ufe0f"
 DASH = "\N{EM DASH}"
 
+# Readable on a laptop screen (about 1366x650 of page): the chat fits the window with the
+# domain picker in view, and answers read at the normal text size. Gradio shows an answer
+# titled with its domain (message metadata) as a "thought" box in small, faded text: the
+# rules below give it the look of an ordinary answer whose first line names the domain.
+CSS = """
+.lorastack-chat .thought-group { border: none; background: none; padding: 0; margin: 0;
+  font-size: var(--text-md); }
+.lorastack-chat .thought-group .title .md { font-size: var(--text-md) !important; }
+.lorastack-chat .thought-group .content { margin-left: 0; }
+.lorastack-chat .thought-group .content * { font-size: inherit; }
+.lorastack-chat .thought-group .message-content { opacity: 1; }
+"""
+
 # Launch options shared by the CLI and the tests: nothing reachable beyond what the user
 # asked for (no share link, no extra files served), and no API docs link in the footer.
 LAUNCH_OPTIONS: dict[str, Any] = {
@@ -44,12 +57,15 @@ LAUNCH_OPTIONS: dict[str, Any] = {
     "footer_links": ["gradio", "settings"],
     "ssr_mode": False,
     "mcp_server": False,
+    "css": CSS,
 }
 
 # Events that call the gateway run this many at once (Gradio's default is one at a time):
 # several people may chat at once, and the gateway limits what reaches the engine.
 # Admin actions keep the default, one at a time.
 CONCURRENCY_LIMIT = 32
+# A chat answer, not an essay: small models otherwise ramble on to the context limit.
+ANSWER_PARAMS = {"max_tokens": 256, "temperature": 0.7}
 
 
 class Turn(TypedDict):
@@ -331,38 +347,47 @@ ChatOutput = tuple[list[dict[str, Any]], list[Turn], str, str]
 
 def _chat_tab(client: GatewayClient, catalogue: Catalogue) -> _ChatParts:
     turns_state = gr.State([])
-    with gr.Row(equal_height=True):
+    # Compact enough for a laptop screen: the picker shares its row with the domain's
+    # details, and the message box its row with the buttons.
+    with gr.Row():
         domain = gr.Dropdown(
             label="Assistant",
             info="The domain answering; type `name@version` or `name@alias` for another one.",
             choices=[],
             allow_custom_value=True,  # domain@2, domain@canary
-            scale=4,
+            scale=3,
         )
-        refresh = gr.Button("\N{CLOCKWISE OPEN CIRCLE ARROW} Refresh", scale=1, size="sm")
-    with gr.Accordion("About this assistant", open=False):
-        about = gr.Markdown(describe(None))
+        with gr.Column(scale=1, min_width=220):
+            refresh = gr.Button("\N{CLOCKWISE OPEN CIRCLE ARROW} Refresh the list", size="sm")
+            with gr.Accordion("About this assistant", open=False):
+                about = gr.Markdown(describe(None))
     chatbot = gr.Chatbot(
         label="Conversation",
-        height=480,
+        # The window's height less the rest of the tab: the picker and the message box
+        # stay in view on a laptop; a taller window gets a taller transcript.
+        height="calc(100vh - 360px)",
+        min_height=240,
+        group_consecutive_messages=False,  # a switch marker is not part of an answer
+        elem_classes=["lorastack-chat"],
         buttons=["copy", "copy_all"],
         placeholder="Ask the selected assistant anything.",
         feedback_options=None,
     )
-    notice = gr.Markdown()
     with gr.Row():
         message = gr.Textbox(
             show_label=False,
             placeholder="Type a message and press Enter",
             autofocus=True,
-            scale=6,
+            scale=4,
             max_lines=8,
         )
-        send = gr.Button("Send", variant="primary", scale=1)
-    with gr.Row():
-        stop = gr.Button("Stop", variant="stop", size="sm")
-        retry = gr.Button("Retry", size="sm")
-        clear = gr.Button("Clear", size="sm")
+        with gr.Column(scale=1, min_width=220):
+            send = gr.Button("Send", variant="primary", size="md")
+            with gr.Row():
+                stop = gr.Button("Stop", variant="stop", size="sm", min_width=60)
+                retry = gr.Button("Retry", size="sm", min_width=60)
+                clear = gr.Button("Clear", size="sm", min_width=60)
+    notice = gr.Markdown()  # the guardrail notice of the last answer
 
     async def answer(turns: list[Turn], model: str) -> AsyncIterator[ChatOutput]:
         """Stream the answer to the transcript's last question, yielding the Chatbot value."""
@@ -374,7 +399,7 @@ def _chat_tab(client: GatewayClient, catalogue: Catalogue) -> _ChatParts:
         notice_value: GuardrailNotice | None = None
         pieces: list[str] = []
         try:
-            async for piece in client.stream_chat(model, wire):
+            async for piece in client.stream_chat(model, wire, **ANSWER_PARAMS):
                 if isinstance(piece, GuardrailNotice):
                     notice_value = piece
                     continue
@@ -456,6 +481,11 @@ def _chat_tab(client: GatewayClient, catalogue: Catalogue) -> _ChatParts:
         on_stop, turns_state, [chatbot, turns_state], api_name="stop", cancels=[sending, retrying]
     )
     clear.click(on_clear, None, chat_outputs, api_name="clear", cancels=[sending, retrying])
+    # The Chatbot's own trash button empties what is shown; the session's transcript must
+    # follow, or the next answer brings the old conversation back (and sends it on).
+    chatbot.clear(
+        on_clear, None, chat_outputs, cancels=[sending, retrying], api_visibility="private"
+    )
     # `input`, not `change`: filling the list on page load is not a switch.
     domain.input(
         on_switch,
@@ -510,8 +540,8 @@ def _compare_tab(client: GatewayClient, catalogue: Catalogue) -> _CompareParts:
         wire = [Message("user", text)]
         yield gr.update(value="", label=base.label), gr.update(value="", label=label)
         streams = {
-            "base": client.stream_chat(base.id, wire),
-            "domain": client.stream_chat(model, wire),
+            "base": client.stream_chat(base.id, wire, **ANSWER_PARAMS),
+            "domain": client.stream_chat(model, wire, **ANSWER_PARAMS),
         }
         async for key, item in _merge(streams):
             if isinstance(item, GatewayError):

@@ -16,12 +16,9 @@ from openai import OpenAI
 
 from lorastack.models import ModelRecord, ModelStore
 from lorastack.registry import AdapterRegistry
-from lorastack.serve.app import build_gateway, create_app, engine_client
-from lorastack.serve.engine import EngineProcess, build_launch
 from lorastack.serve.supervisor import EngineSupervisor
-from lorastack.settings import load_settings
 from tests.peft_adapters import write_random_lora
-from tests.servers import free_port, serve_in_thread
+from tests.servers import real_stack
 
 pytestmark = pytest.mark.integration
 
@@ -49,42 +46,19 @@ def stack(bundled_model: ModelRecord, tmp_path_factory: pytest.TempPathFactory) 
             source = write_random_lora(bundled_model.path, work / f"{domain}-{seed}", seed)
             registry.publish(source, domain, display_name=domain.title(), promote="prod")
     registry.promote("coffee-shop", 1)
-    settings = load_settings(
-        home=home,
-        base_model=bundled_model.name,
-        engine={"port": free_port(), "startup_timeout_s": 600},
-        gateway={"admin_key": ADMIN_KEY},
-    )
-    launch = build_launch(settings.engine, bundled_model, settings.max_lora_rank)
-    client = engine_client(120.0)
-    gateway = build_gateway(settings, [launch.url], client)
-    process = EngineProcess(launch, home / "runs" / "engine.log", 600)
-    supervisor = EngineSupervisor(process, gateway.pool.endpoints[0])
-    app = create_app(gateway, settings.gateway.max_body_bytes, client, supervisor)
-    with serve_in_thread(app) as url:
-        _wait_ready(url, 600)
-        with httpx.Client(
-            base_url=url, headers={"authorization": f"Bearer {ADMIN_KEY}"}, timeout=120
-        ) as admin:
-            yield Stack(
-                url,
-                OpenAI(base_url=f"{url}/v1", api_key="local", max_retries=0, timeout=120),
-                admin,
-                supervisor,
-                bundled_model.name,
-            )
-
-
-def _wait_ready(url: str, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/ready", timeout=5).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(1)
-    raise AssertionError("the stack did not become ready")
+    with (
+        real_stack(bundled_model, home, ADMIN_KEY) as running,
+        httpx.Client(
+            base_url=running.url, headers={"authorization": f"Bearer {ADMIN_KEY}"}, timeout=120
+        ) as admin,
+    ):
+        yield Stack(
+            running.url,
+            OpenAI(base_url=f"{running.url}/v1", api_key="local", max_retries=0, timeout=120),
+            admin,
+            running.supervisor,
+            bundled_model.name,
+        )
 
 
 def _ask(stack: Stack, model: str, stream: bool = False) -> str:

@@ -159,6 +159,20 @@ def test_retry_asks_again_and_clear_empties(ui: Ui) -> None:
     assert _upstream_chat(ui) == [{"role": "user", "content": "fresh start"}]
 
 
+def test_the_chatbots_own_clear_button_empties_the_session_too(ui: Ui) -> None:
+    # The Chatbot's trash icon clears what is shown in the browser; without an event of
+    # ours, the session kept the transcript and the next answer brought it all back.
+    config = ui.app.get_config_file()
+    chatbot = next(c["id"] for c in config["components"] if c["type"] == "chatbot")
+    states = {c["id"] for c in config["components"] if c["type"] == "state"}
+    on_clear = [
+        d
+        for d in config["dependencies"]
+        if [chatbot, "clear"] in [list(t) for t in d["targets"]] and states & set(d["outputs"])
+    ]
+    assert len(on_clear) == 1 and chatbot in on_clear[0]["outputs"]
+
+
 def test_an_unknown_or_removed_domain_reads_as_a_message(ui: Ui, registry: AdapterRegistry) -> None:
     chat, _ = _send(ui, "hello", "no-such-domain")
     assert chat[-1]["role"] == "assistant"
@@ -329,3 +343,10 @@ def test_the_cli_launches_on_loopback(
     assert launched["host"] == "127.0.0.1"
     tabs = [b.label for b in launched["app"].blocks.values() if isinstance(b, gr.Tab)]
     assert tabs == ["Chat", "Compare"]  # no admin key in the settings
+
+
+def test_answers_are_capped_like_a_chat_reply(ui: Ui) -> None:
+    _send(ui, "hello", "coffee-shop")
+    body = ui.gateway.fake.completion_requests[-1].body
+    assert body["max_tokens"] == 256
+    assert body["temperature"] == 0.7
