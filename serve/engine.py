@@ -6,10 +6,8 @@ any path they are given, so only lorastack itself may reach them.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -21,6 +19,7 @@ import httpx
 
 from lorastack.errors import EngineError
 from lorastack.models import ModelRecord
+from lorastack.processes import log_tail, stop_group
 from lorastack.settings import EngineSettings
 
 logger = logging.getLogger(__name__)
@@ -151,26 +150,11 @@ class EngineProcess:
             raise EngineError(f"engine exited with code {code}; last lines:\n{self.log_tail()}")
 
     def log_tail(self, lines: int = 20) -> str:
-        try:
-            text = self.log_path.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
+        return log_tail(self.log_path, lines)
 
     def stop(self, grace_s: float = 30.0) -> None:
-        process = self._process
-        if process is None or process.poll() is not None:
-            return
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            logger.warning("engine ignored SIGTERM for %.0f s; killing it", grace_s)
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        # Worker processes that outlived the server would hold memory and ports.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, signal.SIGKILL)
+        if self._process is not None:
+            stop_group(self._process, grace_s, "engine")
 
     def __enter__(self) -> EngineProcess:
         self.start()

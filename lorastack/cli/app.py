@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from lorastack import __version__
-from lorastack.cli import adapters, data, demo, guard, models, serve, train, ui
+from lorastack.cli import adapters, bench, data, guard, models, quickstart, serve, train, ui
 from lorastack.errors import LorastackError, SettingsError
 from lorastack.settings import CONFIG_ENV
 
@@ -30,12 +30,13 @@ app.add_typer(models.app, name="model")
 app.add_typer(adapters.app, name="adapters")
 app.add_typer(guard.app, name="guard")
 app.add_typer(data.app, name="data")
-app.command("demo")(demo.demo)
+app.command("quickstart")(quickstart.quickstart)
 app.command("serve")(serve.serve)
 app.command("train")(train.train)
 app.command("eval")(train.evaluate)
 app.command("publish")(train.publish)
 app.command("ui")(ui.ui)
+app.command("bench")(bench.bench)
 
 
 def _show_version(value: bool) -> None:

@@ -10,7 +10,8 @@ CUDA code paths (device placement, bf16, LoRA, TRL's packing), not quality.
 
 Two parts:
 - TRL's SFTTrainer with LoRA r16 on all linear layers, padded then packed: tokens per
-  second and peak memory.
+  second and peak memory (`lorastack.bench.training`, the same measurement as
+  `lorastack bench --only train` makes on the CPU).
 - lorastack's own training path (`run_training`, as `lorastack train` calls it) in instruct
   mode on the repository's example chat data: the device and bf16 must be chosen on their
   own, the adapter must validate, and it must change the model's logits on CUDA.
@@ -25,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from lorastack.bench.training import TrainingSpec, measure_training
 
 EXAMPLE_CHAT = Path(__file__).resolve().parents[2] / "examples" / "data" / "tiny-chat.jsonl"
 CHAT_TEMPLATE = (
@@ -67,57 +70,6 @@ def _model(folder: Path, vocab: int) -> None:
         max_position_embeddings=2048,
     )
     LlamaForCausalLM(config).to(torch.bfloat16).save_pretrained(folder)
-
-
-def _run(model_dir: Path, packing: bool, steps: int, batch: int, max_length: int) -> dict[str, Any]:
-    import torch
-    from datasets import Dataset
-    from peft import LoraConfig
-    from trl.trainer.sft_config import SFTConfig
-    from trl.trainer.sft_trainer import SFTTrainer
-
-    rng = random.Random(0)
-    texts = [
-        " ".join(f"w{rng.randrange(4000)}" for _ in range(rng.randint(40, 700)))
-        for _ in range(steps * batch * 2)
-    ]
-    torch.cuda.reset_peak_memory_stats()
-    with tempfile.TemporaryDirectory() as out:
-        trainer = SFTTrainer(
-            model=str(model_dir),
-            args=SFTConfig(
-                output_dir=out,
-                max_steps=steps,
-                per_device_train_batch_size=batch,
-                max_length=max_length,
-                packing=packing,
-                bf16=True,
-                report_to="none",
-                logging_steps=steps,
-                save_strategy="no",
-                dataset_text_field="text",
-                learning_rate=2e-4,
-                disable_tqdm=True,
-                # real tokens only: padding is the cost packing removes
-                include_num_input_tokens_seen="non_padding",
-            ),
-            train_dataset=Dataset.from_list([{"text": t} for t in texts]),
-            peft_config=LoraConfig(
-                r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM"
-            ),
-        )
-        assert next(trainer.model.parameters()).device.type == "cuda"
-        started = time.perf_counter()
-        trainer.train()
-        seconds = time.perf_counter() - started
-        tokens = trainer.state.num_input_tokens_seen or 0
-    return {
-        "packing": packing,
-        "steps": steps,
-        "seconds": round(seconds, 2),
-        "tokens_per_s": round(tokens / seconds) if tokens else None,
-        "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
-    }
 
 
 def _lorastack_run(model_dir: Path, scratch: Path) -> dict[str, Any]:
@@ -215,10 +167,8 @@ def main() -> None:
         folder = Path(scratch)
         tokenizer = _tokenizer(folder)
         _model(folder, len(tokenizer))
-        results = [
-            _run(folder, packing, options.steps, options.batch, options.max_length)
-            for packing in (False, True)
-        ]
+        spec = TrainingSpec(steps=options.steps, batch=options.batch, max_length=options.max_length)
+        results = [measure_training(folder, packing, spec).to_dict() for packing in (False, True)]
         lorastack_run = _lorastack_run(folder, folder / "lorastack")
     report = {"device": torch.cuda.get_device_name(), "runs": results, "lorastack": lorastack_run}
     print(json.dumps(report, indent=2))

@@ -71,3 +71,18 @@ def test_top_level_folders_are_lorastack_subpackages(folder: str) -> None:
     module = __import__(f"lorastack.{folder}", fromlist=["_"])
     assert Path(module.__file__).resolve().parent == ROOT / folder
     assert Path(lorastack.__file__).resolve().parent == ROOT / "lorastack"
+
+
+def test_every_package_folder_is_in_the_distribution() -> None:
+    """A folder left out of `packages` works in the editable install and is missing from a
+    built wheel (the Docker images install one)."""
+    import tomllib
+
+    tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = {name: ROOT / path for name, path in tool["package-dir"].items()}
+    found = set()
+    for name, folder in folders.items():
+        for init in folder.rglob("__init__.py"):
+            relative = init.parent.relative_to(folder).parts
+            found.add(".".join((name, *relative)))
+    assert found == set(tool["packages"])

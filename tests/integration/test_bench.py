@@ -1,0 +1,84 @@
+"""`lorastack bench --quick` for real: vLLM on the CPU, two gateways, Presidio, TRL."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lorastack.models import ModelRecord
+
+pytestmark = pytest.mark.integration
+
+QUICK_TOKENS = 16
+ROUTES = ("direct", "gateway", "guarded")
+WORKLOADS = ("base", "adapter", "mixed")
+LEVELS = (1, 8)
+TARGETS = {
+    "gateway throughput",
+    "gateway TTFT",
+    "guardrails latency",
+    "N domains mixed",
+    "hot-swap TPOT",
+    "hot-swap failures",
+    "guard scan time",
+}
+
+
+def test_quick_bench_measures_every_case(bundled_model: ModelRecord, tmp_path: Path) -> None:
+    out = tmp_path / "bench"
+    env = {**os.environ, "LORASTACK_HOME": str(bundled_model.path.parent.parent)}
+    done = subprocess.run(
+        [sys.executable, "-m", "lorastack.cli", "bench", "--quick", "--out", str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert done.stdout.strip().splitlines()[-1] == str(out)
+
+    data = json.loads((out / "bench.json").read_text())
+    cases = {c["name"]: c for c in data["serving"]["cases"]}
+    expected = {f"{r}/{w}/c{c}" for c in LEVELS for w in WORKLOADS for r in ROUTES}
+    expected |= {f"gateway/swap/c{c}" for c in LEVELS}
+    assert set(cases) == expected
+    for name, case in cases.items():
+        assert case["failed"] == 0, (name, case["errors"])
+        # ignore_eos holds on every route: each answer is exactly --max-tokens long.
+        assert case["output_tokens"] == case["requests"] * QUICK_TOKENS, name
+        assert case["tokens_per_s"] > 0 and case["ttft_p50_ms"] > 0, name
+    assert all(cases[f"gateway/swap/c{c}"]["swap"]["operations"] >= 1 for c in LEVELS)
+
+    ratios = data["serving"]["ratios"]
+    assert {r["name"] for r in ratios} == {
+        "gateway vs direct",
+        "guarded vs unguarded",
+        "adapter vs base",
+        "mixed vs one adapter",
+        "swap vs steady",
+    }
+    for ratio in ratios:
+        subject = cases[ratio["subject"]][ratio["metric"]]
+        reference = cases[ratio["reference"]][ratio["metric"]]
+        if ratio["kind"] == "ratio":
+            assert ratio["value"] == pytest.approx(subject / reference, abs=1e-4), ratio
+        else:
+            assert ratio["value"] == pytest.approx(subject - reference, abs=0.01), ratio
+
+    assert [t["name"] for t in data["guard"]["timings"]] == ["short", "medium", "long"]
+    runs = data["training"]["runs"]
+    assert [r["packing"] for r in runs] == [False, True]
+    assert all(r["tokens"] > 0 and r["tokens_per_s"] > 0 and r["peak_gib"] > 0 for r in runs)
+
+    assert {t["target"] for t in data["targets"]} == TARGETS
+    assert {t["verdict"] for t in data["targets"]} <= {"pass", "miss"}
+    markdown = (out / "bench.md").read_text()
+    assert "## Targets" in markdown and "| gateway/swap/c8 |" in markdown
+    for plot in ("throughput.png", "latency.png", "guard.png", "training.png"):
+        assert (out / plot).read_bytes().startswith(b"\x89PNG")

@@ -1,0 +1,232 @@
+"""`lorastack quickstart`'s pieces with fakes: finding the demo domains, reusing unchanged
+adapters, the demo keys, the reduced training budget and stopping the services."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from lorastack.cli import quickstart
+from lorastack.cli.quickstart import (
+    DEMO_DIR,
+    DemoState,
+    QuickstartError,
+    Service,
+    demo_keys,
+    ensure_adapter,
+    find_domains,
+    fingerprint,
+    shortened,
+)
+from lorastack.models import ModelRecord, ModelStore
+from lorastack.progress import NullProgress
+from lorastack.registry import AdapterRegistry
+from lorastack.serve.errors import Unauthorized
+from lorastack.serve.keys import KeyStore
+from lorastack.settings import get_settings
+from lorastack.train.evaluate import METRICS_FILE
+from lorastack.train.trainer import RunPaths
+from tests.fakes import write_adapter
+
+
+def _demo(folder: Path, base: str = "tiny", **extra: Any) -> Path:
+    """A demo folder with one domain, `coffee`, whose data is a chat file."""
+    domain = folder / "coffee"
+    domain.mkdir(parents=True)
+    chat = {
+        "messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hey!"}]
+    }
+    (domain / "chat.jsonl").write_text(json.dumps(chat) + "\n")
+    config = {"domain": "coffee", "data": str(domain / "chat.jsonl"), "base_model": base, **extra}
+    (domain / "train.yaml").write_text(yaml.safe_dump(config))
+    return folder
+
+
+class FakeTraining:
+    """Stands in for train, eval and publish: publishes a real adapter into the registry."""
+
+    def __init__(self, registry: AdapterRegistry, base: ModelRecord, tmp_path: Path) -> None:
+        self.registry, self.base, self.tmp_path = registry, base, tmp_path
+        self.trained: list[dict[str, Any]] = []
+
+    def run_training(self, config: Any, paths: RunPaths, *args: Any, **kwargs: Any) -> None:
+        self.trained.append(config.training_fields())
+        paths.root.mkdir(parents=True)
+
+    def evaluate_run(self, paths: RunPaths, *args: Any) -> None:
+        (paths.root / METRICS_FILE).write_text("{}")
+
+    def publish_run(self, paths: RunPaths, registry: Any, promote: bool) -> Any:
+        assert promote
+        source = write_adapter(self.tmp_path / f"adapter-{len(self.trained)}", self.base.name)
+        return self.registry.publish(source, "coffee", promote="prod")
+
+
+@pytest.fixture
+def fake_training(
+    monkeypatch: pytest.MonkeyPatch,
+    registry: AdapterRegistry,
+    fake_base: ModelRecord,
+    tmp_path: Path,
+    fake_pii_detector: None,
+) -> FakeTraining:
+    fake = FakeTraining(registry, fake_base, tmp_path)
+    monkeypatch.setattr(quickstart, "run_training", fake.run_training)
+    monkeypatch.setattr(quickstart, "evaluate_run", fake.evaluate_run)
+    monkeypatch.setattr(quickstart, "publish_run", fake.publish_run)
+    return fake
+
+
+def _ensure(folder: Path, retrain: bool = False, max_steps: int | None = None) -> tuple[str, bool]:
+    config = get_settings()
+    state = DemoState.load(config.home / "quickstart" / "state.json")
+    (domain,) = find_domains(folder)
+    return ensure_adapter(domain, config, state, max_steps, retrain, NullProgress())
+
+
+def test_an_unchanged_domain_is_reused_and_a_changed_one_retrained(
+    fake_training: FakeTraining, tmp_path: Path
+) -> None:
+    folder = _demo(tmp_path / "demo")
+    assert _ensure(folder) == ("coffee@v1", False)
+    assert _ensure(folder) == ("coffee@v1", True)
+    assert len(fake_training.trained) == 1
+
+    data = folder / "coffee" / "chat.jsonl"
+    data.write_text(data.read_text() + data.read_text().replace("Hey!", "Hello!"))
+    assert _ensure(folder) == ("coffee@v2", False)
+    assert _ensure(folder, retrain=True) == ("coffee@v3", False)
+    assert _ensure(folder, max_steps=4) == ("coffee@v4", False)
+    assert fake_training.trained[-1]["max_steps"] == 4
+    assert _ensure(folder, max_steps=4) == ("coffee@v4", True)
+
+
+def test_a_removed_version_is_trained_again(
+    fake_training: FakeTraining, registry: AdapterRegistry, tmp_path: Path
+) -> None:
+    folder = _demo(tmp_path / "demo")
+    _ensure(folder)
+    _ensure(folder, retrain=True)  # prod moves to v2, so v1 can be removed
+    registry.remove("coffee", 1)
+    state = get_settings().home / "quickstart" / "state.json"
+    entries = json.loads(state.read_text())
+    entries["coffee"]["ref"] = "coffee@v1"
+    state.write_text(json.dumps(entries))
+    assert _ensure(folder) == ("coffee@v3", False)
+
+
+def test_fingerprint_follows_config_data_base_and_budget(
+    fake_base: ModelRecord, tmp_path: Path
+) -> None:
+    (domain,) = find_domains(_demo(tmp_path / "demo"))
+    first = fingerprint(domain, fake_base, None)
+    assert fingerprint(domain, fake_base, None) == first
+    assert fingerprint(domain, fake_base, 5) != first
+    other_base = fake_base.model_copy(update={"checkpoint_sha256": "0" * 64})
+    assert fingerprint(domain, other_base, None) != first
+    domain.config_path.write_text(domain.config_path.read_text() + "description: new\n")
+    assert fingerprint(domain, fake_base, None) != first
+
+
+@pytest.mark.parametrize(("max_steps", "every"), [(1, 1), (4, 2), (6, 3), (100, 10), (30, 10)])
+def test_a_shortened_run_still_validates_and_checkpoints(max_steps: int, every: int) -> None:
+    fields = shortened({"eval_steps": 10, "save_steps": 10, "learning_rate": 1e-3}, max_steps)
+    assert fields == {
+        "eval_steps": every,
+        "save_steps": every,
+        "learning_rate": 1e-3,
+        "max_steps": max_steps,
+    }
+
+
+def test_find_domains_explains_what_is_missing(tmp_path: Path) -> None:
+    with pytest.raises(QuickstartError, match="no demo folder"):
+        find_domains(tmp_path / "absent")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(QuickstartError, match=r"no \*/train\.yaml"):
+        find_domains(tmp_path / "empty")
+    folder = _demo(tmp_path / "demo")
+    (folder / "coffee" / "chat.jsonl").unlink()
+    with pytest.raises(QuickstartError, match="does not exist"):
+        find_domains(folder)
+
+
+def test_the_shipped_demo_has_two_brands_and_a_labelled_domain() -> None:
+    domains = find_domains(DEMO_DIR)
+    modes = sorted(domain.config.mode for domain in domains)
+    assert modes.count("instruct") >= 2
+    assert "sft" in modes
+    assert all(domain.config.data.is_file() for domain in domains)
+
+
+def test_demo_keys_are_made_once_kept_private_and_accepted(tmp_path: Path) -> None:
+    keys = demo_keys(tmp_path / "qs")
+    assert demo_keys(tmp_path / "qs") == keys
+    for path in (keys.keys_file, tmp_path / "qs" / quickstart.ADMIN_KEY_NAME):
+        assert path.stat().st_mode & 0o777 == 0o600
+    store = KeyStore.from_settings([], keys.keys_file, keys.admin_key)
+    assert store.client(f"Bearer {keys.client_key}") is not None
+    store.check_admin(f"Bearer {keys.admin_key}")
+    with pytest.raises(Unauthorized):
+        store.check_admin(f"Bearer {keys.client_key}")
+
+
+def test_stopping_a_service_ends_its_whole_process_group(tmp_path: Path) -> None:
+    pid_file = tmp_path / "grandchild.pid"
+    script = (
+        "import subprocess, sys, time, pathlib;"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']);"
+        f"pathlib.Path({str(pid_file)!r}).write_text(str(child.pid));"
+        "import signal; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
+    )
+    process = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
+    service = Service("stubborn", process, tmp_path / "log")
+    deadline = time.monotonic() + 20
+    while not pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    grandchild = int(pid_file.read_text())
+    service.stop(grace_s=0.5)  # ignores SIGTERM: killed after the grace
+    assert process.poll() is not None
+    deadline = time.monotonic() + 10
+    while _alive(grandchild) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(grandchild)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (exited, not yet reaped by init) counts as gone.
+    status = Path(f"/proc/{pid}/stat")
+    return status.exists() and status.read_text().split()[2] != "Z"
+
+
+def test_a_dead_service_is_reported_with_its_log(tmp_path: Path) -> None:
+    log = tmp_path / "gateway.log"
+    log.write_text("starting\nerror: port in use\n")
+    process = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    process.wait()
+    with pytest.raises(QuickstartError, match=r"exited with code 3(.|\n)*port in use"):
+        Service("gateway", process, log).check_alive()
+
+
+def test_no_serve_prints_each_domain_and_its_version(
+    cli: Any, fake_training: FakeTraining, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ModelStore, "pull_bundled", lambda self, progress: (None, False))
+    folder = _demo(tmp_path / "demo")
+    result = cli("quickstart", "--examples", str(folder), "--no-serve")
+    assert result.code == 0, result.err
+    assert result.out.strip() == "coffee: coffee@v1"
+    again = cli("quickstart", "--examples", str(folder), "--no-serve")
+    assert "reusing coffee@v1" in again.err
