@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 from openai import OpenAI
 
@@ -137,11 +138,10 @@ def running(demo: Demo, trained: dict[str, str]) -> Iterator[tuple[subprocess.Po
             process.wait()
 
 
-def _engine_processes(port: int) -> list[str]:
-    listing = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True)
-    return [
-        line for line in listing.stdout.splitlines() if "vllm" in line and f"--port {port}" in line
-    ]
+def _descendants(pid: int) -> list[psutil.Process]:
+    """Every process the demo started, the vLLM engine and its workers included (they run
+    in sessions of their own, but stay descendants)."""
+    return list(psutil.Process(pid).children(recursive=True))
 
 
 def _port_open(port: int) -> bool:
@@ -178,11 +178,14 @@ def test_the_demo_serves_each_domain_and_ctrl_c_stops_everything(
         assert answer.strip(), name
         assert answer != base, name
     assert httpx.get(f"http://127.0.0.1:{info['ports']['ui']}/", timeout=10).status_code == 200
-    assert _engine_processes(demo.engine_port)
+    assert httpx.get(f"http://127.0.0.1:{demo.engine_port}/health", timeout=10).status_code == 200
+    started = _descendants(process.pid)
+    # vLLM renames its processes (VLLM::APIServer, VLLM::EngineCore).
+    assert any("vllm" in " ".join(child.cmdline()).lower() for child in started)
 
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=90) == 0
-    assert not _port_open(info["ports"]["gateway"])
-    assert not _port_open(info["ports"]["ui"])
-    assert not _engine_processes(demo.engine_port)
-    assert not _port_open(demo.engine_port)
+    _, alive = psutil.wait_procs(started, timeout=10)
+    assert alive == []
+    for port in (info["ports"]["gateway"], info["ports"]["ui"], demo.engine_port):
+        assert not _port_open(port)
