@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -21,15 +19,13 @@ from lorastack.guardrails.detector import Detector, PresidioDetector
 from lorastack.guardrails.entities import Action, Direction, Finding
 from lorastack.guardrails.normalize import normalize
 from lorastack.guardrails.policy import GuardPolicy
+from lorastack.guardrails.screening import ScreeningPool, default_pool
 from lorastack.guardrails.vault import PLACEHOLDER, Vault
 
 if TYPE_CHECKING:
     from lorastack.guardrails.streaming import StreamRedactor
 
 logger = logging.getLogger(__name__)
-
-# Detection runs here so that a hung detector can be timed out (fail closed).
-_DETECTION_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="pii-detect")
 
 
 @dataclass(frozen=True)
@@ -104,8 +100,12 @@ class Guard:
         detector: Detector | None = None,
         audit: AuditSink | None = None,
         domain: str | None = None,
+        pool: ScreeningPool | None = None,
     ) -> None:
         self.policy = policy
+        # Detection runs on a screening thread so that a hung detector can be timed
+        # out (fail closed); a caller already on one (the gateway) runs it inline.
+        self.pool = pool if pool is not None else default_pool()
         self.detector: Detector = detector or PresidioDetector()
         self.audit = audit
         self.domain = domain
@@ -123,14 +123,11 @@ class Guard:
 
     def _detect(self, text: str) -> list[Finding]:
         self.prepare()  # loading models is not detection: it must not count as a timeout
-        future = _DETECTION_POOL.submit(self.detector.detect, text, self._types, self._custom)
         try:
-            return future.result(timeout=self.policy.timeout_s)
-        except FutureTimeout:
-            future.cancel()
-            raise GuardUnavailable(
-                f"PII detection took longer than {self.policy.timeout_s:g} s"
-            ) from None
+            return self.pool.call(
+                lambda: self.detector.detect(text, self._types, self._custom),
+                self.policy.timeout_s,
+            )
         except GuardUnavailable:
             raise
         except Exception as error:

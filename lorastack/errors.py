@@ -23,7 +23,7 @@ class ModelError(LorastackError):
     """A base model could not be provisioned, registered or found."""
 
 
-class ModelNotFound(ModelError):
+class BaseModelNotFound(ModelError):
     """No base model is registered under that name."""
 
 

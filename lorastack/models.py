@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lorastack import fsutil
-from lorastack.errors import ModelError, ModelNotFound
+from lorastack.errors import BaseModelNotFound, ModelError
 from lorastack.manifest import check_name
 from lorastack.progress import NullProgress, Progress
 from lorastack.settings import BUNDLED_MODEL_NAME
@@ -119,7 +119,7 @@ class ModelStore:
         if record is None:
             known = ", ".join(r.name for r in self.list()) or "none"
             hint = " (run `lorastack model pull`)" if name == BUNDLED_MODEL_NAME else ""
-            raise ModelNotFound(f"no base model named {name!r}{hint}; registered: {known}")
+            raise BaseModelNotFound(f"no base model named {name!r}{hint}; registered: {known}")
         return record
 
     def find(self, reference: str) -> ModelRecord | None:

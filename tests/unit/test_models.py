@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from lorastack import models
-from lorastack.errors import InvalidName, ModelError, ModelNotFound
+from lorastack.errors import InvalidName, ModelError, BaseModelNotFound
 from lorastack.models import METADATA_FILE, ModelRecord, ModelStore
 from tests.fakes import write_base_checkpoint
 
@@ -49,7 +49,7 @@ def test_find_matches_name_hub_id_and_path(store: ModelStore, fake_base: ModelRe
     assert store.find("tiny") == fake_base
     assert store.find(str(fake_base.path) + "/") == fake_base
     assert store.find("someone/else") is None
-    with pytest.raises(ModelNotFound, match="registered: tiny"):
+    with pytest.raises(BaseModelNotFound, match="registered: tiny"):
         store.get("other")
 
 

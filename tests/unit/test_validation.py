@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lorastack.errors import AdapterInvalid, ModelNotFound
+from lorastack.errors import AdapterInvalid, BaseModelNotFound
 from lorastack.models import ModelRecord, ModelStore
 from lorastack.validation import validate_adapter
 from tests.fakes import write_adapter
@@ -133,5 +133,5 @@ def test_not_a_folder(tmp_path: Path, store: ModelStore, fake_base: ModelRecord)
 def test_base_model_override(tmp_path: Path, store: ModelStore, fake_base: ModelRecord) -> None:
     folder = write_adapter(tmp_path / "a", "someone/other-model")
     assert validate_adapter(folder, store, 16, base_model="tiny").base_model.name == "tiny"
-    with pytest.raises(ModelNotFound, match="no base model named 'nope'"):
+    with pytest.raises(BaseModelNotFound, match="no base model named 'nope'"):
         _validate(folder, store, base_model="nope")
