@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from lorastack import models
-from lorastack.errors import InvalidName, ModelError, BaseModelNotFound
+from lorastack.errors import BaseModelNotFound, InvalidName, ModelError
 from lorastack.models import METADATA_FILE, ModelRecord, ModelStore
 from tests.fakes import write_base_checkpoint
 
