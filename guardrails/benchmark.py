@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lorastack.guardrails.guard import Guard
+from lorastack.stats import percentile
 
 _SENTENCES = (
     "Hi, this is Jane Porter and my order has not arrived yet.",
@@ -124,12 +125,14 @@ def time_scans(guard: Guard, text: str, name: str, repeats: int = 200) -> ScanTi
         start = time.perf_counter()
         guard.find(text)
         samples.append((time.perf_counter() - start) * 1000)
-    samples.sort()
+    p50, p99 = percentile(samples, 50), percentile(samples, 99)
+    if p50 is None or p99 is None:
+        raise ValueError("repeats must be at least 1")
     return ScanTiming(
         name=name,
         words=len(text.split()),
-        p50_ms=statistics.median(samples),
-        p99_ms=samples[min(len(samples) - 1, int(len(samples) * 0.99))],
+        p50_ms=p50,
+        p99_ms=p99,
         mean_ms=statistics.fmean(samples),
         cores=process_cores(),
     )

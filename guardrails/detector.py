@@ -4,13 +4,13 @@
 analyzer with the bundled spaCy pipeline, built once per process and shared,
 and fully offline. Its parts are Presidio's own, cut down to what changes a
 finding (issue 8: a 50-word scan in 5 ms on one core); an integration test
-checks they find exactly what Presidio's stock parts find.
+checks they find exactly what Presidio's stock parts find. The context words of
+a policy's custom entities raise their scores (`context_words`). It runs best
+with numpy's BLAS on one thread: the process's owner sets that (`runtime`).
 """
 
 from __future__ import annotations
 
-import atexit
-import gc
 import importlib.util
 import logging
 import re
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from lorastack.errors import GuardUnavailable
+from lorastack.guardrails.context_words import context_word_enhancer
 from lorastack.guardrails.entities import (
     CREDIT_CARD,
     EMAIL_ADDRESS,
@@ -33,10 +34,10 @@ from lorastack.guardrails.entities import (
     CustomEntity,
     Finding,
 )
+from lorastack.guardrails.runtime import numpy_blas_single_threaded
 
 if TYPE_CHECKING:
     from presidio_analyzer import AnalyzerEngine, EntityRecognizer
-    from presidio_analyzer.context_aware_enhancers import ContextAwareEnhancer
     from presidio_analyzer.nlp_engine import NlpEngine
     from spacy.language import Language
 
@@ -295,52 +296,15 @@ def _phone_recognizer() -> EntityRecognizer:
     return recognizer
 
 
-def _numpy_blas_single_threaded() -> bool:
-    """Keep the OpenBLAS bundled in numpy's wheel on one thread; False where there is none.
-
-    It would otherwise run every product above a small size on one thread per
-    core: cores taken from whatever else runs there (a vLLM engine on the CPU),
-    and a scan that no longer runs on one core. This is process-wide, for numpy
-    only (PyTorch has its own BLAS); nothing else in lorastack multiplies
-    matrices with numpy.
-    """
-    import ctypes
-
-    import numpy
-
-    bundled = Path(numpy.__file__).resolve().parent.parent / "numpy.libs"
-    try:
-        maps = Path("/proc/self/maps").read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return False
-    paths = {
-        line.split()[-1]
-        for line in maps
-        if "openblas" in line and line.split()[-1].startswith(f"{bundled}/")
-    }
-    done = False
-    for path in paths:
-        try:
-            library = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for name in ("scipy_openblas_set_num_threads64_", "openblas_set_num_threads"):
-            setter = getattr(library, name, None)
-            if setter is not None:
-                setter(1)
-                done = True
-                break
-    return done
-
-
 def _ner_pipeline() -> Language:
     """The bundled pipeline with its named-entity recognizer only.
 
     en_core_web_sm's NER has its own embedding layer, so nothing else is
-    loaded. Its matrix products go to numpy's BLAS when that can be kept on one
-    thread: spaCy's default, BLIS, falls back to its generic reference kernel on
-    CPUs it does not recognise (AMD EPYC here), at 2.5 times the time. Measured
-    on the shipped evaluation set: the same entities either way.
+    loaded. Its matrix products go to numpy's BLAS when that runs on one thread
+    (the process's owner sets it: `runtime.limit_numpy_blas_threads`): spaCy's
+    default, BLIS, falls back to its generic reference kernel on CPUs it does
+    not recognise (AMD EPYC here), at 2.5 times the time. Measured on the
+    shipped evaluation set: the same entities either way.
     """
     import spacy
     from spacy.pipeline import TrainablePipe
@@ -350,14 +314,14 @@ def _ner_pipeline() -> Language:
     components = spacy.util.load_config(path / "config.cfg")["nlp"]["pipeline"]
     pipeline = spacy.load(path, exclude=[name for name in components if name != "ner"])
     ner = pipeline.get_pipe("ner")
-    if isinstance(ner, TrainablePipe) and _numpy_blas_single_threaded():
+    if isinstance(ner, TrainablePipe) and numpy_blas_single_threaded():
         ops = NumpyOps(use_blis=False)
         for node in ner.model.walk():
             node.ops = ops
     return pipeline
 
 
-def _ner_nlp_engine() -> NlpEngine:
+def _ner_nlp_engine(pipeline: Language) -> NlpEngine:
     from presidio_analyzer.nlp_engine import NerModelConfiguration, NlpArtifacts, SpacyNlpEngine
     from spacy.tokens import Doc
 
@@ -365,14 +329,15 @@ def _ner_nlp_engine() -> NlpEngine:
         """Presidio's spaCy engine over a pipeline that only finds entities."""
 
         def load(self) -> None:
-            self.nlp = {"en": _ner_pipeline()}  # type: ignore[assignment]  # None until loaded
+            self.nlp = {"en": pipeline}  # type: ignore[assignment]  # None until loaded
 
         def _doc_to_nlp_artifact(self, doc: Doc, language: str) -> NlpArtifacts:
             entities, scores = self._get_updated_entities(
                 list(doc.ents), self._get_scores_for_entities(doc)
             )
             # Without a lemmatizer every lemma is empty: Presidio's version still
-            # looks each one up as a stop word, for keywords nothing reads.
+            # looks each one up as a stop word, for keywords nothing reads (the
+            # context step reads the tokens themselves).
             return NlpArtifacts(
                 entities=entities,
                 tokens=doc,
@@ -384,45 +349,18 @@ def _ner_nlp_engine() -> NlpEngine:
             )
 
     engine = NerOnlyNlpEngine(
-        models=[{"lang_code": "en", "model_name": str(spacy_model_path())}],
+        models=[{"lang_code": "en", "model_name": pipeline.meta.get("name", SPACY_PACKAGE)}],
         ner_model_configuration=NerModelConfiguration(labels_to_ignore=list(_IGNORED_NER_LABELS)),
     )
     engine.load()
     return engine
 
 
-def _no_context_enhancer() -> ContextAwareEnhancer:
-    from presidio_analyzer import EntityRecognizer as _EntityRecognizer
-    from presidio_analyzer import RecognizerResult
-    from presidio_analyzer.context_aware_enhancers import ContextAwareEnhancer
-    from presidio_analyzer.nlp_engine import NlpArtifacts
+def build_analyzer(pipeline: Language | None = None) -> AnalyzerEngine:
+    """A Presidio analyzer over `pipeline` (by default the bundled NER pipeline).
 
-    class NoContextEnhancer(ContextAwareEnhancer):
-        """Leaves scores as the recognizers gave them.
-
-        Presidio's enhancer matches context words against lemmas, and no
-        lemmatizer runs (it would cost more than the NER): it never changed a
-        score here, it only copied every result. That includes the `context`
-        words of a policy's custom entities, which therefore raise no score.
-        Names after a cue word are found by `NameCueRecognizer` instead.
-        """
-
-        def enhance_using_context(
-            self,
-            text: str,
-            raw_results: list[RecognizerResult],
-            nlp_artifacts: NlpArtifacts,
-            recognizers: list[_EntityRecognizer],
-            context: list[str] | None = None,
-        ) -> list[RecognizerResult]:
-            return raw_results
-
-    return NoContextEnhancer(0.0, 0.0, 0, 0)
-
-
-@lru_cache(maxsize=1)
-def shared_analyzer() -> AnalyzerEngine:
-    """The process-wide Presidio analyzer (loading spaCy takes a while; do it once)."""
+    Loading spaCy takes a while: a process uses the one `shared_analyzer`.
+    """
     from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
     from presidio_analyzer.predefined_recognizers import (
         IbanRecognizer,
@@ -442,22 +380,24 @@ def shared_analyzer() -> AnalyzerEngine:
         _name_cue_recognizer(),
     ]
     registry = RecognizerRegistry(recognizers=recognizers, supported_languages=["en"])
-    analyzer = AnalyzerEngine(
+    return AnalyzerEngine(
         registry=registry,
-        nlp_engine=_ner_nlp_engine(),
+        nlp_engine=_ner_nlp_engine(pipeline if pipeline is not None else _ner_pipeline()),
         supported_languages=["en"],
-        context_aware_enhancer=_no_context_enhancer(),
+        # Context words raise the policy's custom entities only (see context_words).
+        context_aware_enhancer=context_word_enhancer({r.id for r in recognizers}),
     )
-    # Presidio's imports bring in transformers and torch: over 400,000 objects
-    # that live as long as the process. Every full garbage collection (Python
-    # runs one whenever enough long-lived objects pile up), in any thread,
-    # walked all of them: 0.23 s on one core here. Frozen, it walks what is newer.
-    gc.collect()
-    gc.freeze()
-    # ... and thawed at exit, so that shutdown still finalises them (nanobind,
-    # under torch, reports every object it finds alive then as a leak).
-    atexit.register(gc.unfreeze)
-    return analyzer
+
+
+@lru_cache(maxsize=1)
+def shared_analyzer() -> AnalyzerEngine:
+    """The process-wide Presidio analyzer over the bundled pipeline."""
+    return build_analyzer()
+
+
+# Two threads that need the analyzer at once (the serve command loads it in the
+# background while the gateway starts) load it once: lru_cache does not wait.
+_loading = threading.Lock()
 
 
 _BUILTIN = frozenset(
@@ -476,7 +416,8 @@ class PresidioDetector:
     @property
     def analyzer(self) -> AnalyzerEngine:
         if self._analyzer is None:
-            self._analyzer = shared_analyzer()
+            with _loading:
+                self._analyzer = shared_analyzer()
         return self._analyzer
 
     def prepare(self) -> None:

@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 from lorastack.errors import GuardUnavailable, PiiBlocked
 from lorastack.guardrails.audit import AuditEvent, AuditSink
-from lorastack.guardrails.detector import Detector, PresidioDetector
+from lorastack.guardrails.detector import Detector
 from lorastack.guardrails.entities import Action, Direction, Finding
 from lorastack.guardrails.normalize import normalize
 from lorastack.guardrails.policy import GuardPolicy
 from lorastack.guardrails.screening import ScreeningPool, default_pool
 from lorastack.guardrails.vault import PLACEHOLDER, Vault
+from lorastack.texts import map_message, message_texts
 
 if TYPE_CHECKING:
     from lorastack.guardrails.streaming import StreamRedactor
@@ -65,6 +66,18 @@ def _count_types(findings: Iterable[AppliedFinding]) -> dict[str, int]:
 
 
 @dataclass
+class ProtectedTexts:
+    """Texts as the model may see them, in order, and what was masked in them."""
+
+    texts: list[str]
+    findings: list[AppliedFinding] = field(default_factory=list)
+
+    @property
+    def masked_count(self) -> int:
+        return count_masked(self.findings)
+
+
+@dataclass
 class ProtectedMessages:
     """A conversation as the model may see it, and what was masked in it."""
 
@@ -92,12 +105,16 @@ def _resolve_overlaps(findings: Iterable[Finding]) -> list[Finding]:
 
 
 class Guard:
-    """Applies one policy with one detector, reporting to an optional audit sink."""
+    """Applies one policy with one detector, reporting to an optional audit sink.
+
+    The detector is the caller's: a process loads its models once and shares
+    it between guards (the gateway's one per domain, the command line's one).
+    """
 
     def __init__(
         self,
         policy: GuardPolicy,
-        detector: Detector | None = None,
+        detector: Detector,
         audit: AuditSink | None = None,
         domain: str | None = None,
         pool: ScreeningPool | None = None,
@@ -106,7 +123,7 @@ class Guard:
         # Detection runs on a screening thread so that a hung detector can be timed
         # out (fail closed); a caller already on one (the gateway) runs it inline.
         self.pool = pool if pool is not None else default_pool()
-        self.detector: Detector = detector or PresidioDetector()
+        self.detector = detector
         self.audit = audit
         self.domain = domain
         self._types = policy.entity_types()
@@ -259,6 +276,28 @@ class Guard:
             raise PiiBlocked(result.blocked_types, "input")
         return result
 
+    def protect_texts(
+        self, texts: Sequence[str], vault: Vault, request_id: str | None = None
+    ) -> ProtectedTexts:
+        """Mask the input texts of one request with one vault, in order.
+
+        The same value gets the same placeholder in every text. Raises
+        `PiiBlocked` naming the entity types if any text holds blocked data.
+        """
+        for text in texts:
+            vault.reserve_literals(text)
+        masked: list[str] = []
+        findings: list[AppliedFinding] = []
+        blocked: set[str] = set()
+        for text in texts:
+            result = self.scan(text, Direction.INPUT, vault, request_id)
+            masked.append(result.redacted)
+            findings.extend(result.findings)
+            blocked.update(result.blocked_types)
+        if blocked:
+            raise PiiBlocked(sorted(blocked), "input")
+        return ProtectedTexts(masked, findings)
+
     def protect_messages(
         self, messages: Sequence[dict[str, Any]], vault: Vault, request_id: str | None = None
     ) -> ProtectedMessages:
@@ -268,24 +307,11 @@ class Guard:
         they hold the user's values. Raises `PiiBlocked` naming the entity
         types if any message holds blocked data.
         """
-        for message in messages:
-            for text in _message_texts(message):
-                vault.reserve_literals(text)
-        protected: list[dict[str, Any]] = []
-        findings: list[AppliedFinding] = []
-        blocked: set[str] = set()
-
-        def mask(text: str) -> str:
-            result = self.scan(text, Direction.INPUT, vault, request_id)
-            findings.extend(result.findings)
-            blocked.update(result.blocked_types)
-            return result.redacted
-
-        for message in messages:
-            protected.append(_map_message_texts(message, mask))
-        if blocked:
-            raise PiiBlocked(sorted(blocked), "input")
-        return ProtectedMessages(protected, findings)
+        texts = [text for message in messages for text in message_texts(message)]
+        protected = self.protect_texts(texts, vault, request_id)
+        replacements = iter(protected.texts)
+        masked = [map_message(message, lambda _: next(replacements)) for message in messages]
+        return ProtectedMessages(masked, protected.findings)
 
     def protect_output(self, text: str, vault: Vault, request_id: str | None = None) -> ScanResult:
         """Make a whole answer safe to show: output actions, then the user's values restored."""
@@ -304,29 +330,3 @@ class Guard:
         from lorastack.guardrails.streaming import StreamRedactor
 
         return StreamRedactor(self, vault, request_id)
-
-
-def _message_texts(message: dict[str, Any]) -> list[str]:
-    content = message.get("content")
-    if isinstance(content, str):
-        return [content]
-    if isinstance(content, list):
-        return [
-            p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)
-        ]
-    return []
-
-
-def _map_message_texts(message: dict[str, Any], transform: Any) -> dict[str, Any]:
-    content = message.get("content")
-    if isinstance(content, str):
-        return {**message, "content": transform(content)}
-    if isinstance(content, list):
-        parts = [
-            {**part, "text": transform(part["text"])}
-            if isinstance(part, dict) and isinstance(part.get("text"), str)
-            else part
-            for part in content
-        ]
-        return {**message, "content": parts}
-    return dict(message)

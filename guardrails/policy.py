@@ -58,7 +58,7 @@ class CustomEntitySpec(_Strict):
     type: EntityType
     patterns: list[Regex] = Field(default_factory=list)
     context: list[str] = Field(default_factory=list)
-    """Words near a match that raise its score (e.g. "order")."""
+    """Words that raise a match's score when one comes within five words before it ("order")."""
     deny_list: list[str] = Field(default_factory=list)
     """Exact values that are always this entity (e.g. employee names)."""
     score: float = Field(default=0.6, ge=0.0, le=1.0)

@@ -14,9 +14,7 @@ from typing import Any
 from lorastack.guardrails.entities import Direction
 from lorastack.guardrails.guard import Guard
 from lorastack.guardrails.vault import Vault
-
-# The text fields of the record formats lorastack trains on.
-_TEXT_FIELDS = ("text", "prompt", "completion", "instruction", "input", "output")
+from lorastack.texts import map_record
 
 
 @dataclass
@@ -42,42 +40,28 @@ class _Blocked(Exception):
     pass
 
 
-def _scrub_value(value: Any, guard: Guard, vault: Vault, report: ScrubReport) -> Any:
-    """Scrub strings, chat messages and prompt/completion message lists recursively."""
-    if isinstance(value, str):
-        result = guard.scan(value, Direction.INPUT, vault)
+def scrub_record(
+    record: dict[str, Any], guard: Guard, report: ScrubReport
+) -> dict[str, Any] | None:
+    """A copy of `record` with personal data masked or redacted; None if the policy blocks it.
+
+    Every text of the record is scrubbed (`lorastack.texts`: plain fields,
+    chat messages in OpenAI or ShareGPT form, content parts) with one vault,
+    so a value keeps its placeholder through the conversation.
+    """
+    vault = Vault()
+    report.records += 1
+
+    def scrub(text: str) -> str:
+        result = guard.scan(text, Direction.INPUT, vault)
         report.entities.update(applied.type for applied in result.findings)
         if result.blocked_types:
             report.blocked.update(result.blocked_types)
             raise _Blocked
         return result.redacted
-    if isinstance(value, list):
-        return [_scrub_value(item, guard, vault, report) for item in value]
-    if isinstance(value, dict):
-        if "role" in value or "from" in value:  # a chat message (OpenAI or ShareGPT style)
-            return {
-                key: _scrub_value(item, guard, vault, report)
-                if key in ("content", "value", "text")
-                else item
-                for key, item in value.items()
-            }
-        if value.get("type") == "text":  # a content part
-            return {**value, "text": _scrub_value(value.get("text"), guard, vault, report)}
-        return value
-    return value
 
-
-def scrub_record(
-    record: dict[str, Any], guard: Guard, report: ScrubReport
-) -> dict[str, Any] | None:
-    """A copy of `record` with personal data masked or redacted; None if the policy blocks it."""
-    vault = Vault()
-    scrubbed = dict(record)
-    report.records += 1
     try:
-        for key in ("messages", "conversations", *_TEXT_FIELDS):
-            if key in record:
-                scrubbed[key] = _scrub_value(record[key], guard, vault, report)
+        scrubbed = map_record(record, scrub)
     except _Blocked:
         report.records_dropped += 1
         return None

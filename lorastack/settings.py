@@ -15,7 +15,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -57,8 +64,10 @@ class EngineSettings(BaseModel):
     """Adapters resident in one batch. Higher: more domains at once, more memory."""
     max_cpu_loras: int = 4
     """Adapters kept in host memory, ready to swap in without reading disk."""
-    gpu_memory_utilization: float = 0.3
-    """Fraction of device memory vLLM reserves (on the CPU: of RAM)."""
+    gpu_memory_utilization: float | None = None
+    """Fraction of device memory vLLM reserves (on the CPU: of RAM). None: by device,
+    0.9 on a GPU (vLLM's usual share) and 0.3 on the CPU (the CPU build's workers refuse
+    to start with more)."""
     cpu_kv_cache_gib: int = 1
     """KV cache size on the CPU build (VLLM_CPU_KVCACHE_SPACE), in GiB."""
     tensor_parallel_size: int = 1
@@ -77,8 +86,8 @@ class EngineSettings(BaseModel):
 
     @field_validator("gpu_memory_utilization")
     @classmethod
-    def _valid_fraction(cls, value: float) -> float:
-        if not 0.0 < value <= 1.0:
+    def _valid_fraction(cls, value: float | None) -> float | None:
+        if value is not None and not 0.0 < value <= 1.0:
             raise ValueError(f"must be in (0, 1], got {value}")
         return value
 
@@ -115,8 +124,22 @@ class GatewaySettings(BaseModel):
     """Already running vLLM servers to front; empty: `lorastack serve` starts its own."""
     max_body_bytes: int = 1_048_576
     """Largest request body accepted (413 above)."""
-    request_timeout_s: float = 600.0
-    """Longest the gateway waits for the engine's answer."""
+    body_timeout_s: float = Field(default=30.0, gt=0)
+    """Longest a request body may take to arrive (408 after)."""
+    max_headers: int = Field(default=100, ge=10)
+    """Most request headers accepted (431 above), checked before any routing."""
+    max_header_bytes: int = Field(default=32_768, ge=1024)
+    """Largest total size of a request's headers (431 above)."""
+    header_timeout_s: float = Field(default=30.0, gt=0)
+    """Longest a request's headers may take to arrive; the connection is closed after."""
+    engine_read_timeout_s: float = Field(
+        default=600.0,
+        gt=0,
+        validation_alias=AliasChoices("engine_read_timeout_s", "request_timeout_s"),
+    )
+    """Longest the gateway waits for the engine's next bytes: for a whole answer, the
+    entire generation; for a stream, the gap between two pieces (a stream that keeps
+    flowing is never cut). Formerly `request_timeout_s`, still accepted."""
     guardrails: bool = True
     """Apply each domain's PII policy to prompts and answers."""
     max_adapters: int | None = None

@@ -21,7 +21,11 @@ DONE = b"data: [DONE]\n\n"
 
 
 class StreamBroken(LorastackError):
-    """The stream is not an OpenAI event stream: malformed, or it ended without [DONE]."""
+    """The stream is not an OpenAI event stream: an event that is not JSON, a wrong type."""
+
+
+class StreamIncomplete(LorastackError):
+    """The stream ended before `[DONE]`: the server stopped mid-answer."""
 
 
 class StreamErrorEvent(LorastackError):
@@ -36,8 +40,9 @@ async def read_events(response: httpx.Response) -> AsyncIterator[dict[str, Any]]
     """The JSON objects of a streamed response, up to `[DONE]`.
 
     Raises `StreamErrorEvent` for an `{"error": ...}` event, `StreamBroken` for
-    anything that is not JSON or a stream that stops before `[DONE]`; transport
-    errors (`httpx.TransportError`) pass through.
+    an event that is not JSON (or a response that is no event stream), and
+    `StreamIncomplete` when it stops before `[DONE]`; transport errors
+    (`httpx.TransportError`) pass through.
     """
     try:
         async for sse in EventSource(response).aiter_sse():
@@ -57,4 +62,4 @@ async def read_events(response: httpx.Response) -> AsyncIterator[dict[str, Any]]
             yield event
     except SSEError as error:
         raise StreamBroken(str(error)) from None
-    raise StreamBroken("the stream ended without [DONE]")
+    raise StreamIncomplete("the stream ended without [DONE]")

@@ -3,39 +3,76 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
+from starlette.types import ASGIApp
 
 from lorastack import __version__
-from lorastack.guardrails import JsonlAuditLog, PolicyStore
+from lorastack.errors import BaseModelNotFound
+from lorastack.guardrails import Detector, JsonlAuditLog, PolicyStore
+from lorastack.guardrails.screening import ScreeningPool
 from lorastack.models import ModelStore
 from lorastack.registry import AdapterRegistry
 from lorastack.serve.adapters import AdapterManager
-from lorastack.serve.completions import CompletionService
+from lorastack.serve.admission import Admission
+from lorastack.serve.boundary import RequestBoundary
 from lorastack.serve.deps import Gateway
 from lorastack.serve.errors import install_error_handlers
 from lorastack.serve.guarding import GuardProvider
+from lorastack.serve.http_protocol import LimitedHttpProtocol
 from lorastack.serve.keys import KeyStore
 from lorastack.serve.limits import BodySizeLimit
 from lorastack.serve.metrics import Metrics
 from lorastack.serve.pool import Endpoint, EnginePool
+from lorastack.serve.prompt_size import PromptLimit
 from lorastack.serve.routes import admin, openai, ops
+from lorastack.serve.schemas import CHAT, COMPLETIONS
+from lorastack.serve.service import CompletionService
 from lorastack.serve.supervisor import EngineSupervisor
+from lorastack.serve.targets import ServedModel
 from lorastack.serve.upstream import Upstream
-from lorastack.settings import Settings
+from lorastack.settings import GatewaySettings, Settings
+
+logger = logging.getLogger(__name__)
+
+# Without screening a request's own work is parsing alone: more may be admitted at once.
+ADMISSION_SLOTS_UNGUARDED = 16
+
+
+def served_model(store: ModelStore, name: str) -> ServedModel:
+    """The base model the engines run, with its weights' hash when this host has them."""
+    try:
+        return ServedModel(name, store.get(name).checkpoint_sha256)
+    except BaseModelNotFound:
+        logger.warning(
+            "base model %s is not in this host's model store: adapters are matched to it "
+            "by name only",
+            name,
+        )
+        return ServedModel(name)
 
 
 def build_gateway(
-    settings: Settings, upstream_urls: list[str], client: httpx.AsyncClient
+    settings: Settings,
+    upstream_urls: list[str],
+    client: httpx.AsyncClient,
+    *,
+    detector: Detector | None,
 ) -> Gateway:
-    """The gateway's parts for these engines, from the settings."""
+    """The gateway's parts for these engines, from the settings.
+
+    `detector` finds personal data for every domain's guard; it may be None only
+    when the settings turn the guardrails off.
+    """
     metrics = Metrics()
-    registry = AdapterRegistry(
-        settings.adapters_dir, ModelStore(settings.models_dir), settings.max_lora_rank
-    )
+    store = ModelStore(settings.models_dir)
+    registry = AdapterRegistry(settings.adapters_dir, store, settings.max_lora_rank)
     capacity = settings.gateway.max_adapters or settings.engine.max_cpu_loras
     endpoints = [
         Endpoint(upstream, AdapterManager(upstream, capacity, metrics))
@@ -44,13 +81,46 @@ def build_gateway(
     pool = EnginePool(endpoints, settings.base_model)
     guards = None
     if settings.gateway.guardrails:
+        if detector is None:
+            raise ValueError("the guardrails are on: a PII detector is needed")
         audit = JsonlAuditLog(settings.runs_dir / "audit" / "pii.jsonl")
-        guards = GuardProvider(PolicyStore(settings.policies_dir), audit, metrics)
-    service = CompletionService(registry, pool, guards, metrics, settings.base_model)
+        policies = PolicyStore(settings.policies_dir)
+        guards = GuardProvider(policies, detector, ScreeningPool(), audit, metrics)
+    served = served_model(store, settings.base_model)
+    checkpoint = store.get(settings.base_model).path if served.checkpoint_sha256 else None
+    prompt_limit = PromptLimit.for_checkpoint(settings.engine.max_model_len, checkpoint)
+    service = CompletionService(registry, pool, guards, metrics, served, prompt_limit)
     keys = KeyStore.from_settings(
         settings.gateway.api_keys, settings.gateway.keys_file, settings.gateway.admin_key
     )
     return Gateway(registry, pool, service, keys, metrics, settings.base_model)
+
+
+class GatewayApp(FastAPI):
+    """FastAPI with the request boundary outside everything, Starlette's own error layer
+    included (it re-raises what it answered with a 500), and an OpenAPI document that
+    lists what the gateway really answers."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        gateway: Gateway = self.state.gateway
+        paths = {route.path for route in self.routes if isinstance(route, APIRoute)}
+        return RequestBoundary(super().build_middleware_stack(), gateway.metrics, paths)
+
+    def openapi(self) -> dict[str, Any]:
+        if self.openapi_schema is None:
+            self.openapi_schema = _without_validation_errors(super().openapi())
+        return self.openapi_schema
+
+
+def _without_validation_errors(schema: dict[str, Any]) -> dict[str, Any]:
+    """FastAPI documents a 422 for every body; the gateway answers those as 400s."""
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            operation.get("responses", {}).pop("422", None)
+    components = schema.get("components", {}).get("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        components.pop(name, None)
+    return schema
 
 
 def create_app(
@@ -58,6 +128,8 @@ def create_app(
     max_body_bytes: int,
     client: httpx.AsyncClient | None = None,
     supervisor: EngineSupervisor | None = None,
+    *,
+    body_timeout_s: float = GatewaySettings().body_timeout_s,
 ) -> FastAPI:
     """The HTTP app. It starts and stops the `supervisor`'s engine, and closes `client`."""
 
@@ -65,37 +137,64 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if supervisor is not None:
             await supervisor.start()
-        if gateway.service.guards is not None:
-            await asyncio.to_thread(gateway.service.guards.prepare)
+        guards = gateway.service.guards
+        if guards is not None:
+            await asyncio.to_thread(guards.prepare)
         try:
             yield
         finally:
             if supervisor is not None:
                 await supervisor.stop()
+            if guards is not None:
+                guards.pool.shutdown()
             if client is not None:
                 await client.aclose()
 
-    app = FastAPI(
+    app = GatewayApp(
         title="lorastack gateway",
         version=__version__,
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
         openapi_url="/openapi.json",
+        # `/v1/chat/completions/` is no endpoint: a 404, never a redirect built from the
+        # client's Host header.
+        redirect_slashes=False,
     )
     app.state.gateway = gateway
     install_error_handlers(app)
     app.include_router(openai.router)
     app.include_router(admin.router)
     app.include_router(ops.router)
-    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+    completion_paths = (CHAT.path, COMPLETIONS.path)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=max_body_bytes,
+        timeout_s=body_timeout_s,
+        prompt_bytes=gateway.service.prompt_limit.max_request_bytes,
+        prompt_paths=completion_paths,
+    )
+    # Outside the body limit: the key and the turn come before the body is read.
+    guards = gateway.service.guards
+    slots = guards.pool.workers if guards is not None else ADMISSION_SLOTS_UNGUARDED
+    app.add_middleware(Admission, keys=gateway.keys, slots=slots, paths=completion_paths)
     return app
 
 
-def engine_client(timeout_s: float) -> httpx.AsyncClient:
-    """One pooled HTTP client for all engine calls (no proxies: engines are local)."""
+def http_protocol(settings: GatewaySettings) -> type[LimitedHttpProtocol]:
+    """uvicorn's connection protocol with the gateway's header limits (`uvicorn.run(http=)`)."""
+    return LimitedHttpProtocol.configured(
+        settings.max_headers, settings.max_header_bytes, settings.header_timeout_s
+    )
+
+
+def engine_client(read_timeout_s: float) -> httpx.AsyncClient:
+    """One pooled HTTP client for all engine calls (no proxies: engines are local).
+
+    `read_timeout_s` bounds each wait for the engine's next bytes, not a whole answer.
+    """
     return httpx.AsyncClient(
-        timeout=httpx.Timeout(timeout_s, connect=5.0),
+        timeout=httpx.Timeout(read_timeout_s, connect=5.0),
         limits=httpx.Limits(max_connections=512, max_keepalive_connections=64),
         trust_env=False,
     )

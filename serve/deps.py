@@ -5,13 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request
 
 from lorastack.registry import AdapterRegistry
-from lorastack.serve.completions import CompletionService
 from lorastack.serve.keys import ClientKey, KeyStore
 from lorastack.serve.metrics import Metrics
+from lorastack.serve.outcome import Outcome, new_request_id, outcome_of
 from lorastack.serve.pool import EnginePool
+from lorastack.serve.service import CompletionService
 
 
 @dataclass
@@ -34,15 +35,28 @@ def get_gateway(request: Request) -> Gateway:
 GatewayDep = Annotated[Gateway, Depends(get_gateway)]
 
 
-def client_key(
-    gateway: GatewayDep, authorization: Annotated[str | None, Header()] = None
-) -> ClientKey | None:
-    return gateway.keys.client(authorization)
+def _authorization(request: Request) -> list[str]:
+    # Every Authorization header: two of them are ambiguous, and refused.
+    return request.headers.getlist("authorization")
 
 
-def admin(gateway: GatewayDep, authorization: Annotated[str | None, Header()] = None) -> None:
-    gateway.keys.check_admin(authorization)
+def client_key(gateway: GatewayDep, request: Request) -> ClientKey | None:
+    return gateway.keys.client(_authorization(request))
+
+
+def admin(gateway: GatewayDep, request: Request) -> None:
+    gateway.keys.check_admin(_authorization(request))
+
+
+def outcome(request: Request) -> Outcome:
+    """The request's outcome, put there by the boundary."""
+    found = outcome_of(request.scope)
+    if found is None:  # an app without its boundary (never the gateway's own)
+        found = Outcome(new_request_id(), request.url.path)
+        request.scope.setdefault("state", {})["outcome"] = found
+    return found
 
 
 ClientKeyDep = Annotated[ClientKey | None, Depends(client_key)]
 AdminDep = Annotated[None, Depends(admin)]
+OutcomeDep = Annotated[Outcome, Depends(outcome)]

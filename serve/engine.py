@@ -7,31 +7,20 @@ any path they are given, so only lorastack itself may reach them.
 from __future__ import annotations
 
 import logging
-import os
-import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
-
-import httpx
 
 from lorastack.errors import EngineError
 from lorastack.models import ModelRecord
-from lorastack.processes import log_tail, stop_group
+from lorastack.processes import OFFLINE_ENV, ChildProcess
 from lorastack.settings import EngineSettings
 
 logger = logging.getLogger(__name__)
 
-# No process of ours may call out to a hub or send usage statistics.
-OFFLINE_ENV = {
-    "HF_HUB_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "HF_DATASETS_OFFLINE": "1",
-    "VLLM_NO_USAGE_STATS": "1",
-    "DO_NOT_TRACK": "1",
-}
+# `gpu_memory_utilization` by device when the settings leave it unset: vLLM's usual share
+# of a GPU, and on the CPU the share of RAM its workers still start with.
+GPU_MEMORY_UTILIZATION = {"cuda": 0.9, "cpu": 0.3}
 
 
 def gpu_visible() -> bool:
@@ -52,6 +41,9 @@ class EngineLaunch:
 def build_launch(engine: EngineSettings, model: ModelRecord, max_lora_rank: int) -> EngineLaunch:
     """Translate settings into vLLM's flags (the CPU build's needs included)."""
     use_cpu = engine.device == "cpu" or (engine.device == "auto" and not gpu_visible())
+    memory = engine.gpu_memory_utilization
+    if memory is None:
+        memory = GPU_MEMORY_UTILIZATION["cpu" if use_cpu else "cuda"]
     argv = [
         sys.executable,
         "-m",
@@ -67,7 +59,7 @@ def build_launch(engine: EngineSettings, model: ModelRecord, max_lora_rank: int)
         "--max-model-len",
         str(engine.max_model_len),
         "--gpu-memory-utilization",
-        str(engine.gpu_memory_utilization),
+        str(memory),
         "--dtype",
         engine.dtype,
         "--tensor-parallel-size",
@@ -104,57 +96,33 @@ class EngineProcess:
     launch: EngineLaunch
     log_path: Path
     startup_timeout_s: float = 600.0
-    _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+    child: ChildProcess = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.child = ChildProcess(
+            "engine", self.launch.argv, self.log_path, self.launch.env, EngineError
+        )
 
     @property
     def url(self) -> str:
         return self.launch.url
 
+    @property
+    def pid(self) -> int | None:
+        return self.child.pid
+
     def start(self) -> None:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:
-            self._process = subprocess.Popen(
-                self.launch.argv,
-                env={**os.environ, **self.launch.env},
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,  # its workers form one group we can stop together
-            )
-        logger.info("engine starting (pid %s), log: %s", self._process.pid, self.log_path)
+        self.child.start()
 
     def wait_ready(self) -> None:
         """Block until /health answers 200; raise `EngineError` if it dies or times out."""
-        deadline = time.monotonic() + self.startup_timeout_s
-        with httpx.Client(timeout=5.0) as client:
-            while time.monotonic() < deadline:
-                self._raise_if_exited()
-                try:
-                    if client.get(f"{self.url}/health").status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                time.sleep(1.0)
-        self.stop()
-        raise EngineError(
-            f"engine did not become healthy within {self.startup_timeout_s:.0f} s; "
-            f"see {self.log_path}"
-        )
+        self.child.wait_ready(f"{self.url}/health", self.startup_timeout_s, interval_s=1.0)
 
     def alive(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
-    def _raise_if_exited(self) -> None:
-        if self._process is not None and self._process.poll() is not None:
-            code = self._process.returncode
-            raise EngineError(f"engine exited with code {code}; last lines:\n{self.log_tail()}")
-
-    def log_tail(self, lines: int = 20) -> str:
-        return log_tail(self.log_path, lines)
+        return self.child.alive()
 
     def stop(self, grace_s: float = 30.0) -> None:
-        if self._process is not None:
-            stop_group(self._process, grace_s, "engine")
+        self.child.stop(grace_s)
 
     def __enter__(self) -> EngineProcess:
         self.start()
@@ -165,10 +133,5 @@ class EngineProcess:
             raise
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()

@@ -1,18 +1,24 @@
 """Gateway errors and their one mapping to OpenAI-shaped HTTP responses.
 
-Handlers raise typed exceptions; `install_error_handlers` turns each into
-`{"error": {"message", "type", "param", "code"}}` with the right status. No
-response ever carries a traceback, a filesystem path or a personal value.
+Everything in the gateway raises typed exceptions. `to_gateway_error` is the
+one place that decides what an error means to a client (status, OpenAI `type`
+and `code`); the exception handlers answer with it, a stream that fails after
+its first byte sends it as an error event (`error_event`), and the metrics
+count it. No response ever carries a traceback, a filesystem path or a
+personal value.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Scope, Send
 
 from lorastack.errors import (
     AdapterNotFound,
@@ -23,6 +29,7 @@ from lorastack.errors import (
     RegistryCorrupt,
     RegistryError,
 )
+from lorastack.serve.outcome import Outcome, new_request_id, outcome_of
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +51,9 @@ class GatewayError(LorastackError):
     def headers(self) -> dict[str, str] | None:
         return None
 
+    def body(self) -> dict[str, Any]:
+        return error_body(str(self), self.type, self.code, self.param)
+
 
 class BadRequest(GatewayError):
     status = 400
@@ -57,13 +67,16 @@ class Unauthorized(GatewayError):
 
 
 class ModelNotFound(GatewayError):
+    """The request's `model` names nothing this key may use (a 404, as at OpenAI)."""
+
     status = 404
     type = "invalid_request_error"
     code = "model_not_found"
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, message: str | None = None) -> None:
         super().__init__(
-            f"The model `{model}` does not exist or you do not have access to it.", param="model"
+            message or f"The model `{model}` does not exist or you do not have access to it.",
+            param="model",
         )
 
 
@@ -113,27 +126,27 @@ class AdapterLoadFailed(GatewayError):
         return {"Retry-After": "1"}
 
 
+class EngineLostModel(LorastackError):
+    """The engine does not know the model name it was sent.
+
+    For an adapter this means the engine restarted and forgot it: the engine
+    session reloads it and retries once. Only when that fails too does the
+    client see it, as a 404 `model_not_found` with the engine's message.
+    """
+
+
 def error_body(
     message: str, error_type: str, code: str | None = None, param: str | None = None
-) -> dict[str, object]:
+) -> dict[str, Any]:
     return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
 
 
-def _response(
-    status: int,
-    message: str,
-    error_type: str,
-    code: str | None = None,
-    param: str | None = None,
-    headers: dict[str, str] | None = None,
-) -> JSONResponse:
-    return JSONResponse(error_body(message, error_type, code, param), status, headers=headers)
-
-
-def to_gateway_error(error: Exception) -> GatewayError:
-    """The gateway error a library error means to a client."""
+def to_gateway_error(error: BaseException) -> GatewayError:
+    """What any error raised while serving a request means to the client."""
     if isinstance(error, GatewayError):
         return error
+    if isinstance(error, EngineLostModel):
+        return ModelNotFound("", str(error))
     if isinstance(error, PiiBlocked):
         return BadRequest(str(error), code="pii_blocked")
     if isinstance(error, GuardUnavailable):
@@ -149,49 +162,92 @@ def to_gateway_error(error: Exception) -> GatewayError:
         return NotFound(str(error))
     if isinstance(error, RegistryError):
         return BadRequest(str(error))
-    logger.error("unexpected %s", type(error).__name__)
+    # Anything else is a bug: a bare 500. Whoever catches it logs it by type and request
+    # id only (`Outcome.log_unexpected`): its message could quote a prompt.
     return GatewayError("internal error")
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    async def gateway_error(_: Request, error: Exception) -> JSONResponse:
-        mapped = to_gateway_error(error)
-        return _response(
-            mapped.status, str(mapped), mapped.type, mapped.code, mapped.param, mapped.headers
-        )
+async def send_error(scope: Scope, send: Send, error: GatewayError) -> None:
+    """Answer with `error` from a pure ASGI layer (before any route), noted in the outcome."""
+    outcome = outcome_of(scope)
+    if outcome is not None:
+        outcome.failed(error)
+    headers = [(b"content-type", b"application/json")]
+    headers += [(k.lower().encode(), v.encode()) for k, v in (error.headers or {}).items()]
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.body", "body": json.dumps(error.body()).encode()})
 
-    async def validation_error(_: Request, error: Exception) -> JSONResponse:
-        assert isinstance(error, RequestValidationError)
-        first = error.errors()[0] if error.errors() else {}
-        kind = first.get("type")
-        location = [str(p) for p in first.get("loc", ()) if p != "body"]
-        param = ".".join(location) or None
-        message = str(first.get("msg", "invalid request"))
-        if kind == "json_invalid":
-            message, param = "the request body is not valid JSON", None
-        elif not location and kind in ("model_attributes_type", "dict_type", "missing"):
-            message = "the request body must be a JSON object (Content-Type: application/json)"
-        elif param:
-            message = f"{param}: {message}"
-        return _response(400, message, "invalid_request_error", "invalid_value", param)
 
-    async def http_error(request: Request, error: Exception) -> JSONResponse:
-        assert isinstance(error, StarletteHTTPException)
-        error_type = "invalid_request_error" if error.status_code < 500 else "server_error"
+def error_response(error: BaseException) -> JSONResponse:
+    mapped = to_gateway_error(error)
+    return JSONResponse(mapped.body(), mapped.status, headers=mapped.headers)
+
+
+def error_event(error: BaseException) -> dict[str, Any]:
+    """The error as the last event of a stream whose status line has already gone out."""
+    return to_gateway_error(error).body()
+
+
+def _validation_error(error: RequestValidationError) -> BadRequest:
+    first = error.errors()[0] if error.errors() else {}
+    kind = first.get("type")
+    location = [str(p) for p in first.get("loc", ()) if p != "body"]
+    param = ".".join(location) or None
+    message = str(first.get("msg", "invalid request"))
+    if kind == "json_invalid":
+        message, param = "the request body is not valid JSON", None
+    elif not location and kind in ("model_attributes_type", "dict_type", "missing"):
+        message = "the request body must be a JSON object (Content-Type: application/json)"
+    elif param:
+        message = f"{param}: {message}"
+    return BadRequest(message, param=param, code="invalid_value")
+
+
+class RouteError(GatewayError):
+    """Starlette's own refusals (no such endpoint, method not allowed), in OpenAI's shape."""
+
+    def __init__(self, request: Request, error: StarletteHTTPException) -> None:
         message = str(error.detail)
         if error.status_code == 404:
             message = f"{request.url.path} is not an endpoint of this API"
         elif error.status_code == 405:
             message = f"{request.method} is not allowed on {request.url.path}"
-        headers = dict(error.headers) if error.headers else None
-        return _response(error.status_code, message, error_type, headers=headers)
+        super().__init__(message)
+        self.status = error.status_code
+        self.type = "invalid_request_error" if error.status_code < 500 else "server_error"
+        self._headers = dict(error.headers) if error.headers else None
 
-    async def unexpected(_: Request, error: Exception) -> JSONResponse:
-        # Logged by type only: the message could quote a prompt.
-        logger.error("unhandled %s in a request", type(error).__name__)
-        return _response(500, "internal error", "server_error")
+    @property
+    def headers(self) -> dict[str, str] | None:
+        return self._headers
 
-    app.add_exception_handler(LorastackError, gateway_error)
+
+def _respond(request: Request, error: BaseException) -> JSONResponse:
+    """The one way an error raised in a request becomes its response, noted in its outcome."""
+    mapped = to_gateway_error(error)
+    outcome = outcome_of(request.scope)
+    if outcome is None:
+        outcome = Outcome(new_request_id(), request.url.path)
+    outcome.failed(mapped)
+    if not isinstance(error, LorastackError):
+        outcome.log_unexpected(error)
+    return error_response(mapped)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def lorastack_error(request: Request, error: Exception) -> JSONResponse:
+        return _respond(request, error)
+
+    async def validation_error(request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, RequestValidationError)
+        return _respond(request, _validation_error(error))
+
+    async def http_error(request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, StarletteHTTPException)
+        return _respond(request, RouteError(request, error))
+
+    app.add_exception_handler(LorastackError, lorastack_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
-    app.add_exception_handler(Exception, unexpected)
+    # Anything else: a bare 500, logged once by type and request id.
+    app.add_exception_handler(Exception, lorastack_error)

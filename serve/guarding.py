@@ -1,27 +1,55 @@
-"""One guard per domain, following policy files as they change, and its metrics."""
+"""The guardrails in the request path: one guard per domain, and each request's screening.
+
+`GuardProvider` keeps one guard per domain, following policy files as they
+change. `Screening` is one request's use of it: the vault that maps the
+user's values to placeholders, and every scan of the request run on the
+gateway's screening pool (one thread hop each, under the policy's deadline),
+with what was found counted in the metrics.
+"""
 
 from __future__ import annotations
 
+import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from lorastack.guardrails import (
     AppliedFinding,
     AuditSink,
+    Detector,
     Direction,
     Guard,
     PolicyStore,
+    ProtectedTexts,
+    ScanResult,
+    StreamRedactor,
+    Vault,
 )
+from lorastack.guardrails.screening import ScreeningBusy, ScreeningPool, ScreeningTimeout
 from lorastack.serve.metrics import Metrics
+from lorastack.serve.targets import Target
 
-BASE_DOMAIN_LABEL = "base"
+T = TypeVar("T")
+
+logger = logging.getLogger(__name__)
 
 
 class GuardProvider:
     """Guards by domain; a policy file edited on disk takes effect on the next request."""
 
-    def __init__(self, policies: PolicyStore, audit: AuditSink | None, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        policies: PolicyStore,
+        detector: Detector,
+        pool: ScreeningPool,
+        audit: AuditSink | None,
+        metrics: Metrics,
+    ) -> None:
         self._policies = policies
+        self._detector = detector
+        self.pool = pool
         self._audit = audit
         self._metrics = metrics
         self._guards: dict[str | None, tuple[float | None, Guard]] = {}
@@ -42,7 +70,13 @@ class GuardProvider:
             cached = self._guards.get(domain)
             if cached is not None and cached[0] == mtime:
                 return cached[1]
-            guard = Guard(self._policies.get(domain), audit=self._audit, domain=domain)
+            guard = Guard(
+                self._policies.get(domain),
+                self._detector,
+                audit=self._audit,
+                domain=domain,
+                pool=self.pool,
+            )
             self._guards[domain] = (mtime, guard)
             return guard
 
@@ -50,10 +84,103 @@ class GuardProvider:
         """Load the PII models before the first request needs them."""
         self.get(None).prepare()
 
-    def count(
-        self, domain: str | None, direction: Direction, findings: list[AppliedFinding]
+    def screening(self, target: Target, request_id: str, tenant: str) -> Screening:
+        """One request's screening; `tenant` (its key) shares threads fairly with others."""
+        return Screening(
+            self.get(target.domain),
+            self.pool,
+            self._metrics,
+            target,
+            request_id,
+            tenant=tenant,
+        )
+
+
+class Screening:
+    """One request's personal-data screening, in and out."""
+
+    def __init__(
+        self,
+        guard: Guard,
+        pool: ScreeningPool,
+        metrics: Metrics,
+        target: Target,
+        request_id: str,
+        tenant: str = "",
     ) -> None:
+        self.guard = guard
+        self.vault = Vault()
+        self.masked = 0
+        """Values masked in the prompt: a count the client may be told."""
+        self._pool = pool
+        self._metrics = metrics
+        self._label = target.label
+        self._request_id = request_id
+        self._tenant = tenant
+
+    async def texts(self, texts: list[str]) -> list[str]:
+        """The request's texts masked as the model may see them (raises `PiiBlocked`)."""
+        protected = await self.run(
+            lambda: self.guard.protect_texts(texts, self.vault, self._request_id),
+            fallback=lambda: ProtectedTexts(list(texts)),
+        )
+        self.count(Direction.INPUT, protected.findings)
+        self.masked += protected.masked_count
+        return protected.texts
+
+    async def answers(self, texts: list[str]) -> list[str]:
+        """Whole answer texts made safe to show, the user's own values restored."""
+
+        def protect() -> list[ScanResult]:
+            return [self.guard.protect_output(t, self.vault, self._request_id) for t in texts]
+
+        results = await self.run(protect)
+        for result in results:
+            self.count(Direction.OUTPUT, result.findings)
+        return [result.redacted for result in results]
+
+    def stream(self) -> StreamScreening:
+        return StreamScreening(self, self.guard.stream(self.vault, self._request_id))
+
+    async def run(self, operation: Callable[[], T], fallback: Callable[[], T] | None = None) -> T:
+        timeout_s = self.guard.policy.timeout_s
+        try:
+            return await self._pool.run(operation, timeout_s, self._tenant)
+        except (ScreeningTimeout, ScreeningBusy) as error:
+            logger.warning(
+                "screening for %s: %s (request %s)", self._label, error, self._request_id
+            )
+            if fallback is None or not self.guard.policy.fail_open:
+                raise
+            logger.error(
+                "FAIL OPEN: domain %s passes text unscanned because %s", self._label, error
+            )
+            return fallback()
+
+    def count(self, direction: Direction, findings: list[AppliedFinding]) -> None:
         for applied in findings:
             self._metrics.guardrail(
-                domain or BASE_DOMAIN_LABEL, direction.value, applied.type, applied.action.value
+                self._label, direction.value, applied.type, applied.action.value
             )
+
+
+class StreamScreening:
+    """One streamed text's redactor (a choice's content, a tool call's arguments), fed on the
+    screening pool."""
+
+    def __init__(self, screening: Screening, redactor: StreamRedactor) -> None:
+        self._screening = screening
+        self._redactor = redactor
+
+    async def feed(self, text: str, *, last: bool = False) -> str:
+        """The text now safe to show; with `last`, everything held back too."""
+
+        def release() -> str:
+            safe = self._redactor.feed(text) if text else ""
+            return safe + self._redactor.finish() if last else safe
+
+        # No fallback: a stream cannot fail open half-way, its redactor may still be busy.
+        safe = await self._screening.run(release)
+        if last:
+            self._screening.count(Direction.OUTPUT, self._redactor.findings)
+        return safe

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +26,9 @@ from lorastack.errors import SettingsError
 from lorastack.serve.errors import Unauthorized
 
 ALL_DOMAINS = "*"
+
+Authorization = str | Sequence[str] | None
+"""A request's Authorization header, or all of them."""
 
 
 def _digest(key: str) -> bytes:
@@ -90,8 +95,9 @@ class KeyStore:
     def admin_enabled(self) -> bool:
         return self._admin is not None
 
-    def client(self, authorization: str | None) -> ClientKey | None:
-        """The key a request presents; None when the gateway has no keys. 401 otherwise."""
+    def client(self, authorization: Authorization) -> ClientKey | None:
+        """The key a request presents (its Authorization headers); None when the gateway
+        has no keys. 401 otherwise."""
         if self.open:
             return None
         digest = _digest(_bearer(authorization))
@@ -103,18 +109,24 @@ class KeyStore:
             raise Unauthorized("missing or invalid API key")
         return found
 
-    def check_admin(self, authorization: str | None) -> None:
+    def check_admin(self, authorization: Authorization) -> None:
         if self._admin is None or not hmac.compare_digest(
             self._admin, _digest(_bearer(authorization))
         ):
             raise Unauthorized("the admin API needs the admin key", code="invalid_admin_key")
 
 
-def _bearer(authorization: str | None) -> str:
-    if not authorization:
-        return ""
-    scheme, _, token = authorization.partition(" ")
-    return token.strip() if scheme.lower() == "bearer" else ""
+# RFC 7235: the scheme is case-insensitive; one space, then a token68 credential.
+_BEARER = re.compile(r"bearer ([A-Za-z0-9\-._~+/]+=*)", re.IGNORECASE)
+
+
+def _bearer(authorization: Authorization) -> str:
+    """The key of exactly one well-formed `Bearer KEY` header, else "" (no key)."""
+    headers = [authorization] if isinstance(authorization, str) else list(authorization or ())
+    if len(headers) != 1:
+        return ""  # none, or two that could each be read as the key
+    match = _BEARER.fullmatch(headers[0])
+    return match.group(1) if match else ""
 
 
 def _read_keys_file(path: Path) -> list[ClientKey]:

@@ -80,6 +80,22 @@ class Metrics:
             registry=r,
         )
 
+    def response(self, domain: str, endpoint: str, status: int, error_code: str | None) -> None:
+        """Every response the gateway sends, by status, and by error code when it failed."""
+        self.requests.labels(domain, endpoint, str(status)).inc()
+        if error_code is not None:
+            self.errors.labels(domain, error_code).inc()
+
+    def answered(self, domain: str, seconds: float, usage: dict[str, object] | None) -> None:
+        """An answer that was given whole: its latency and its tokens."""
+        self.latency.labels(domain).observe(seconds)
+        for direction, field in (("in", "prompt_tokens"), ("out", "completion_tokens")):
+            count = (usage or {}).get(field)
+            self.tokens.labels(domain, direction).inc(count if isinstance(count, int) else 0)
+
+    def first_token(self, domain: str, seconds: float) -> None:
+        self.ttft.labels(domain).observe(seconds)
+
     def adapter_state(self, domain: str, adapter: str, state: str) -> None:
         for candidate in _STATES:
             self.adapter_states.labels(domain, adapter, candidate).set(

@@ -1,15 +1,33 @@
-"""What a request's `model` names: the base model, or a domain adapter version."""
+"""What a request's `model` names: the base model, or a domain adapter version.
+
+A target also carries what the domain's manifest asks of every conversation
+sent to it: the brand voice (its system prompt).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from lorastack.errors import AdapterNotFound, InvalidName, RegistryCorrupt, RegistryError
 from lorastack.manifest import AdapterManifest
 from lorastack.registry import AdapterRef, AdapterRegistry
 from lorastack.serve.errors import BadRequest, ModelNotFound
 from lorastack.serve.keys import ClientKey
+
+BASE_DOMAIN_LABEL = "base"
+"""How metrics and logs name the base model's "domain"."""
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """The base model the engines run."""
+
+    name: str
+    checkpoint_sha256: str | None = None
+    """Hash of its weights, when this gateway's model store has them; None when it fronts
+    engines whose model it does not hold (adapters are then matched by name only)."""
 
 
 @dataclass(frozen=True)
@@ -21,17 +39,45 @@ class Target:
     manifest: AdapterManifest | None = None
     path: Path | None = None
 
+    @property
+    def label(self) -> str:
+        """The domain as metrics and logs name it."""
+        return self.domain or BASE_DOMAIN_LABEL
+
+    def with_brand_voice(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return with_system_prompt(messages, self.manifest)
+
+
+def with_system_prompt(
+    messages: list[dict[str, Any]], manifest: AdapterManifest | None
+) -> list[dict[str, Any]]:
+    """Add the domain's brand voice; the domain's mode decides what happens to the client's."""
+    if manifest is None or not manifest.system_prompt:
+        return messages
+    voice = manifest.system_prompt
+    first = messages[0] if messages else None
+    if first is None or first.get("role") not in ("system", "developer"):
+        return [{"role": "system", "content": voice}, *messages]
+    if manifest.system_prompt_mode == "keep":
+        return messages
+    if manifest.system_prompt_mode == "replace":
+        return [{**first, "content": voice}, *messages[1:]]
+    own = first.get("content")
+    if isinstance(own, str):
+        return [{**first, "content": f"{voice}\n\n{own}"}, *messages[1:]]
+    return [{"role": "system", "content": voice}, *messages]
+
 
 def resolve_target(
-    model: str, base_model: str, registry: AdapterRegistry, key: ClientKey | None
+    model: str, served: ServedModel, registry: AdapterRegistry, key: ClientKey | None
 ) -> Target:
     """Resolve `domain`, `domain@N`, `domain@alias` or the base model's name.
 
     A domain the key may not use is reported exactly like one that does not
     exist, so keys cannot probe for other businesses' domains.
     """
-    if model == base_model:
-        if key is not None and not key.allows(base_model):
+    if model == served.name:
+        if key is not None and not key.allows(served.name):
             raise ModelNotFound(model)
         return Target(model, None)
     try:
@@ -45,11 +91,26 @@ def resolve_target(
         raise  # the operator's problem: a 500 that names no path
     except RegistryError:
         raise ModelNotFound(model) from None
-    if manifest.base_model.name != base_model:
-        raise BadRequest(
-            f"`{model}` was trained on base model {manifest.base_model.name}, "
-            f"but this deployment serves {base_model}",
-            param="model",
-            code="model_not_available",
-        )
+    _check_base_model(model, manifest, served)
     return Target(model, ref.domain, manifest, registry.version_dir(ref.domain, manifest.version))
+
+
+def _check_base_model(model: str, manifest: AdapterManifest, served: ServedModel) -> None:
+    """An adapter runs only on the weights it was trained on: the name and, where known,
+    the checkpoint's hash must match what the manifest recorded."""
+    trained_on = manifest.base_model
+    same_weights = served.checkpoint_sha256 is None or (
+        trained_on.checkpoint_sha256 == served.checkpoint_sha256
+    )
+    if trained_on.name == served.name and same_weights:
+        return
+    what = (
+        f"base model {trained_on.name}"
+        if trained_on.name != served.name
+        else f"other weights of {trained_on.name}"
+    )
+    raise BadRequest(
+        f"`{model}` was trained on {what}, but this deployment serves {served.name}",
+        param="model",
+        code="model_not_available",
+    )

@@ -1,7 +1,9 @@
 """Talking to one vLLM OpenAI server: completions, SSE streams, adapter loading.
 
-Transport failures become `EngineUnavailable` (retry later); vLLM's own errors
-keep their meaning: a 4xx is the client's mistake, a 5xx is `UpstreamFailed`.
+Everything the engine says becomes a typed error here, once: transport
+failures are `EngineUnavailable` (retry later), a model name it does not know
+is `EngineLostModel` (the engine session reloads and retries), any other 4xx
+is the client's mistake (`BadRequest`) and a 5xx is `UpstreamFailed`.
 """
 
 from __future__ import annotations
@@ -14,20 +16,18 @@ from typing import Any
 
 import httpx
 
-from lorastack.serve.errors import BadRequest, EngineUnavailable, GatewayError, UpstreamFailed
+from lorastack.serve.errors import (
+    BadRequest,
+    EngineLostModel,
+    EngineUnavailable,
+    UpstreamFailed,
+)
+from lorastack.sse import StreamBroken, StreamErrorEvent, StreamIncomplete, read_events
 
 logger = logging.getLogger(__name__)
 
-# vLLM answers 404 "The model `x` does not exist." when an adapter is not loaded.
+# vLLM answers 404 "The model `x` does not exist." for a model name it does not serve.
 MODEL_MISSING_STATUS = 404
-
-
-class ModelMissingUpstream(GatewayError):
-    """The engine does not know the model name (an adapter it lost, e.g. on restart)."""
-
-    status = 404
-    type = "invalid_request_error"
-    code = "model_not_found"
 
 
 def _upstream_message(response: httpx.Response) -> str:
@@ -45,18 +45,22 @@ def _upstream_message(response: httpx.Response) -> str:
 
 
 def raise_for_upstream(response: httpx.Response) -> None:
-    """Map an engine error response to the gateway error it means."""
+    """Map an engine error response to the error it means."""
     if response.status_code < 400:
         return
     message = _upstream_message(response)
     if response.status_code == MODEL_MISSING_STATUS:
-        raise ModelMissingUpstream(message)
+        raise EngineLostModel(message)
     if response.status_code == 503:
         raise EngineUnavailable("the engine is busy or restarting; try again")
     if 400 <= response.status_code < 500:
         raise BadRequest(message)
     logger.warning("engine answered %s", response.status_code)
     raise UpstreamFailed(f"the engine failed to answer (status {response.status_code})")
+
+
+def _unreachable(error: httpx.TransportError) -> EngineUnavailable:
+    return EngineUnavailable(f"the engine is not reachable ({type(error).__name__})")
 
 
 class Upstream:
@@ -70,9 +74,7 @@ class Upstream:
         try:
             return await self._client.post(f"{self.url}{path}", json=body)
         except httpx.TransportError as error:
-            raise EngineUnavailable(
-                f"the engine is not reachable ({type(error).__name__})"
-            ) from None
+            raise _unreachable(error) from None
 
     async def healthy(self) -> bool:
         try:
@@ -80,6 +82,16 @@ class Upstream:
         except httpx.TransportError:
             return False
         return response.status_code == 200
+
+    async def served_models(self) -> set[str]:
+        """The model names the engine serves now: the base model and its loaded adapters."""
+        try:
+            response = await self._client.get(f"{self.url}/v1/models", timeout=5.0)
+        except httpx.TransportError as error:
+            raise _unreachable(error) from None
+        raise_for_upstream(response)
+        data = response.json().get("data") or []
+        return {str(m.get("id")) for m in data if isinstance(m, dict)}
 
     async def complete(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         response = await self._post(path, body)
@@ -105,50 +117,43 @@ class Upstream:
         try:
             response = await self._client.send(request, stream=True)
         except httpx.TransportError as error:
-            raise EngineUnavailable(
-                f"the engine is not reachable ({type(error).__name__})"
-            ) from None
+            raise _unreachable(error) from None
         try:
             if response.status_code >= 400:
                 await response.aread()
                 raise_for_upstream(response)
-            yield _events(response)
+            yield _engine_events(response)
         finally:
             await response.aclose()
 
     async def load_adapter(self, name: str, path: str) -> None:
         response = await self._post("/v1/load_lora_adapter", {"lora_name": name, "lora_path": path})
-        if response.status_code >= 400:
-            message = _upstream_message(response)
-            if "already been loaded" in message or "already loaded" in message:
-                return
-            raise UpstreamFailed(f"the engine refused adapter {name}: {message}")
+        if response.status_code < 400:
+            return
+        # vLLM refuses to load a name it already serves (after a gateway restart, say):
+        # the goal is reached. Asked rather than read from its message's wording.
+        if 400 <= response.status_code < 500 and name in await self.served_models():
+            return
+        raise UpstreamFailed(f"the engine refused adapter {name}: {_upstream_message(response)}")
 
     async def unload_adapter(self, name: str) -> None:
         response = await self._post("/v1/unload_lora_adapter", {"lora_name": name})
-        if response.status_code == 404 or response.status_code == 400:
+        if response.status_code in (400, 404):
             return  # already gone: the goal is reached
         if response.status_code >= 400:
             raise UpstreamFailed(f"the engine failed to unload {name}")
 
 
-async def _events(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
+async def _engine_events(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
+    """The engine's stream events, its failures as gateway errors."""
     try:
-        async for line in response.aiter_lines():
-            if not line.startswith("data:"):
-                continue
-            data = line[5:].strip()
-            if data == "[DONE]":
-                return
-            try:
-                event = json.loads(data)
-            except json.JSONDecodeError:
-                raise UpstreamFailed("the engine sent a malformed stream event") from None
-            if isinstance(event, dict):
-                if "error" in event and "choices" not in event:
-                    error = event["error"] if isinstance(event["error"], dict) else {}
-                    raise UpstreamFailed(str(error.get("message", "the engine failed mid-stream")))
-                yield event
+        async for event in read_events(response):
+            yield event
     except httpx.TransportError as error:
         raise EngineUnavailable(f"the engine stopped mid-answer ({type(error).__name__})") from None
-    raise EngineUnavailable("the engine stopped mid-answer")  # the stream ended without [DONE]
+    except StreamIncomplete:
+        raise EngineUnavailable("the engine stopped mid-answer") from None
+    except StreamBroken:
+        raise UpstreamFailed("the engine sent a malformed stream event") from None
+    except StreamErrorEvent as error:
+        raise UpstreamFailed(str(error)) from None

@@ -11,7 +11,7 @@ import pytest
 from lorastack.models import ModelRecord, ModelStore
 from lorastack.registry import AdapterRegistry
 from lorastack.settings import get_settings
-from tests.fakes import write_base_checkpoint
+from tests.fakes import RegexDetector, write_base_checkpoint
 
 # Nothing in the test suite may reach a hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -52,12 +52,13 @@ def registry(home: Path, store: ModelStore, fake_base: ModelRecord) -> AdapterRe
 
 
 @pytest.fixture
-def fake_pii_detector(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Guards built without a detector get the regex fake instead of Presidio."""
-    from lorastack.guardrails import guard
-    from tests.fakes import RegexDetector
+def fake_pii_detector(monkeypatch: pytest.MonkeyPatch) -> RegexDetector:
+    """The commands' PII detector is the regex fake (returned) instead of Presidio."""
+    from lorastack.cli import context
 
-    monkeypatch.setattr(guard, "PresidioDetector", RegexDetector)
+    detector = RegexDetector()
+    monkeypatch.setattr(context, "pii_detector", lambda: detector)
+    return detector
 
 
 @pytest.fixture(scope="session")

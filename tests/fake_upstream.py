@@ -94,7 +94,12 @@ class _Disconnect:
     after_chunks: int
 
 
-_Script = _Reply | _Error | _Disconnect
+@dataclass(frozen=True)
+class _Raw:
+    choices: list[dict[str, Any]]
+
+
+_Script = _Reply | _Error | _Disconnect | _Raw
 
 
 @dataclass
@@ -186,6 +191,15 @@ class FakeUpstream:
         """The next completion answers with these pieces: one SSE event each, or joined."""
         with self._lock:
             self._scripts.append(_Reply(list(chunks), delay_s, finish_reason))
+
+    def enqueue_choices(self, choices: list[dict[str, Any]]) -> None:
+        """The next answer's choices exactly as given (tool calls, reasoning, logprobs...).
+
+        A whole answer has them as its `choices`; a streamed one sends one event per
+        choice, in order.
+        """
+        with self._lock:
+            self._scripts.append(_Raw(choices))
 
     def enqueue_error(
         self, status: int, message: str, *, error_type: str = "BadRequestError"
@@ -451,6 +465,8 @@ class FakeUpstream:
             model=model,
             prompt_tokens=len(prompt.split()),
         )
+        if isinstance(script, _Raw):
+            return _raw_response(completion, script, stream)
         if not stream:
             assert isinstance(script, _Reply)
             return JSONResponse(completion.whole(script.chunks, script.finish_reason))
@@ -515,6 +531,15 @@ class FakeUpstream:
         # Unknown uvicorn internals: an exception after the response started makes uvicorn
         # close the connection too (and log the exception).
         raise _DroppedByScript("connection dropped by enqueue_disconnect()")
+
+
+def _raw_response(completion: _Completion, script: _Raw, stream: bool) -> Response:
+    if not stream:
+        body = completion.whole([], "stop") | {"choices": script.choices}
+        return JSONResponse(body)
+    suffix = ".chunk" if completion.chat else ""
+    events = [_sse(completion._envelope(suffix) | {"choices": [c]}) for c in script.choices]
+    return StreamingResponse(iter([*events, "data: [DONE]\n\n"]), media_type="text/event-stream")
 
 
 def _sse(payload: dict[str, Any]) -> str:

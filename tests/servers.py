@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import httpx
 import uvicorn
@@ -25,13 +26,34 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def send_raw(url: str, data: bytes, wait_s: float = 5.0) -> bytes:
+    """Send raw bytes to the gateway; what it answers before closing (or `wait_s`)."""
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port)) as conn:
+        conn.settimeout(wait_s)
+        conn.sendall(data)
+        received = b""
+        try:
+            while chunk := conn.recv(65536):
+                received += chunk
+        except TimeoutError:
+            received += b"<still open>"
+        except ConnectionResetError:
+            received += b"<reset>"
+    return received
+
+
 @contextmanager
-def serve_in_thread(app: Any, timeout_s: float = 15.0) -> Iterator[str]:
-    """Yield the base URL of `app` served by uvicorn; stop it (lifespan included) on exit."""
+def serve_in_thread(app: Any, timeout_s: float = 15.0, http: Any = "auto") -> Iterator[str]:
+    """Yield the base URL of `app` served by uvicorn; stop it (lifespan included) on exit.
+
+    `http`: uvicorn's connection protocol (the gateway's: `serve.app.http_protocol`).
+    """
     port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", http=http
     )
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + timeout_s
@@ -60,7 +82,8 @@ def real_stack(model: ModelRecord, home: Path, admin_key: str) -> Iterator[RealS
 
     vLLM starts on the CPU (about 35 s); it stops with the gateway's lifespan on exit.
     """
-    from lorastack.serve.app import build_gateway, create_app, engine_client
+    from lorastack.guardrails import PresidioDetector
+    from lorastack.serve.app import build_gateway, create_app, engine_client, http_protocol
     from lorastack.serve.engine import EngineProcess, build_launch
     from lorastack.serve.supervisor import EngineSupervisor
     from lorastack.settings import load_settings
@@ -73,11 +96,11 @@ def real_stack(model: ModelRecord, home: Path, admin_key: str) -> Iterator[RealS
     )
     launch = build_launch(settings.engine, model, settings.max_lora_rank)
     client = engine_client(120.0)
-    gateway = build_gateway(settings, [launch.url], client)
+    gateway = build_gateway(settings, [launch.url], client, detector=PresidioDetector())
     process = EngineProcess(launch, home / "runs" / "engine.log", 600)
     supervisor = EngineSupervisor(process, gateway.pool.endpoints[0])
     app = create_app(gateway, settings.gateway.max_body_bytes, client, supervisor)
-    with serve_in_thread(app) as url:
+    with serve_in_thread(app, http=http_protocol(settings.gateway)) as url:
         wait_ready(url, 600)
         yield RealStack(url, supervisor)
 

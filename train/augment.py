@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    # Types only: data.py imports this module, so a runtime import would be circular.
-    from lorastack.train.data import Message
+    # Types only: the data pipeline imports this module, so a runtime import would be circular.
+    from lorastack.train.data.records import Message
 
 # Placeholders (masked `<PERSON_1>` and redacted `<PERSON>`) must survive every edit.
 _PROTECTED = re.compile(r"<[A-Z][A-Z0-9_]*>")

@@ -11,7 +11,8 @@ from lorastack.models import ModelStore
 from lorastack.progress import NullProgress, Progress
 from lorastack.train.config import ConfigError
 from lorastack.train.evaluate import eval_trainer
-from lorastack.train.trainer import read_jsonl, to_examples
+from lorastack.train.run import read_jsonl, split_file
+from lorastack.train.trainer import to_examples
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ def compare_models(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     progress = progress or NullProgress()
-    source = data / "validation.jsonl" if data.is_dir() else data
+    source = data / split_file("validation") if data.is_dir() else data
     if not source.is_file():
         raise ConfigError(f"{source} not found: give a prepared dataset folder or a JSONL file")
     if len(set(names)) < 2:

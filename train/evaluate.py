@@ -15,24 +15,21 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from lorastack.fsutil import sha256_tree, write_json_atomic
+from lorastack.fsutil import write_json_atomic
 from lorastack.manifest import DEFAULT_ALIAS, AdapterManifest
 from lorastack.models import ModelStore
 from lorastack.progress import NullProgress, Progress
 from lorastack.registry import AdapterRegistry
 from lorastack.train.config import ConfigError, TrainConfig
-from lorastack.train.trainer import (
-    DATA_REPORTS,
+from lorastack.train.run import (
+    CURVES_FILE,
     RunPaths,
+    dataset_sha256,
     load_run_config,
     load_splits,
     read_jsonl,
-    to_examples,
 )
-
-METRICS_FILE = "metrics.json"
-REPORT_FILE = "report.md"
-CURVES_FILE = "curves.png"
+from lorastack.train.trainer import to_examples
 
 
 def _perplexity(loss: float) -> float:
@@ -184,9 +181,9 @@ def evaluate_run(
     if train_result.is_file():
         results["training"] = json.loads(train_result.read_text())
 
-    write_json_atomic(paths.root / METRICS_FILE, results)
+    write_json_atomic(paths.metrics, results)
     _write_curves(paths)
-    (paths.root / REPORT_FILE).write_text(_report(config, results, side_by_side), encoding="utf-8")
+    paths.report.write_text(_report(config, results, side_by_side), encoding="utf-8")
     return results
 
 
@@ -208,7 +205,7 @@ def _write_curves(paths: RunPaths) -> None:
     axes.set_ylabel("loss")
     axes.legend()
     figure.tight_layout()
-    figure.savefig(paths.root / CURVES_FILE, dpi=100)
+    figure.savefig(paths.curves, dpi=100)
     plt.close(figure)
 
 
@@ -247,10 +244,9 @@ def publish_run(
     paths: RunPaths, registry: AdapterRegistry, *, promote: bool = False, force: bool = False
 ) -> AdapterManifest:
     """Publish the run's adapter with its manifest filled in; refuse one worse than the base."""
-    metrics_path = paths.root / METRICS_FILE
-    if not metrics_path.is_file():
+    if not paths.metrics.is_file():
         raise ConfigError(f"{paths.root} has not been evaluated: run `lorastack eval` first")
-    metrics = json.loads(metrics_path.read_text())
+    metrics = json.loads(paths.metrics.read_text())
     if not metrics.get("better_than_base") and not force:
         raise ConfigError(
             f"the adapter does worse than the base model on the test split (loss "
@@ -265,15 +261,8 @@ def publish_run(
         description=config.description,
         system_prompt=config.system_prompt,
         base_model=config.base_model,
-        dataset_sha256=sha256_tree(paths.data, exclude=frozenset(DATA_REPORTS)),
+        dataset_sha256=dataset_sha256(paths.data),
         metrics=metrics,
         training=config.to_dict(),
         promote=DEFAULT_ALIAS if promote else None,
     )
-
-
-def run_from(folder: Path) -> RunPaths:
-    paths = RunPaths(folder)
-    if not paths.config.is_file():
-        raise ConfigError(f"{folder} is not a training run (no config.yaml)")
-    return paths

@@ -14,13 +14,15 @@ import random
 import shutil
 import time
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from lorastack.guardrails import Guard
 from lorastack.models import ModelStore
 from lorastack.progress import NullProgress, Progress
 from lorastack.train.config import ConfigError, TrainConfig
-from lorastack.train.trainer import RunPaths, TrainResult, prepare_run, run_training
+from lorastack.train.run import RunPaths
+from lorastack.train.trainer import TrainResult, prepare_run, run_training
 
 LEARNING_RATES = (1e-4, 2e-4, 5e-4, 1e-3)
 RANKS = (4, 8, 16, 32)
@@ -46,6 +48,11 @@ def _candidates(config: TrainConfig, max_rank: int, seed: int) -> list[dict[str,
     ]
     random.Random(seed).shuffle(grid)
     return grid
+
+
+def _trained(paths: RunPaths) -> tuple[Path, ...]:
+    """What a finished training leaves in its run folder (the data aside)."""
+    return (paths.adapter, paths.log, paths.config, paths.result)
 
 
 def search(
@@ -95,8 +102,7 @@ def search(
     if not scored:
         raise ConfigError("no trial produced a validation loss")
     _, best = min(scored, key=lambda item: float(item[1].best_eval_loss or 0.0))
-    for name in ("adapter", "log.jsonl", "config.yaml", "train_result.json"):
-        source, target = best.paths.root / name, paths.root / name
+    for source, target in zip(_trained(best.paths), _trained(paths), strict=True):
         if target.is_dir():
             shutil.rmtree(target)
         if source.is_dir():

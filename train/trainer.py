@@ -9,21 +9,19 @@
 
 Before any weights move, the configuration is checked with the same rules the
 registry applies to published adapters, so a run never produces an adapter
-vLLM cannot serve. A run lives in one folder: its resolved config, its data,
-checkpoints, a JSONL log and the best adapter.
+vLLM cannot serve. A run lives in one folder (`lorastack.train.run`): its
+resolved config, its data, checkpoints, a JSONL log and the best adapter.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
-import shutil
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -32,7 +30,17 @@ from lorastack.guardrails import Guard
 from lorastack.models import ModelRecord, ModelStore
 from lorastack.progress import NullProgress, Progress
 from lorastack.tensors import checkpoint_module_names
-from lorastack.train.config import ConfigError, TrainConfig, build_config
+from lorastack.train.config import MODES, ConfigError, TrainConfig
+from lorastack.train.data import (
+    CanonicalFormat,
+    ChatRecord,
+    PrepareOptions,
+    Record,
+    add_system_prompt,
+    detect_format,
+    prepare_dataset,
+)
+from lorastack.train.run import RunPaths, check_prepared, copy_dataset, load_splits
 from lorastack.validation import (
     ValidatedAdapter,
     check_lora_options,
@@ -41,38 +49,6 @@ from lorastack.validation import (
 )
 
 logger = logging.getLogger(__name__)
-
-SPLITS = ("train", "validation", "test")
-DATA_REPORTS = ("report.json", "report.md")  # written by `lorastack data prepare`
-
-
-@dataclass(frozen=True)
-class RunPaths:
-    root: Path
-
-    @property
-    def config(self) -> Path:
-        return self.root / "config.yaml"
-
-    @property
-    def data(self) -> Path:
-        return self.root / "data"
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.root / "checkpoints"
-
-    @property
-    def adapter(self) -> Path:
-        return self.root / "adapter"
-
-    @property
-    def log(self) -> Path:
-        return self.root / "log.jsonl"
-
-    @property
-    def result(self) -> Path:
-        return self.root / "train_result.json"
 
 
 @dataclass
@@ -125,18 +101,26 @@ def _has_chat_template(checkpoint: Path) -> bool:
 
 # -- data --------------------------------------------------------------------
 
+# The canonical record format each mode trains on, and how to say so when it is not.
+_MODE_FORMATS: dict[str, tuple[CanonicalFormat, str]] = {
+    "instruct": ("messages", "chat records (`messages`)"),
+    "sft": ("prompt-completion", "prompt/completion records"),
+    "pretrain": ("text", "text records (`text`)"),
+}
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    with path.open(encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+
+def _of_format(record: dict[str, Any], wanted: CanonicalFormat) -> bool:
+    """Whether a prepared record has the fields (and field types) of the format `wanted`."""
+    if detect_format(record) != wanted:
+        return False
+    if wanted == "messages":
+        return isinstance(record["messages"], list)
+    return wanted != "text" or isinstance(record["text"], str)
 
 
-def _instruct_examples(record: dict[str, Any], system_prompt: str) -> Iterable[dict[str, Any]]:
-    messages = record.get("messages")
-    if not isinstance(messages, list):
-        raise ConfigError("instruct mode needs chat records (`messages`)")
-    if system_prompt and (not messages or messages[0].get("role") != "system"):
-        messages = [{"role": "system", "content": system_prompt}, *messages]
+def _assistant_turns(record: Record) -> Iterable[dict[str, Any]]:
+    """One conversational example per assistant turn: the turns before it are the prompt."""
+    messages = cast(ChatRecord, record)["messages"]
     for index, message in enumerate(messages):
         if message.get("role") == "assistant" and index > 0:
             yield {"prompt": messages[:index], "completion": [message]}
@@ -146,67 +130,26 @@ def to_examples(
     records: list[dict[str, Any]], mode: str, system_prompt: str = ""
 ) -> list[dict[str, Any]]:
     """Turn prepared records into the examples TRL trains on for this mode."""
+    if mode not in _MODE_FORMATS:
+        raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    wanted, described = _MODE_FORMATS[mode]
     examples: list[dict[str, Any]] = []
     for record in records:
+        if not _of_format(record, wanted):
+            raise ConfigError(f"{mode} mode needs {described}")
         if mode == "instruct":
-            examples.extend(_instruct_examples(record, system_prompt))
+            chat = cast(Record, record)
+            examples.extend(
+                _assistant_turns(add_system_prompt(chat, system_prompt) if system_prompt else chat)
+            )
         elif mode == "sft":
-            if "prompt" not in record or "completion" not in record:
-                raise ConfigError("sft mode needs prompt/completion records")
             examples.append({"prompt": record["prompt"], "completion": record["completion"]})
         else:
-            if not isinstance(record.get("text"), str):
-                raise ConfigError("pretrain mode needs text records (`text`)")
             examples.append({"text": record["text"]})
     return examples
 
 
-def check_prepared(folder: Path) -> None:
-    missing = [s for s in SPLITS if not (folder / f"{s}.jsonl").is_file()]
-    if missing:
-        raise ConfigError(
-            f"{folder} is not a prepared dataset (missing {', '.join(missing)}.jsonl); "
-            "run `lorastack data prepare` first"
-        )
-
-
-def load_splits(folder: Path) -> dict[str, list[dict[str, Any]]]:
-    check_prepared(folder)
-    return {split: read_jsonl(folder / f"{split}.jsonl") for split in SPLITS}
-
-
 # -- training ------------------------------------------------------------------
-
-
-def new_run_dir(runs_dir: Path, domain: str) -> RunPaths:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    root = runs_dir / f"{domain}-{stamp}"
-    suffix = 1
-    while root.exists():
-        suffix += 1
-        root = runs_dir / f"{domain}-{stamp}-{suffix}"
-    return RunPaths(root)
-
-
-def latest_run(runs_dir: Path, domain: str) -> RunPaths:
-    # `coffee-20261127-120000` is coffee's; `coffee-shop-20261127-120000` is not.
-    own = re.compile(rf"{re.escape(domain)}-\d{{8}}-\d{{6}}(-\d+)?")
-    runs = sorted(
-        (
-            p
-            for p in runs_dir.glob(f"{domain}-*")
-            if own.fullmatch(p.name) and (p / "config.yaml").is_file()
-        ),
-        key=lambda p: p.stat().st_mtime,
-    )
-    if not runs:
-        raise ConfigError(f"no earlier run of {domain} to resume under {runs_dir}")
-    return RunPaths(runs[-1])
-
-
-def load_run_config(paths: RunPaths) -> TrainConfig:
-    raw = yaml.safe_load(paths.config.read_text(encoding="utf-8"))
-    return build_config(raw, source=str(paths.config))
 
 
 def _device_options() -> dict[str, Any]:
@@ -338,17 +281,10 @@ def prepare_run(
         check_prepared(config.data)
     paths.root.mkdir(parents=True, exist_ok=True)
     if not paths.data.exists() and not config.data.is_dir():
-        from lorastack.train.data import PrepareOptions, prepare_dataset
-
         seed = int(config.training_fields().get("seed", 42))
         prepare_dataset([config.data], PrepareOptions(out=paths.data, seed=seed), scrub, progress)
     elif not paths.data.exists():
-        # Only the splits: the run keeps its own copy, so its dataset hash stays true.
-        paths.data.mkdir()
-        names = [f"{split}.jsonl" for split in SPLITS] + list(DATA_REPORTS)
-        for name in names:
-            if (config.data / name).is_file():
-                shutil.copyfile(config.data / name, paths.data / name)
+        copy_dataset(config.data, paths.data)
     paths.config.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
     return base
 

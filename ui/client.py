@@ -1,8 +1,11 @@
 """A small typed client of the lorastack gateway, for the UI.
 
 Only HTTP: the `openai` client for `/v1/models` and streamed `/v1/chat/completions`, and
-`httpx` for the admin API. Every failure becomes a `GatewayError` whose message can be
-shown to a person as it is (no traceback, no personal value).
+`httpx` for the admin API. Every failure becomes a `UiClientError` (`ui.errors`) whose
+message can be shown to a person as it is (no traceback, no personal value).
+
+`Gateway` is what the tabs need of it; the tests drive the tabs' handlers with a fake
+that has the same methods.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import json
 import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import httpx
 import openai
@@ -22,127 +25,12 @@ from openai.types.chat import (
     ChatCompletionUserMessageParam,
 )
 
+from lorastack.ui.errors import AccessDenied, GatewayUnreachable, error_from_response, stream_error
+
 PII_HEADER = "x-lorastack-pii-masked"
 DEFAULT_TIMEOUT_S = 120.0
-# The gateway's default Retry-After, for a 503 that arrives without the header (mid-stream).
-_DEFAULT_RETRY_S = 5
 
 Role = Literal["user", "assistant"]
-
-
-# ---------------------------------------------------------------------------- errors
-
-
-class GatewayError(Exception):
-    """A failed call; `str()` is a readable one-line explanation."""
-
-    def __init__(self, message: str, *, status: int | None = None, code: str | None = None):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-
-
-class GatewayUnreachable(GatewayError):
-    """Nothing answers at the gateway's address (or it did not answer in time)."""
-
-
-class EngineRestarting(GatewayError):
-    """The gateway is up but its engine is starting or restarting: try again later."""
-
-    def __init__(self, retry_after_s: int, *, code: str | None = None) -> None:
-        super().__init__(
-            f"engine restarting, try again in {retry_after_s} s", status=503, code=code
-        )
-        self.retry_after_s = retry_after_s
-
-
-class AccessDenied(GatewayError):
-    """The API key (or the admin key) was refused."""
-
-
-class UnknownDomain(GatewayError):
-    """The domain does not exist (any more), or this key may not use it."""
-
-
-class PiiBlocked(GatewayError):
-    """The domain's privacy policy refused the message; the text names types, never values."""
-
-
-class RequestRefused(GatewayError):
-    """Any other refusal (bad request, too long, engine failure)."""
-
-
-def _retry_after(headers: Mapping[str, str] | None) -> int:
-    raw = (headers or {}).get("retry-after", "")
-    try:
-        return max(1, round(float(raw)))
-    except ValueError:
-        return _DEFAULT_RETRY_S
-
-
-def _error_fields(body: object) -> tuple[str, str | None]:
-    """(message, code) of an OpenAI error body, or of its inner `error` object."""
-    error = body.get("error", body) if isinstance(body, dict) else body
-    if isinstance(error, dict):
-        message = error.get("message")
-        code = error.get("code")
-        return (
-            str(message) if message else "",
-            str(code) if isinstance(code, str) else None,
-        )
-    return "", None
-
-
-def error_from_response(
-    status: int,
-    headers: Mapping[str, str] | None,
-    body: object,
-    *,
-    model: str | None = None,
-    admin: bool = False,
-) -> GatewayError:
-    """The `GatewayError` an HTTP error response of the gateway means."""
-    message, code = _error_fields(body)
-    if status == 503:
-        return EngineRestarting(_retry_after(headers), code=code)
-    if status in (401, 403):
-        what = "admin key" if admin else "API key"
-        return AccessDenied(
-            f"the gateway refused the {what} ({message or 'not authorised'})",
-            status=status,
-            code=code,
-        )
-    if status == 404 and model is not None:
-        return UnknownDomain(
-            f"unknown domain `{model}`: it does not exist, was removed, "
-            "or this API key may not use it; refresh the list",
-            status=status,
-            code=code,
-        )
-    if code == "pii_blocked":
-        return PiiBlocked(f"blocked by the privacy policy: {message}", status=status, code=code)
-    if status == 413:
-        return RequestRefused("the message is too large for the gateway", status=status, code=code)
-    if status == 502:
-        return RequestRefused(
-            f"the engine failed to answer ({message or 'bad gateway'})", status=status, code=code
-        )
-    detail = message or f"HTTP {status}"
-    return RequestRefused(f"the gateway refused the request: {detail}", status=status, code=code)
-
-
-def _stream_error(body: object, model: str) -> GatewayError:
-    """An error the gateway sent inside a stream (after the 200 and its headers)."""
-    message, code = _error_fields(body)
-    if code in ("engine_unavailable", "adapter_load_failed"):
-        return EngineRestarting(_DEFAULT_RETRY_S, code=code)
-    status = {"pii_blocked": 400, "model_not_found": 404, "not_found": 404}.get(code or "", 502)
-    return error_from_response(
-        status,
-        None,
-        {"error": {"message": message, "code": code}},
-        model=model if status == 404 else None,
-    )
 
 
 # ---------------------------------------------------------------------------- values
@@ -214,6 +102,40 @@ StreamPiece = str | GuardrailNotice
 
 
 # ---------------------------------------------------------------------------- client
+
+
+class Gateway(Protocol):
+    """The gateway calls the UI makes; each raises a `UiClientError` when it fails."""
+
+    async def list_domains(self) -> list[Domain]:
+        """The base model and every domain this key may use (`/v1/models`)."""
+        ...
+
+    def stream_chat(
+        self, model: str, messages: Sequence[Message], **params: Any
+    ) -> AsyncIterator[StreamPiece]:
+        """The answer's text pieces as they arrive, then one `GuardrailNotice`."""
+        ...
+
+    async def adapters(self) -> list[dict[str, Any]]:
+        """Each domain with its aliases and versions (`GET /admin/adapters`)."""
+        ...
+
+    async def load(self, model: str) -> str:
+        """Load an adapter on every engine; a readable result."""
+        ...
+
+    async def unload(self, model: str) -> str:
+        """Unload an adapter from every engine; a readable result."""
+        ...
+
+    async def promote(self, domain: str, version: int, alias: str = "prod") -> str:
+        """Point `domain@alias` at `version`; a readable result."""
+        ...
+
+    async def rollback(self, domain: str, alias: str = "prod") -> str:
+        """Point `domain@alias` back at its previous version; a readable result."""
+        ...
 
 
 def normalise_api_url(url: str) -> str:
@@ -303,7 +225,7 @@ class GatewayClient:
         except openai.APIConnectionError as error:
             raise self._unreachable(error) from None
         except openai.APIError as error:  # an error event inside the stream
-            raise _stream_error({"error": error.body}, model) from None
+            raise stream_error({"error": error.body}, model) from None
 
     # -- admin API --------------------------------------------------------------
 

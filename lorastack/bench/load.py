@@ -18,6 +18,8 @@ from typing import Any
 
 import httpx
 
+from lorastack import sse
+
 CHAT_PATH = "/v1/chat/completions"
 
 # Support questions of the kind the domains answer. A few carry personal details, as real
@@ -134,33 +136,29 @@ async def _stream(
     async with client.stream("POST", url, json=body, headers=headers) as response:
         if response.status_code >= 400:
             raise _Failed(_error_message(response.status_code, await response.aread()))
-        async for line in response.aiter_lines():
-            if not line.startswith("data:"):
-                continue
-            data = line[5:].strip()
-            if data == "[DONE]":
-                tokens = usage_tokens if usage_tokens is not None else chunks
-                return first, last, tokens, chunks
-            try:
-                event = json.loads(data)
-            except ValueError:
-                raise _Failed("malformed stream event") from None
-            if not isinstance(event, dict):
-                continue
-            if "error" in event and not event.get("choices"):
-                error = event["error"] if isinstance(event["error"], dict) else {}
-                raise _Failed(f"error mid-stream: {str(error.get('message', ''))[:200]}")
-            usage = event.get("usage")
-            if isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int):
-                usage_tokens = usage["completion_tokens"]
-            for choice in event.get("choices") or []:
-                delta = choice.get("delta") if isinstance(choice, dict) else None
-                if isinstance(delta, dict) and delta.get("content"):
+        try:
+            async for event in sse.read_events(response):
+                usage = event.get("usage")
+                if isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int):
+                    usage_tokens = usage["completion_tokens"]
+                pieces = _text_pieces(event)
+                if pieces:
                     now = time.perf_counter()
                     first = now if first is None else first
                     last = now
-                    chunks += 1
-    raise _Failed("the stream ended without [DONE]")
+                    chunks += pieces
+        except sse.StreamErrorEvent as error:
+            raise _Failed(f"error mid-stream: {str(error)[:200]}") from None
+        except (sse.StreamBroken, sse.StreamIncomplete) as error:
+            raise _Failed(str(error)) from None
+    tokens = usage_tokens if usage_tokens is not None else chunks
+    return first, last, tokens, chunks
+
+
+def _text_pieces(event: dict[str, Any]) -> int:
+    """How many pieces of answer text a stream event carries (one per choice with text)."""
+    deltas = (c.get("delta") for c in event.get("choices") or [] if isinstance(c, dict))
+    return sum(1 for d in deltas if isinstance(d, dict) and d.get("content"))
 
 
 async def send_one(
@@ -234,9 +232,10 @@ async def run_load(
         raise ValueError("concurrency must be at least 1")
     results: list[RequestResult | None] = [None] * len(requests)
     pending = iter(range(len(requests)))
-    started = time.perf_counter()
 
     async with load_client(concurrency, timeout_s) as client:
+        # From here: the client's set-up (its TLS context) is no part of the run's time.
+        started = time.perf_counter()
 
         async def worker() -> None:
             for index in pending:
@@ -254,5 +253,5 @@ async def run_load(
                     on_done(result)
 
         await asyncio.gather(*(worker() for _ in range(min(concurrency, len(requests)))))
-    wall_s = time.perf_counter() - started
+        wall_s = time.perf_counter() - started
     return LoadRun(tuple(r for r in results if r is not None), wall_s)

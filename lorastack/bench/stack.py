@@ -10,25 +10,20 @@ guard benchmark pins itself to one core, which must not pin the benchmark.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
-
-import httpx
 
 from lorastack.bench.adapters import write_random_loras
 from lorastack.bench.errors import BenchError
 from lorastack.models import ModelStore
-from lorastack.processes import log_tail, stop_group
+from lorastack.processes import OFFLINE_ENV, ChildProcess, log_tail
 from lorastack.progress import NullProgress, Progress
 from lorastack.registry import AdapterRegistry
 
@@ -38,13 +33,6 @@ DOMAIN_PREFIX = "bench"
 # word salad without spaces, which the guarded path's streaming redactor holds back whole,
 # so guarded adapter cases would measure an artefact.
 LORA_STD = 0.02
-OFFLINE_ENV = {
-    "HF_HUB_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "HF_DATASETS_OFFLINE": "1",
-    "VLLM_NO_USAGE_STATS": "1",
-    "DO_NOT_TRACK": "1",
-}
 
 
 def free_port() -> int:
@@ -116,13 +104,9 @@ class GatewayProcess:
     admin_key: str
     client_key: str
     port: int = field(default_factory=free_port)
-    _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+    child: ChildProcess = field(init=False, repr=False)
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
+    def __post_init__(self) -> None:
         env = process_env(
             self.home.home,
             self.home.base_model,
@@ -132,61 +116,23 @@ class GatewayProcess:
                 "LORASTACK_GATEWAY__API_KEYS": json.dumps([self.client_key]),
             },
         )
-        argv = [
-            sys.executable,
-            "-m",
-            "lorastack.cli",
-            "serve",
-            "--upstream",
-            self.upstream,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-        ]
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:
-            self._process = subprocess.Popen(
-                argv,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+        argv = [sys.executable, "-m", "lorastack.cli", "serve", "--upstream", self.upstream]
+        argv += ["--host", "127.0.0.1", "--port", str(self.port)]
+        self.child = ChildProcess("gateway", argv, self.log_path, env, BenchError)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.child.start()
 
     def wait_ready(self, timeout_s: float = 300.0) -> None:
         """Block until its /ready answers 200 (its engine answers too)."""
-        deadline = time.monotonic() + timeout_s
-        with httpx.Client(timeout=5.0, trust_env=False) as client:
-            while time.monotonic() < deadline:
-                if self._process is None or self._process.poll() is not None:
-                    code = self._process.returncode if self._process else None
-                    raise BenchError(
-                        f"the gateway exited with code {code}; last lines of "
-                        f"{self.log_path}:\n{log_tail(self.log_path, 15)}"
-                    )
-                with contextlib.suppress(httpx.TransportError):
-                    if client.get(f"{self.url}/ready").status_code == 200:
-                        return
-                time.sleep(0.5)
-        raise BenchError(f"the gateway was not ready within {timeout_s:.0f} s; see {self.log_path}")
+        self.child.wait_ready(f"{self.url}/ready", timeout_s)
 
     def stop(self, grace_s: float = 15.0) -> None:
-        if self._process is not None:
-            stop_group(self._process, grace_s, "gateway")
-
-    def __enter__(self) -> GatewayProcess:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        self.child.stop(grace_s)
 
 
 def run_guard_bench(

@@ -25,9 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from lorastack.bench.errors import BenchError
-
-# No process of ours may call out to a hub.
-_OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+from lorastack.processes import OFFLINE_ENV
 
 
 @dataclass(frozen=True)
@@ -184,7 +182,7 @@ def run_variants(
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
-                    env={**os.environ, **_OFFLINE_ENV},
+                    env={**os.environ, **OFFLINE_ENV},
                     timeout=timeout_s,
                     check=False,
                 ).returncode

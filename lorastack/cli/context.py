@@ -1,12 +1,18 @@
-"""What every command builds from the settings: the stores and the consoles."""
+"""What every command builds from the settings: the stores, the guards and the consoles."""
 
 from __future__ import annotations
 
 import json
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
+from lorastack.guardrails.detector import Detector, PresidioDetector
+from lorastack.guardrails.guard import Guard
+from lorastack.guardrails.policy import GuardPolicy, PolicyStore, load_policy
+from lorastack.guardrails.runtime import limit_numpy_blas_threads
 from lorastack.models import ModelStore
 from lorastack.registry import AdapterRegistry
 from lorastack.settings import Settings, get_settings
@@ -27,6 +33,29 @@ def model_store() -> ModelStore:
 def registry() -> AdapterRegistry:
     config = settings()
     return AdapterRegistry(config.adapters_dir, model_store(), config.max_lora_rank)
+
+
+@lru_cache(maxsize=1)
+def pii_detector() -> Detector:
+    """The process's one PII detector; its models load when it is first used.
+
+    A command owns its process, so this is where the process-wide setting the
+    detector runs best with is applied (numpy's BLAS on one thread).
+    """
+    limit_numpy_blas_threads()
+    return PresidioDetector()
+
+
+def resolve_policy(domain: str | None, policy_file: Path | None = None) -> GuardPolicy:
+    """The policy in `policy_file`, else the domain's (the shipped default without one)."""
+    if policy_file is not None:
+        return load_policy(policy_file)
+    return PolicyStore(settings().policies_dir).get(domain)
+
+
+def guard_for(domain: str | None, policy_file: Path | None = None) -> Guard:
+    """A guard with the process's detector, for a domain's policy or the one in `policy_file`."""
+    return Guard(resolve_policy(domain, policy_file), pii_detector(), domain=domain)
 
 
 def print_json(data: Any) -> None:

@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from lorastack.cli.context import err, out
-from lorastack.cli.guard import DomainOption, PolicyOption, resolve_policy
+from lorastack.cli.context import err, guard_for, out
+from lorastack.cli.guard import DomainOption, PolicyOption
 from lorastack.errors import LorastackError
 from lorastack.fsutil import write_json_atomic
 from lorastack.guardrails.guard import Guard
@@ -27,7 +27,7 @@ app = typer.Typer(help="Training data: scrub, prepare.", no_args_is_help=True)
 
 def _guard(domain: str | None, policy: Path | None) -> Guard:
     """The input-policy guard for a domain (or a policy file), as the gateway builds it."""
-    return Guard(resolve_policy(domain, policy), domain=domain)
+    return guard_for(domain, policy)
 
 
 @app.command()

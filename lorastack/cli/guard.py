@@ -11,13 +11,13 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from lorastack.cli.context import err, out, print_json, settings
+from lorastack.cli.context import err, guard_for, out, print_json
 from lorastack.errors import LorastackError
 from lorastack.guardrails.benchmark import SIZES, benchmark
 from lorastack.guardrails.entities import Direction
 from lorastack.guardrails.evaluation import LabelledExample, evaluate
 from lorastack.guardrails.guard import Guard
-from lorastack.guardrails.policy import GuardPolicy, PolicyStore, load_policy
+from lorastack.guardrails.runtime import freeze_loaded_objects
 
 app = typer.Typer(help="PII guardrails: scan text, evaluate detection.", no_args_is_help=True)
 
@@ -25,12 +25,6 @@ DomainOption = Annotated[str | None, typer.Option(help="Use this domain's policy
 PolicyOption = Annotated[
     Path | None, typer.Option(help="Policy YAML file (overrides --domain).", dir_okay=False)
 ]
-
-
-def resolve_policy(domain: str | None, policy: Path | None) -> GuardPolicy:
-    if policy is not None:
-        return load_policy(policy)
-    return PolicyStore(settings().policies_dir).get(domain)
 
 
 def _scan_line(guard: Guard, line: str) -> dict[str, Any]:
@@ -62,7 +56,7 @@ def scan(domain: DomainOption = None, policy: PolicyOption = None) -> None:
     "score", "action"}]}, offsets into the original text. A bad line gets
     {"error", "line"} and scanning goes on.
     """
-    guard = Guard(resolve_policy(domain, policy), domain=domain)
+    guard = guard_for(domain, policy)
     for number, line in enumerate(sys.stdin, start=1):
         if not line.strip():
             continue
@@ -101,7 +95,7 @@ def evaluate_command(
 ) -> None:
     """Per-entity precision, recall and F2, and the fraction of values that leak."""
     examples = read_labelled(data)
-    guard = Guard(resolve_policy(domain, policy), domain=domain)
+    guard = guard_for(domain, policy)
     with err.status(f"scanning {len(examples)} examples"):
         report = evaluate(guard, examples).to_dict()
     if as_json:
@@ -132,7 +126,10 @@ def bench(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Time per scan (p50/p99) of short, medium and long messages, on one core by default."""
-    guard = Guard(resolve_policy(None, None))
+    guard = guard_for(None)
+    # Timed as the gateway runs: models loaded, then what they brought in frozen.
+    guard.prepare()
+    freeze_loaded_objects()
     # A plain line, not a spinner: its refresh thread would share the core being timed.
     err.print(f"timing {', '.join(f'{w}-word' for w in SIZES.values())} messages ...")
     timings = benchmark(guard, repeats, cores)

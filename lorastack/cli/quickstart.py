@@ -2,174 +2,45 @@
 
 Every domain folder under the demo directory (a `train.yaml` beside its data) is trained,
 evaluated against the base model and published as its domain's `prod` version. A second
-run reuses each adapter whose config, data and base model are unchanged. Then the gateway
+run reuses each adapter whose config, data and base model are unchanged (the library's
+`lorastack.train.quickstart` does both; this command only calls it). Then the gateway
 (with its vLLM engine) and the UI start as child processes; Ctrl-C stops all of them.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
 import os
 import secrets
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any
 
-import httpx
 import typer
 import yaml
 
-from lorastack import fsutil
-from lorastack.cli.context import err, model_store, out, registry, settings
-from lorastack.cli.guard import resolve_policy
-from lorastack.errors import AdapterNotFound, LorastackError
-from lorastack.guardrails import Guard
-from lorastack.models import ModelRecord
-from lorastack.processes import log_tail, stop_group
+from lorastack.cli.context import err, guard_for, model_store, out, registry, settings
+from lorastack.processes import ChildProcess
 from lorastack.progress import Progress, RichProgress
-from lorastack.settings import Settings
-from lorastack.train.config import TrainConfig, load_config
-from lorastack.train.evaluate import evaluate_run, publish_run
-from lorastack.train.trainer import new_run_dir, run_training
+from lorastack.train.quickstart import (
+    DEMO_DIR,
+    DemoState,
+    QuickstartError,
+    ensure_adapter,
+    find_domains,
+)
 
-DEMO_DIR = Path(__file__).resolve().parents[2] / "examples" / "demo"
-CONFIG_NAME = "train.yaml"
 STATE_NAME = "state.json"
 KEYS_NAME = "keys.yaml"
 ADMIN_KEY_NAME = "admin.key"
 DEMO_KEY_NAME = "demo"
-SAMPLES = 2  # side-by-side answers in each run's report
 STOP_GRACE_S = 40.0  # the gateway stops its engine within this
-
-
-class QuickstartError(LorastackError):
-    """The demo could not be set up or one of its services failed."""
-
-
-# -- the demo domains ----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DemoDomain:
-    config_path: Path
-    config: TrainConfig
-
-    @property
-    def name(self) -> str:
-        return self.config.domain
-
-
-def find_domains(folder: Path) -> list[DemoDomain]:
-    """Each `*/train.yaml` under `folder`.
-
-    A relative data path is taken from the current directory, as `lorastack train` does,
-    or else from the repository the demo ships in, so `make demo` works from anywhere.
-    """
-    if not folder.is_dir():
-        raise QuickstartError(f"no demo folder at {folder}; pass --examples")
-    domains = []
-    for config_path in sorted(folder.glob(f"*/{CONFIG_NAME}")):
-        config = load_config(config_path)
-        if not config.data.is_absolute() and not config.data.exists():
-            config.data = DEMO_DIR.parents[1] / config.data
-        config.data = config.data.resolve()
-        if not config.data.exists():
-            raise QuickstartError(f"{config_path}: data {config.data} does not exist")
-        domains.append(DemoDomain(config_path, config))
-    if not domains:
-        raise QuickstartError(f"no */{CONFIG_NAME} under {folder}")
-    return domains
-
-
-def fingerprint(domain: DemoDomain, base: ModelRecord, max_steps: int | None) -> str:
-    """What a trained adapter depends on: its config, its data, the base model, the budget."""
-    digest = hashlib.sha256()
-    digest.update(domain.config_path.read_bytes())
-    data = domain.config.data
-    digest.update(
-        (fsutil.sha256_tree(data) if data.is_dir() else fsutil.sha256_file(data)).encode()
-    )
-    digest.update(base.checkpoint_sha256.encode())
-    digest.update(str(max_steps).encode())
-    return digest.hexdigest()
-
-
-@dataclass
-class DemoState:
-    """Which published version each demo domain's fingerprint produced."""
-
-    path: Path
-    entries: dict[str, dict[str, str]] = field(default_factory=dict)
-
-    @classmethod
-    def load(cls, path: Path) -> DemoState:
-        try:
-            entries = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            entries = {}
-        return cls(path, entries if isinstance(entries, dict) else {})
-
-    def reusable(self, domain: str, digest: str) -> str | None:
-        entry = self.entries.get(domain) or {}
-        if entry.get("fingerprint") != digest:
-            return None
-        try:
-            return registry().resolve(entry["ref"]).ref
-        except (AdapterNotFound, KeyError):
-            return None
-
-    def record(self, domain: str, digest: str, ref: str) -> None:
-        self.entries[domain] = {"fingerprint": digest, "ref": ref}
-        fsutil.write_json_atomic(self.path, self.entries)
-
-
-def ensure_adapter(
-    domain: DemoDomain,
-    config: Settings,
-    state: DemoState,
-    max_steps: int | None,
-    retrain: bool,
-    progress: Progress,
-) -> tuple[str, bool]:
-    """The domain's published reference, trained now unless an unchanged one exists."""
-    base = model_store().get(domain.config.base_model or config.base_model)
-    digest = fingerprint(domain, base, max_steps)
-    reused = None if retrain else state.reusable(domain.name, digest)
-    if reused is not None:
-        return reused, True
-    train_config = dataclasses.replace(domain.config)
-    if max_steps is not None:
-        train_config.training = shortened(train_config.training_fields(), max_steps)
-    paths = new_run_dir(config.runs_dir, domain.name)
-    scrub = Guard(resolve_policy(domain.name, None), domain=domain.name)
-    run_training(
-        train_config,
-        paths,
-        model_store(),
-        config.base_model,
-        config.max_lora_rank,
-        scrub=scrub,
-        progress=progress,
-    )
-    evaluate_run(paths, model_store(), SAMPLES, progress)
-    manifest = publish_run(paths, registry(), promote=True)
-    state.record(domain.name, digest, manifest.ref)
-    return manifest.ref, False
-
-
-def shortened(training: dict[str, Any], max_steps: int) -> dict[str, Any]:
-    """Training fields for at most `max_steps`, still validated (and checkpointed) twice."""
-    every = max(1, min(int(training.get("eval_steps") or max_steps), max_steps // 2))
-    return {**training, "max_steps": max_steps, "eval_steps": every, "save_steps": every}
 
 
 # -- keys ------------------------------------------------------------------------
@@ -205,28 +76,10 @@ def _write_private(path: Path, text: str) -> None:
 # -- services ----------------------------------------------------------------------
 
 
-@dataclass
-class Service:
-    name: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    def check_alive(self) -> None:
-        code = self.process.poll()
-        if code is not None:
-            raise QuickstartError(
-                f"the {self.name} exited with code {code}; last lines of {self.log_path}:\n"
-                f"{log_tail(self.log_path, 15)}"
-            )
-
-    def stop(self, grace_s: float) -> None:
-        stop_group(self.process, grace_s, self.name)
-
-
 @contextmanager
-def services() -> Iterator[list[Service]]:
+def services() -> Iterator[list[ChildProcess]]:
     """Children started inside stop when it exits, last started first."""
-    started: list[Service] = []
+    started: list[ChildProcess] = []
     try:
         yield started
     finally:
@@ -235,33 +88,21 @@ def services() -> Iterator[list[Service]]:
             service.stop(STOP_GRACE_S)
 
 
-def start_service(name: str, args: list[str], log_path: Path, env: dict[str, str]) -> Service:
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "lorastack.cli", *args],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env={**os.environ, **env},
-            # Its own session: Ctrl-C reaches this process, which stops the children in order.
-            start_new_session=True,
-        )
-    return Service(name, process, log_path)
+def cli_argv(*args: str) -> list[str]:
+    """The command line of `lorastack ARGS` in this interpreter."""
+    return [sys.executable, "-m", "lorastack.cli", *args]
 
 
-def wait_http(service: Service, url: str, timeout_s: float, progress: Progress) -> None:
+def start_service(name: str, argv: list[str], log_path: Path, env: dict[str, str]) -> ChildProcess:
+    """Start one of the demo's children; its failures are `QuickstartError`s."""
+    service = ChildProcess(name, argv, log_path, env, QuickstartError)
+    service.start()
+    return service
+
+
+def wait_http(service: ChildProcess, url: str, timeout_s: float, progress: Progress) -> None:
     progress.step(f"waiting for the {service.name} at {url}")
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        service.check_alive()
-        try:
-            if httpx.get(url, timeout=2.0, trust_env=False).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise QuickstartError(f"the {service.name} was not ready after {timeout_s:.0f} s ({url})")
+    service.wait_ready(url, timeout_s)
 
 
 def _check_port_free(host: str, port: int, what: str) -> None:
@@ -309,7 +150,18 @@ def quickstart(
     with RichProgress(err) as progress:
         model_store().pull_bundled(progress)
         for domain in domains:
-            ref, reused = ensure_adapter(domain, config, state, max_steps, retrain, progress)
+            scrub = guard_for(domain.name)
+            ref, reused = ensure_adapter(
+                domain,
+                state,
+                settings=config,
+                store=model_store(),
+                registry=registry(),
+                scrub=scrub,
+                max_steps=max_steps,
+                retrain=retrain,
+                progress=progress,
+            )
             refs[domain.name] = ref
             progress.step(f"{domain.name}: {'reusing' if reused else 'published'} {ref}")
     if not serve:
@@ -337,14 +189,14 @@ def quickstart(
     try:
         with services() as running:
             with RichProgress(err) as progress:
-                gateway = start_service("gateway", ["serve"], home / "gateway.log", env)
+                gateway = start_service("gateway", cli_argv("serve"), home / "gateway.log", env)
                 running.append(gateway)
                 wait_http(gateway, f"{api}/ready", config.engine.startup_timeout_s + 60, progress)
                 ui_url = None
                 if ui:
                     ui_args = ["ui", "--api", api, "--api-key", keys.client_key]
                     ui_args += ["--admin-key", keys.admin_key, "--port", str(ui_port)]
-                    ui_service = start_service("UI", ui_args, home / "ui.log", env)
+                    ui_service = start_service("UI", cli_argv(*ui_args), home / "ui.log", env)
                     running.append(ui_service)
                     ui_url = f"http://{host}:{ui_port}/"
                     wait_http(ui_service, ui_url, 120, progress)

@@ -2,16 +2,34 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Annotated
 
 import typer
 import uvicorn
 
+from lorastack.cli import context
 from lorastack.cli.context import err, model_store, settings
-from lorastack.serve.app import build_gateway, create_app, engine_client
+from lorastack.errors import LorastackError
+from lorastack.guardrails.detector import Detector
+from lorastack.guardrails.runtime import freeze_loaded_objects
+from lorastack.serve.app import build_gateway, create_app, engine_client, http_protocol
 from lorastack.serve.engine import EngineProcess, build_launch
 from lorastack.serve.supervisor import EngineSupervisor
 from lorastack.settings import load_settings
+
+
+def _load_then_freeze(detector: Detector | None) -> None:
+    """Load the PII models, then freeze everything loaded (`freeze_loaded_objects`).
+
+    The gateway waits for the same load as it starts, so it never serves first.
+    """
+    if detector is not None:
+        try:
+            detector.prepare()
+        except LorastackError:
+            return  # the gateway's start-up loads them again, and reports why it cannot
+    freeze_loaded_objects()
 
 
 def serve(
@@ -45,7 +63,7 @@ def serve(
     )
     # Re-validate: a public bind without keys must still be refused.
     config = load_settings(**{**base.model_dump(), "gateway": gateway_settings.model_dump()})
-    client = engine_client(config.gateway.request_timeout_s)
+    client = engine_client(config.gateway.engine_read_timeout_s)
     supervisor = None
     if config.gateway.upstreams:
         urls = list(config.gateway.upstreams)
@@ -53,19 +71,31 @@ def serve(
         model = model_store().get(config.base_model)
         launch = build_launch(config.engine, model, config.max_lora_rank)
         urls = [launch.url]
-    gateway = build_gateway(config, urls, client)
+    detector = context.pii_detector() if config.gateway.guardrails else None
+    gateway = build_gateway(config, urls, client, detector=detector)
     if not config.gateway.upstreams:
         process = EngineProcess(
             launch, config.runs_dir / "engine.log", config.engine.startup_timeout_s
         )
         supervisor = EngineSupervisor(process, gateway.pool.endpoints[0])
         err.print(f"starting vLLM on {config.base_model} (log: {process.log_path})")
-    app = create_app(gateway, config.gateway.max_body_bytes, client, supervisor)
+    app = create_app(
+        gateway,
+        config.gateway.max_body_bytes,
+        client,
+        supervisor,
+        body_timeout_s=config.gateway.body_timeout_s,
+    )
     err.print(f"gateway on http://{config.gateway.host}:{config.gateway.port}/v1")
+    # While the engine starts: load the PII models, then freeze what is loaded.
+    threading.Thread(
+        target=_load_then_freeze, args=(detector,), name="load-models", daemon=True
+    ).start()
     uvicorn.run(
         app,
         host=config.gateway.host,
         port=config.gateway.port,
         log_level="warning",
         access_log=False,  # request lines are not needed, and never bodies
+        http=http_protocol(config.gateway),
     )

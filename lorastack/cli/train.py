@@ -7,14 +7,13 @@ from typing import Annotated, Any
 
 import typer
 
-from lorastack.cli.context import err, model_store, out, print_json, registry, settings
-from lorastack.cli.guard import resolve_policy
-from lorastack.guardrails import Guard
+from lorastack.cli.context import err, guard_for, model_store, out, print_json, registry, settings
 from lorastack.progress import RichProgress
 from lorastack.train.config import MODES, ConfigError, build_config, load_config
-from lorastack.train.evaluate import evaluate_run, publish_run, run_from
+from lorastack.train.evaluate import evaluate_run, publish_run
+from lorastack.train.run import RunPaths, latest_run, load_run_config, new_run_dir, run_from
 from lorastack.train.search import search
-from lorastack.train.trainer import RunPaths, latest_run, load_run_config, new_run_dir, run_training
+from lorastack.train.trainer import run_training
 
 
 def train(
@@ -75,7 +74,7 @@ def train(
             raise ConfigError(f"{paths.root} already exists; pick another --run-name or --resume")
     if search_trials is not None and resume:
         raise ConfigError("--search and --resume cannot be combined")
-    scrub = Guard(resolve_policy(config.domain, None), domain=config.domain)
+    scrub = guard_for(config.domain)
     with RichProgress(err) as progress:
         if search_trials is not None:
             result = search(
@@ -126,7 +125,7 @@ def evaluate(
         out.print(
             f"exact match: base {base['exact_match']:.1%}, adapter {adapter['exact_match']:.1%}"
         )
-    out.print(paths.root / "report.md")
+    out.print(paths.report)
 
 
 def publish(

@@ -15,8 +15,12 @@ from lorastack.manifest import DEFAULT_ALIAS
 from lorastack.registry import AdapterRef
 from lorastack.serve.adapters import engine_name
 from lorastack.serve.deps import AdminDep, GatewayDep
+from lorastack.serve.schemas import error_responses
 
 router = APIRouter(prefix="/admin", tags=["admin"])
+
+_ERRORS = error_responses(400, 401, 404, 408, 413, 500)
+_LOAD_ERRORS = error_responses(400, 401, 404, 408, 413, 500, 502, 503)
 
 
 class AdapterAction(BaseModel):
@@ -48,7 +52,7 @@ def _engine_states(gateway: GatewayDep) -> dict[str, list[dict[str, Any]]]:
     return states
 
 
-@router.get("/adapters")
+@router.get("/adapters", responses=_ERRORS)
 async def list_adapters(_: AdminDep, gateway: GatewayDep) -> dict[str, Any]:
     states = _engine_states(gateway)
     domains = []
@@ -72,7 +76,7 @@ async def list_adapters(_: AdminDep, gateway: GatewayDep) -> dict[str, Any]:
     return {"domains": domains}
 
 
-@router.post("/adapters/load")
+@router.post("/adapters/load", responses=_LOAD_ERRORS)
 async def load(body: AdapterAction, _: AdminDep, gateway: GatewayDep) -> dict[str, Any]:
     ref = AdapterRef.parse(body.model)
     manifest = gateway.registry.resolve(ref)
@@ -81,7 +85,7 @@ async def load(body: AdapterAction, _: AdminDep, gateway: GatewayDep) -> dict[st
     return {"adapter": engine_name(manifest), "engines": [s.public() for s in slots]}
 
 
-@router.post("/adapters/unload")
+@router.post("/adapters/unload", responses=_LOAD_ERRORS)
 async def unload(body: AdapterAction, _: AdminDep, gateway: GatewayDep) -> dict[str, Any]:
     ref = AdapterRef.parse(body.model)
     manifest = gateway.registry.resolve(ref)
@@ -90,7 +94,7 @@ async def unload(body: AdapterAction, _: AdminDep, gateway: GatewayDep) -> dict[
     return {"adapter": name, "engines": [s.public() for s in slots if s is not None]}
 
 
-@router.post("/adapters/promote")
+@router.post("/adapters/promote", responses=_ERRORS)
 async def promote(body: Promotion, _: AdminDep, gateway: GatewayDep) -> dict[str, Any]:
     # New requests resolve the alias to the new version at once; requests in
     # flight keep the version they hold until they finish.
@@ -98,7 +102,7 @@ async def promote(body: Promotion, _: AdminDep, gateway: GatewayDep) -> dict[str
     return {"domain": body.domain, "aliases": index.aliases}
 
 
-@router.post("/adapters/rollback")
+@router.post("/adapters/rollback", responses=_ERRORS)
 async def rollback(body: Rollback, _: AdminDep, gateway: GatewayDep) -> dict[str, Any]:
     index = gateway.registry.rollback(body.domain, body.alias)
     return {"domain": body.domain, "aliases": index.aliases}

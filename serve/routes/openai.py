@@ -6,25 +6,44 @@ import time
 from typing import Any
 
 from fastapi import APIRouter
+from pydantic import BaseModel
 
-from lorastack.serve.adapters import SlotState, engine_name
-from lorastack.serve.completions import ChatRequest, CompletionRequest
-from lorastack.serve.deps import ClientKeyDep, GatewayDep
+from lorastack.serve.adapters import engine_name
+from lorastack.serve.deps import ClientKeyDep, GatewayDep, OutcomeDep
+from lorastack.serve.schemas import (
+    STREAM_CONTENT,
+    ChatCompletion,
+    ChatRequest,
+    CompletionRequest,
+    ModelList,
+    TextCompletion,
+    error_responses,
+)
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
 
-@router.post("/chat/completions")
-async def chat_completions(body: ChatRequest, gateway: GatewayDep, key: ClientKeyDep) -> Any:
-    return await gateway.service.chat(body, key)
+def _answers(answer: type[BaseModel]) -> dict[int | str, dict[str, Any]]:
+    """A completion endpoint's answers: `answer` whole, an event stream, or an error."""
+    errors = error_responses(400, 401, 404, 408, 413, 500, 502, 503)
+    return {200: {"model": answer, "content": STREAM_CONTENT}, **errors}
 
 
-@router.post("/completions")
-async def completions(body: CompletionRequest, gateway: GatewayDep, key: ClientKeyDep) -> Any:
-    return await gateway.service.complete(body, key)
+@router.post("/chat/completions", response_model=None, responses=_answers(ChatCompletion))
+async def chat_completions(
+    body: ChatRequest, gateway: GatewayDep, key: ClientKeyDep, outcome: OutcomeDep
+) -> Any:
+    return await gateway.service.chat(body, key, outcome)
 
 
-@router.get("/models")
+@router.post("/completions", response_model=None, responses=_answers(TextCompletion))
+async def completions(
+    body: CompletionRequest, gateway: GatewayDep, key: ClientKeyDep, outcome: OutcomeDep
+) -> Any:
+    return await gateway.service.complete(body, key, outcome)
+
+
+@router.get("/models", response_model=ModelList, responses=error_responses(401, 500))
 async def list_models(gateway: GatewayDep, key: ClientKeyDep) -> dict[str, Any]:
     """The base model and every domain this key may use (id = domain name)."""
     created = int(time.time())
@@ -48,8 +67,7 @@ async def list_models(gateway: GatewayDep, key: ClientKeyDep) -> dict[str, Any]:
         if key is not None and not key.allows(domain):
             continue
         manifest = gateway.registry.resolve(domain)
-        name = engine_name(manifest)
-        loaded = any(e.adapters.state_of(name) is SlotState.READY for e in gateway.pool.endpoints)
+        loaded = gateway.pool.is_loaded(engine_name(manifest))
         models.append(
             {
                 "id": domain,

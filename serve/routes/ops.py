@@ -7,6 +7,7 @@ import asyncio
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import BaseModel
 
 from lorastack.serve.deps import GatewayDep
 
@@ -19,7 +20,21 @@ async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/ready")
+class Readiness(BaseModel):
+    status: str
+    engines_up: int
+    engines: int
+    registry: str
+
+
+@router.get(
+    "/ready",
+    response_model=None,
+    responses={
+        200: {"model": Readiness, "description": "An engine answers; the registry is readable."},
+        503: {"model": Readiness, "description": "Not ready yet (the engine is starting)."},
+    },
+)
 async def ready(gateway: GatewayDep) -> JSONResponse:
     """An engine answers and the registry is readable."""
     engines = await asyncio.gather(
@@ -40,6 +55,10 @@ async def ready(gateway: GatewayDep) -> JSONResponse:
     return JSONResponse(body, status_code=200 if ok else 503)
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}},
+)
 async def metrics(gateway: GatewayDep) -> Response:
     return Response(gateway.metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -145,9 +145,9 @@ def test_swapping_adapters_under_load_fails_no_request(stack: Stack) -> None:
 
 def test_a_killed_engine_gives_clean_errors_and_comes_back(stack: Stack) -> None:
     assert _ask(stack, "ledger-desk")  # loaded before the crash
-    process = stack.supervisor.process._process
-    assert process is not None
-    os.killpg(process.pid, signal.SIGKILL)
+    pid = stack.supervisor.process.pid
+    assert pid is not None
+    os.killpg(pid, signal.SIGKILL)
     seen_unavailable = False
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:

@@ -22,7 +22,8 @@ from lorastack.guardrails.entities import BUILTIN_ENTITIES, Direction
 from lorastack.guardrails.evaluation import LabelledExample, evaluate
 from lorastack.guardrails.guard import Guard
 from lorastack.guardrails.normalize import normalize
-from lorastack.guardrails.policy import default_policy
+from lorastack.guardrails.policy import GuardPolicy, default_policy
+from lorastack.guardrails.runtime import limit_numpy_blas_threads
 from lorastack.guardrails.vault import Vault
 
 pytestmark = pytest.mark.integration
@@ -33,6 +34,16 @@ EVERY_TYPE = (
     "Card 4111 1111 1111 1111, IBAN GB82 WEST 1234 5698 7654 32, SSN 536-22-8416, "
     "my IP is 203.0.113.7."
 )
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _set_up_as_the_commands_do() -> None:
+    """numpy's BLAS on one thread, as the commands set it, so the NER runs on it."""
+    limit_numpy_blas_threads()
+
+
+def _guard(policy: GuardPolicy | None = None) -> Guard:
+    return Guard(policy or default_policy(), PresidioDetector())
 
 
 @pytest.fixture
@@ -49,7 +60,7 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def test_every_builtin_entity_is_found_with_no_network(no_network: None) -> None:
-    result = Guard(default_policy()).scan(EVERY_TYPE, Direction.INPUT)
+    result = _guard().scan(EVERY_TYPE, Direction.INPUT)
     assert {f.type for f in result.findings} == set(BUILTIN_ENTITIES)
     for value in ("Jane Porter", "jane.porter@example.com", "4111", "GB82", "536-22", "203.0"):
         assert value not in result.redacted
@@ -60,7 +71,7 @@ def test_obfuscated_values_are_masked_at_their_original_spans() -> None:
         "write to jane dot doe at example dot com or j.doe＠example.org, "
         "card 4 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1"
     )
-    result = Guard(default_policy()).scan(text, Direction.INPUT)
+    result = _guard().scan(text, Direction.INPUT)
     assert result.redacted == (
         "write to <EMAIL_ADDRESS_1> or <EMAIL_ADDRESS_2>, card <CREDIT_CARD_1>"
     )
@@ -70,13 +81,20 @@ def test_shipped_evaluation_set_meets_its_bar() -> None:
     lines = (ROOT / "guardrails/data/pii_eval.jsonl").read_text(encoding="utf-8").splitlines()
     examples = [LabelledExample.from_record(json.loads(line)) for line in lines]
     assert len(examples) >= 300
-    report = evaluate(Guard(default_policy()), examples).to_dict()
+    report = evaluate(_guard(), examples).to_dict()
     assert set(report["entities"]) >= set(BUILTIN_ENTITIES)
     assert report["leak_rate"] <= 0.03
     assert report["overall"]["f2"] >= 0.93
     assert report["negatives_changed_rate"] <= 0.08
     for name in BUILTIN_ENTITIES:
         assert report["entities"][name]["recall"] >= 0.8, name
+
+
+def test_context_words_raise_a_custom_entity_only_near_them() -> None:
+    custom = {"type": "ORDER_NUMBER", "patterns": [r"\b\d{6}\b"], "context": ["order"]}
+    guard = _guard(GuardPolicy.model_validate({"custom": [{**custom, "score": 0.3}]}))
+    assert [f.type for f in guard.find("Hi, my order 448812 never came")] == ["ORDER_NUMBER"]
+    assert guard.find("Hi, the parcel weighed 448812 grams") == []
 
 
 PHONE_TEXTS = [
@@ -176,7 +194,7 @@ TAG = re.compile(r"<[A-Z][A-Z0-9_]*>")
 
 @pytest.mark.parametrize("answer", ANSWERS)
 def test_streamed_answers_never_leak_at_any_split_point(answer: str) -> None:
-    guard = Guard(default_policy())
+    guard = _guard()
     vault = Vault()
     guard.protect_messages([{"role": "user", "content": "I'm Jane Porter"}], vault)
     chunkings = [[answer[:i], answer[i:]] for i in range(1, len(answer))] + [list(answer)]

@@ -23,7 +23,9 @@ from lorastack.models import ModelRecord, ModelStore
 from lorastack.registry import AdapterRegistry
 from tests.servers import free_port
 
-pytestmark = pytest.mark.integration
+# Training three demo domains (twice over) takes 8 to 20 minutes on 2 cores, by how busy
+# the machine is: each test's limit covers the module's shared set-up.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(2400)]
 
 MAX_STEPS = 6
 QUESTION = "Hello! What can you help me with today?"

@@ -15,7 +15,8 @@ from lorastack.models import METADATA_FILE, ModelRecord, ModelStore
 from lorastack.registry import AdapterRegistry
 from lorastack.train.config import ConfigError, build_config
 from lorastack.train.evaluate import evaluate_run, publish_run
-from lorastack.train.trainer import RunPaths, TrainResult, run_training
+from lorastack.train.run import RunPaths
+from lorastack.train.trainer import TrainResult, run_training
 
 pytestmark = pytest.mark.integration
 
@@ -324,7 +325,7 @@ def test_train_eval_publish_from_the_command_line(
 def test_a_raw_data_file_is_prepared_and_scrubbed_into_the_run(
     bundled_model: ModelRecord, tmp_path: Path
 ) -> None:
-    from lorastack.guardrails import Guard, default_policy
+    from lorastack.guardrails import Guard, PresidioDetector, default_policy
 
     raw = tmp_path / "chats.jsonl"
     raw.write_text(
@@ -361,7 +362,7 @@ def test_a_raw_data_file_is_prepared_and_scrubbed_into_the_run(
         ModelStore(bundled_model.path.parent),
         bundled_model.name,
         16,
-        scrub=Guard(default_policy()),
+        scrub=Guard(default_policy(), PresidioDetector()),
     )
     train_text = (result.paths.data / "train.jsonl").read_text()
     assert "Jane Porter" not in train_text and "<PERSON_1>" in train_text

@@ -158,3 +158,10 @@ def test_data_scrub_refuses_bad_input(cli, tmp_path: Path) -> None:  # type: ign
     assert not (tmp_path / "out.jsonl").exists()
     missing = cli("data", "scrub", str(tmp_path / "nope.jsonl"), str(tmp_path / "o.jsonl"))
     assert missing.code == 1 and "cannot read" in missing.err
+
+
+def test_the_commands_guards_share_the_process_detector(fake_pii_detector: object) -> None:
+    from lorastack.cli.context import guard_for
+
+    assert guard_for("coffee").detector is fake_pii_detector
+    assert guard_for(None).detector is fake_pii_detector

@@ -1,9 +1,16 @@
-"""The datasets and training configs `make demo` trains its domains from (examples/demo/)."""
+"""The datasets and training configs `make demo` trains its domains from (train/demo/),
+and the installed package finding them (the Docker images have no checkout)."""
 
 from __future__ import annotations
 
 import csv
+import json
+import os
 import re
+import shutil
+import subprocess
+import sys
+import tomllib
 from collections import Counter
 from pathlib import Path
 
@@ -13,7 +20,7 @@ from lorastack.train.config import DEFAULT_LORA, TrainConfig, load_config
 from lorastack.train.data import PrepareOptions, load_examples, prepare_splits, record_turns
 
 ROOT = Path(__file__).resolve().parents[2]
-DEMO = ROOT / "examples" / "demo"
+DEMO = ROOT / "train" / "demo"
 BRANDS = ("bean-there", "ledgerline")
 MIN_CHATS = 150
 MIN_TICKETS = 200
@@ -131,3 +138,54 @@ def test_the_two_brands_sound_clearly_different() -> None:
         for replies in (coffee, ledger)
     ]
     assert len(words[0] & words[1]) / len(words[0] | words[1]) < 0.3
+
+
+# Run by the installed package, from outside the checkout: what `lorastack quickstart` sees.
+_FIND_THE_DEMO = """
+import importlib.resources, json
+from lorastack.train.quickstart import DEMO_DIR, find_domains
+shipped = importlib.resources.files("lorastack.train").joinpath("demo")
+print(json.dumps({
+    "demo": str(DEMO_DIR),
+    "resources": str(shipped),
+    "domains": {d.name: [str(d.config_path), str(d.config.data)] for d in find_domains(DEMO_DIR)},
+}))
+"""
+
+
+def test_the_installed_package_ships_and_finds_the_demo(tmp_path: Path) -> None:
+    """Built from the package folders alone (as the Docker images build it), installed
+    elsewhere, the package finds every demo domain and its data inside itself."""
+    source, site, elsewhere = tmp_path / "source", tmp_path / "site", tmp_path / "cwd"
+    tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copyfile(ROOT / name, source / name)
+    for folder in tool["package-dir"].values():
+        skip = shutil.ignore_patterns("__pycache__")
+        shutil.copytree(ROOT / folder, source / folder, ignore=skip)
+    pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index"]
+    pip += ["--no-build-isolation", "--target", str(site), str(source)]
+    installed = subprocess.run(pip, capture_output=True, text=True, timeout=300)
+    assert installed.returncode == 0, installed.stderr
+    elsewhere.mkdir()  # not the checkout: `lorastack` must come from the install
+    environ = {**os.environ, "PYTHONPATH": str(site)}
+    found = subprocess.run(
+        [sys.executable, "-c", _FIND_THE_DEMO],
+        cwd=elsewhere,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert found.returncode == 0, found.stderr
+    shipped = json.loads(found.stdout)
+    demo = Path(shipped["demo"])
+    assert demo == site / "lorastack" / "train" / "demo"
+    assert Path(shipped["resources"]) == demo
+    assert set(shipped["domains"]) == {*BRANDS, "ticket-router"}
+    for name, (config_path, data) in shipped["domains"].items():
+        assert Path(config_path) == demo / name / "train.yaml"
+        assert Path(data).parent == demo / name
+        checkout = DEMO / name / Path(data).name
+        assert Path(data).read_bytes() == checkout.read_bytes()

@@ -26,7 +26,6 @@ from typer.testing import CliRunner
 from lorastack.cli import app as cli_app
 from lorastack.errors import SettingsError
 from lorastack.serve.app import build_gateway, create_app, engine_client
-from lorastack.serve.deps import Gateway
 from lorastack.serve.engine import OFFLINE_ENV
 from lorastack.serve.routes import ops
 from lorastack.settings import ENV_PREFIX, GatewaySettings, load_settings
@@ -36,6 +35,7 @@ from tests.servers import serve_in_thread
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
 TARGETS = ("gpu", "cpu")
+DEVICE_ARG = "DEVICE"  # `docker build --build-arg DEVICE=gpu` builds the gpu image
 HOME_VARIABLE = f"{ENV_PREFIX}HOME"
 
 
@@ -72,7 +72,9 @@ def _logical_lines(text: str) -> Iterator[str]:
         yield " ".join(pending)
 
 
-def parse_dockerfile(text: str) -> list[Stage]:
+def parse_dockerfile(text: str) -> tuple[list[Instruction], list[Stage]]:
+    """The global ARG lines (before the first FROM), and the stages."""
+    global_args: list[Instruction] = []
     stages: list[Stage] = []
     for line in _logical_lines(text):
         keyword, _, args = line.partition(" ")
@@ -81,33 +83,45 @@ def parse_dockerfile(text: str) -> list[Stage]:
             match = re.fullmatch(r"(?:--\S+\s+)*(\S+)(?:\s+AS\s+(\S+))?", args.strip(), re.I)
             assert match, f"cannot read FROM {args}"
             stages.append(Stage(match[1], match[2]))
+        elif not stages:
+            assert keyword == "ARG", f"{keyword} before the first FROM"
+            global_args.append(Instruction(keyword, args.strip()))
         else:
-            assert stages, f"{keyword} before the first FROM"
             stages[-1].instructions.append(Instruction(keyword, args.strip()))
-    return stages
+    return global_args, stages
 
 
-STAGES = parse_dockerfile(DOCKERFILE.read_text(encoding="utf-8"))
+GLOBAL_ARGS, STAGES = parse_dockerfile(DOCKERFILE.read_text(encoding="utf-8"))
 
 
-def stage(target: str) -> Stage:
-    found = [s for s in STAGES if s.name == target]
-    assert found, f"the Dockerfile has no `{target}` target"
+def stage(name: str) -> Stage:
+    found = [s for s in STAGES if s.name == name]
+    assert found, f"the Dockerfile has no `{name}` stage"
     return found[0]
+
+
+def _from(current: Stage, target: str) -> str:
+    """A stage's FROM, as `docker build --build-arg DEVICE=target` resolves it."""
+    return re.sub(r"\$\{?" + DEVICE_ARG + r"\}?", target, current.base)
+
+
+def stages_of(target: str) -> list[Stage]:
+    """The stages the target's image is built from, first to last: the final stage, with
+    DEVICE set to the target, and each stage it is built FROM."""
+    names = {s.name: s for s in STAGES if s.name}
+    built = [STAGES[-1]]
+    while _from(built[0], target) in names:
+        built.insert(0, names[_from(built[0], target)])
+    return built
 
 
 def chain(target: str) -> list[Instruction]:
     """A target's instructions, including those of the stages it is built FROM."""
-    current = stage(target)
-    earlier = {s.name for s in STAGES if s.name}
-    inherited = chain(current.base) if current.base in earlier else []
-    return [*inherited, *current.instructions]
+    return [i for s in stages_of(target) for i in s.instructions]
 
 
 def base_image(target: str) -> str:
-    current = stage(target)
-    names = {s.name for s in STAGES if s.name}
-    return base_image(current.base) if current.base in names else current.base
+    return _from(stages_of(target)[0], target)
 
 
 def each(target: str, keyword: str) -> list[str]:
@@ -168,6 +182,20 @@ def pyproject() -> dict[str, Any]:
 
 def test_there_is_a_gpu_and_a_cpu_target() -> None:
     assert {s.name for s in STAGES} >= set(TARGETS)
+
+
+def test_both_targets_share_one_tail_stage() -> None:
+    """The user, the model, the volume, the health check and the entry point are written
+    once, in the last stage, which DEVICE builds on one target's stage or the other."""
+    default = [a.args for a in GLOBAL_ARGS if a.args.startswith(f"{DEVICE_ARG}=")]
+    assert len(default) == 1 and default[0].partition("=")[2] in TARGETS
+    tail = STAGES[-1]
+    for target in TARGETS:
+        assert [s.name for s in stages_of(target)] == [target, tail.name]
+    shared = ("USER", "VOLUME", "EXPOSE", "HEALTHCHECK", "ENTRYPOINT", "CMD")
+    for keyword in shared:
+        where = [s.name for s in STAGES for i in s.instructions if i.keyword == keyword]
+        assert where == [tail.name], f"{keyword} in {where}"
 
 
 def test_the_gpu_image_is_the_vllm_release_the_gpu_extra_pins() -> None:
@@ -307,10 +335,9 @@ def test_binding_beyond_loopback_needs_keys() -> None:
 
 
 def _ready_path() -> str:
-    app = create_app(cast(Gateway, object()), 1024)
     paths = [
         getattr(route, "path", "")
-        for route in app.routes
+        for route in ops.router.routes
         if getattr(route, "endpoint", None) is ops.ready
     ]
     assert len(paths) == 1
@@ -335,7 +362,7 @@ def test_the_health_check_passes_only_while_the_gateway_is_ready(target: str) ->
     with FakeUpstream(base_model="tiny") as fake:
         settings = load_settings(base_model="tiny", gateway={"guardrails": False})
         client = engine_client(5.0)
-        gateway = build_gateway(settings, [fake.url], client)
+        gateway = build_gateway(settings, [fake.url], client, detector=None)
         with serve_in_thread(create_app(gateway, settings.gateway.max_body_bytes, client)) as url:
             environ = {**os.environ, f"{ENV_PREFIX}GATEWAY__PORT": str(urlsplit(url).port)}
             ready = subprocess.run(argv, env=environ, capture_output=True, timeout=30)
@@ -359,3 +386,48 @@ def test_local_state_stays_out_of_the_build_context() -> None:
         ignored
     )
     assert "**/__pycache__" in ignored
+
+
+def _ignored(path: str, patterns: list[str]) -> bool:
+    """Whether .dockerignore leaves `path` out of the build context (Docker's rules: a
+    pattern matches a path or a folder above it, from the context root; `!` re-includes)."""
+
+    def regex(pattern: str) -> str:
+        parts = re.split(r"(\*\*/?|\*|\?)", pattern.strip("/"))
+        table = {"**/": "(?:.*/)?", "**": ".*", "*": "[^/]*", "?": "[^/]"}
+        return "".join(table.get(part, re.escape(part)) for part in parts)
+
+    prefixes = ["/".join(path.split("/")[: i + 1]) for i in range(path.count("/") + 1)]
+    ignored = False
+    for pattern in patterns:
+        keep = pattern.startswith("!")
+        if any(re.fullmatch(regex(pattern.lstrip("!")), p) for p in prefixes):
+            ignored = not keep
+    return ignored
+
+
+def test_the_package_data_is_in_the_build_context() -> None:
+    """Every data file the package ships (the policies, the demo `lorastack quickstart`
+    trains) reaches the image: not left out of the context, inside a copied folder."""
+    patterns = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    tool = pyproject()["tool"]["setuptools"]
+    shipped = []
+    for package, globs in tool["package-data"].items():
+        folder = ROOT / tool["package-dir"][package]
+        shipped += [p.relative_to(ROOT).as_posix() for g in globs for p in folder.glob(g)]
+    assert any(path.startswith("train/demo/") for path in shipped)
+    assert [path for path in shipped if _ignored(path, patterns)] == []
+    assert not _ignored("train/data/prepare.py", patterns)  # `data` is the root folder only
+    assert _ignored("examples/data/tiny-chat.jsonl", patterns)
+    for target in TARGETS:
+        copied = {
+            word.rstrip("/")
+            for args in each(target, "COPY")
+            for word in shlex.split(args)[:-1]
+            if not word.startswith("--")
+        }
+        assert all(path.split("/")[0] in copied for path in shipped)

@@ -51,6 +51,32 @@ def test_launch_on_a_gpu_passes_settings_through(
     assert "VLLM_CPU_KVCACHE_SPACE" not in launch.env
 
 
+@pytest.mark.parametrize(
+    ("device", "gpu", "reserved"),
+    [("auto", False, "0.3"), ("auto", True, "0.9"), ("cpu", True, "0.3"), ("cuda", False, "0.9")],
+)
+def test_memory_reserved_by_default_depends_on_the_device(
+    device: str, gpu: bool, reserved: str, fake_base: ModelRecord, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine_module, "gpu_visible", lambda: gpu)
+    monkeypatch.setenv("LORASTACK_ENGINE__DEVICE", device)
+    settings = load_settings()
+    assert settings.engine.gpu_memory_utilization is None
+    launch = build_launch(settings.engine, fake_base, 16)
+    assert _flag(launch.argv, "--gpu-memory-utilization") == reserved
+
+
+@pytest.mark.parametrize("gpu", [False, True])
+def test_an_explicit_memory_share_wins_on_every_device(
+    gpu: bool, fake_base: ModelRecord, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine_module, "gpu_visible", lambda: gpu)
+    monkeypatch.setenv("LORASTACK_ENGINE__GPU_MEMORY_UTILIZATION", "0.55")
+    settings = load_settings()
+    launch = build_launch(settings.engine, fake_base, 16)
+    assert _flag(launch.argv, "--gpu-memory-utilization") == "0.55"
+
+
 def _fake_server(tmp_path: Path, body: str, port: int = 1) -> EngineLaunch:
     script = tmp_path / "server.py"
     script.write_text(textwrap.dedent(body))

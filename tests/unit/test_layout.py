@@ -86,3 +86,84 @@ def test_every_package_folder_is_in_the_distribution() -> None:
             relative = init.parent.relative_to(folder).parts
             found.add(".".join((name, *relative)))
     assert found == set(tool["packages"])
+
+
+def _calls(path: Path) -> set[str]:
+    """Dotted names of everything `path` calls (`subprocess.Popen`, `PresidioDetector`)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Call):
+            names.add(ast.unparse(node.func))
+    return names
+
+
+def _library() -> list[Path]:
+    return [p for folder in FORBIDDEN for p in _sources(folder)]
+
+
+def test_child_processes_are_started_in_one_place() -> None:
+    """Long-running children (engine, gateway, UI) start, wait and stop through ChildProcess."""
+    bad = [
+        str(p.relative_to(ROOT))
+        for p in _library()
+        if "subprocess.Popen" in _calls(p) and p != ROOT / "lorastack" / "processes.py"
+    ]
+    assert bad == []
+
+
+def test_only_entry_points_build_a_pii_detector_or_change_process_wide_state() -> None:
+    """Library code takes a detector; entry points own the one detector and the process."""
+    owned = ("PresidioDetector", "gc.freeze", "freeze_loaded_objects", "limit_numpy_blas_threads")
+    runtime = ROOT / "guardrails" / "runtime.py"
+    bad = [
+        f"{p.relative_to(ROOT)} calls {name}"
+        for p in _library()
+        if p != runtime
+        for name in _calls(p)
+        if name.endswith(owned)
+    ]
+    assert bad == []
+
+
+def test_the_gateway_talks_http_to_engines_through_upstream_only() -> None:
+    allowed = {ROOT / "serve" / "upstream.py", ROOT / "serve" / "app.py"}
+    bad = [
+        str(p.relative_to(ROOT))
+        for p in _sources("serve")
+        if "httpx" in _imports(p) and p not in allowed
+    ]
+    assert bad == []
+
+
+def test_errors_become_http_in_serve_errors_only() -> None:
+    """Typed exceptions everywhere; `serve/errors.py` alone builds error responses."""
+    bad = [
+        str(p.relative_to(ROOT))
+        for p in _sources("serve")
+        if p.name != "errors.py" and "error_body" in _calls(p)
+    ]
+    assert bad == []
+
+
+def test_the_ui_keeps_gradio_in_its_tabs_and_app() -> None:
+    """The client, transcript and catalogue are plain Python, unit-tested without Gradio."""
+    allowed = {ROOT / "ui" / "app.py", *(ROOT / "ui" / "tabs").glob("*.py")}
+    bad = [
+        str(p.relative_to(ROOT))
+        for p in _sources("ui")
+        if p not in allowed and any(n.startswith("gradio") for n in _imports(p))
+    ]
+    assert bad == []
+
+
+def test_train_data_modules_build_on_records_and_only_the_pipeline_joins_them() -> None:
+    folder = ROOT / "train" / "data"
+    joiners = {"__init__.py", "prepare.py", "write.py"}
+    bad = [
+        f"{p.name} imports {name}"
+        for p in folder.glob("*.py")
+        if p.name not in joiners
+        for name in _imports(p)
+        if name.startswith("lorastack.train.data.") and name != "lorastack.train.data.records"
+    ]
+    assert bad == []

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -14,26 +13,25 @@ from typing import Any
 import pytest
 import yaml
 
-from lorastack.cli import quickstart
-from lorastack.cli.quickstart import (
-    DEMO_DIR,
-    DemoState,
-    QuickstartError,
-    Service,
-    demo_keys,
-    ensure_adapter,
-    find_domains,
-    fingerprint,
-    shortened,
-)
+from lorastack.cli import context, quickstart
+from lorastack.cli.quickstart import demo_keys, start_service
 from lorastack.models import ModelRecord, ModelStore
 from lorastack.progress import NullProgress
 from lorastack.registry import AdapterRegistry
 from lorastack.serve.errors import Unauthorized
 from lorastack.serve.keys import KeyStore
 from lorastack.settings import get_settings
-from lorastack.train.evaluate import METRICS_FILE
-from lorastack.train.trainer import RunPaths
+from lorastack.train import quickstart as demo
+from lorastack.train.quickstart import (
+    DEMO_DIR,
+    DemoState,
+    QuickstartError,
+    ensure_adapter,
+    find_domains,
+    fingerprint,
+    shortened,
+)
+from lorastack.train.run import METRICS_FILE, RunPaths
 from tests.fakes import write_adapter
 
 
@@ -56,9 +54,11 @@ class FakeTraining:
     def __init__(self, registry: AdapterRegistry, base: ModelRecord, tmp_path: Path) -> None:
         self.registry, self.base, self.tmp_path = registry, base, tmp_path
         self.trained: list[dict[str, Any]] = []
+        self.scrubs: list[Any] = []
 
     def run_training(self, config: Any, paths: RunPaths, *args: Any, **kwargs: Any) -> None:
         self.trained.append(config.training_fields())
+        self.scrubs.append(kwargs.get("scrub"))
         paths.root.mkdir(parents=True)
 
     def evaluate_run(self, paths: RunPaths, *args: Any) -> None:
@@ -79,17 +79,29 @@ def fake_training(
     fake_pii_detector: None,
 ) -> FakeTraining:
     fake = FakeTraining(registry, fake_base, tmp_path)
-    monkeypatch.setattr(quickstart, "run_training", fake.run_training)
-    monkeypatch.setattr(quickstart, "evaluate_run", fake.evaluate_run)
-    monkeypatch.setattr(quickstart, "publish_run", fake.publish_run)
+    monkeypatch.setattr(demo, "run_training", fake.run_training)
+    monkeypatch.setattr(demo, "evaluate_run", fake.evaluate_run)
+    monkeypatch.setattr(demo, "publish_run", fake.publish_run)
     return fake
 
 
-def _ensure(folder: Path, retrain: bool = False, max_steps: int | None = None) -> tuple[str, bool]:
+def _ensure(
+    folder: Path, retrain: bool = False, max_steps: int | None = None, scrub: Any = None
+) -> tuple[str, bool]:
     config = get_settings()
     state = DemoState.load(config.home / "quickstart" / "state.json")
     (domain,) = find_domains(folder)
-    return ensure_adapter(domain, config, state, max_steps, retrain, NullProgress())
+    return ensure_adapter(
+        domain,
+        state,
+        settings=config,
+        store=context.model_store(),
+        registry=context.registry(),
+        scrub=scrub,
+        max_steps=max_steps,
+        retrain=retrain,
+        progress=NullProgress(),
+    )
 
 
 def test_an_unchanged_domain_is_reused_and_a_changed_one_retrained(
@@ -107,6 +119,16 @@ def test_an_unchanged_domain_is_reused_and_a_changed_one_retrained(
     assert _ensure(folder, max_steps=4) == ("coffee@v4", False)
     assert fake_training.trained[-1]["max_steps"] == 4
     assert _ensure(folder, max_steps=4) == ("coffee@v4", True)
+
+
+def test_the_callers_guard_scrubs_the_data_of_a_domain_it_trains(
+    fake_training: FakeTraining, tmp_path: Path
+) -> None:
+    folder = _demo(tmp_path / "demo")
+    guard = object()  # built by the caller (the CLI); the library never makes one
+    _ensure(folder, scrub=guard)
+    _ensure(folder, scrub=guard)  # reused: nothing to scrub
+    assert fake_training.scrubs == [guard]
 
 
 def test_a_removed_version_is_trained_again(
@@ -187,8 +209,9 @@ def test_stopping_a_service_ends_its_whole_process_group(tmp_path: Path) -> None
         f"pathlib.Path({str(pid_file)!r}).write_text(str(child.pid));"
         "import signal; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
     )
-    process = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
-    service = Service("stubborn", process, tmp_path / "log")
+    service = start_service("stubborn", [sys.executable, "-c", script], tmp_path / "log", {})
+    process = service.process
+    assert process is not None
     deadline = time.monotonic() + 20
     while not pid_file.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -214,10 +237,11 @@ def _alive(pid: int) -> bool:
 def test_a_dead_service_is_reported_with_its_log(tmp_path: Path) -> None:
     log = tmp_path / "gateway.log"
     log.write_text("starting\nerror: port in use\n")
-    process = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
-    process.wait()
+    service = start_service("gateway", [sys.executable, "-c", "raise SystemExit(3)"], log, {})
+    assert service.process is not None
+    service.process.wait()
     with pytest.raises(QuickstartError, match=r"exited with code 3(.|\n)*port in use"):
-        Service("gateway", process, log).check_alive()
+        service.check_alive()
 
 
 def test_no_serve_prints_each_domain_and_its_version(

@@ -14,7 +14,7 @@ from lorastack.registry import AdapterRegistry
 from lorastack.serve.app import build_gateway, create_app, engine_client
 from lorastack.settings import load_settings
 from tests.fake_upstream import FakeUpstream
-from tests.fakes import write_adapter
+from tests.fakes import RegexDetector, write_adapter
 from tests.servers import serve_in_thread
 
 ADMIN_KEY = "bench-admin-key-0123456789"
@@ -45,7 +45,7 @@ def stack(
             )
             client = engine_client(30.0)
             app = create_app(
-                build_gateway(settings, [fake.url], client),
+                build_gateway(settings, [fake.url], client, detector=RegexDetector()),
                 settings.gateway.max_body_bytes,
                 client,
             )

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from lorastack.bench.load import LoadRun, RequestResult
-from lorastack.bench.stats import percentile, summarise
+from lorastack.bench.stats import summarise
+from lorastack.stats import percentile
 
 
 def test_percentile_interpolates_between_ranks() -> None:

@@ -10,12 +10,13 @@ from typing import Any
 import httpx
 import pytest
 
+from lorastack.guardrails import Detector
 from lorastack.registry import AdapterRegistry
-from lorastack.serve.app import build_gateway, create_app, engine_client
+from lorastack.serve.app import build_gateway, create_app, engine_client, http_protocol
 from lorastack.serve.deps import Gateway
 from lorastack.settings import load_settings
 from tests.fake_upstream import FakeUpstream
-from tests.fakes import write_adapter
+from tests.fakes import RegexDetector, write_adapter
 from tests.servers import serve_in_thread
 
 ADMIN_KEY = "admin-key-0123456789abcdef"
@@ -51,21 +52,26 @@ class Running:
 
 @pytest.fixture
 def start_gateway(
-    fake: FakeUpstream, publish: Callable[..., Any], fake_pii_detector: None
+    fake: FakeUpstream, publish: Callable[..., Any]
 ) -> Iterator[Callable[..., Running]]:
     """Start a gateway (settings overridable) on a real port; two domains are published."""
     publish("coffee-shop", 1, display_name="Bean There", system_prompt=COFFEE_VOICE, promote="prod")
     publish("ledger-desk", 2, display_name="Ledgerly Support")
     stack: list[Any] = []
 
-    def start(**gateway_settings: Any) -> Running:
+    def start(detector: Detector | None = None, **gateway_settings: Any) -> Running:
         settings = load_settings(
             base_model="tiny", gateway={"admin_key": ADMIN_KEY, **gateway_settings}
         )
         client = engine_client(30.0)
-        gateway = build_gateway(settings, [fake.url], client)
-        app = create_app(gateway, settings.gateway.max_body_bytes, client)
-        server = serve_in_thread(app)
+        gateway = build_gateway(settings, [fake.url], client, detector=detector or RegexDetector())
+        app = create_app(
+            gateway,
+            settings.gateway.max_body_bytes,
+            client,
+            body_timeout_s=settings.gateway.body_timeout_s,
+        )
+        server = serve_in_thread(app, http=http_protocol(settings.gateway))
         url = server.__enter__()
         stack.append(server)
         http = httpx.Client(base_url=url, timeout=30.0)

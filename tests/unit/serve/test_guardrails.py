@@ -3,9 +3,6 @@
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from lorastack.guardrails import guard as guard_module
 from tests.fakes import RegexDetector
 from tests.unit.serve.conftest import Running
 
@@ -72,12 +69,10 @@ def test_guardrails_off_passes_text_unchanged(start_gateway: Any) -> None:
     assert gw.fake.completion_requests[-1].body["messages"][-1]["content"] == USER
 
 
-def test_detection_failure_fails_closed(
-    gw: Running, home: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(
-        guard_module, "PresidioDetector", lambda: RegexDetector(fail=RuntimeError("spaCy"))
-    )
+def test_detection_failure_fails_closed(start_gateway: Any, home: Path) -> None:
+    detector = RegexDetector()
+    gw = start_gateway(detector=detector)
+    detector.fail = RuntimeError("spaCy")
     (home / "policies").mkdir(exist_ok=True)
     (home / "policies" / "ledger-desk.yaml").write_text("name: fresh\n")  # a new guard is built
     response = gw.chat("ledger-desk", USER)

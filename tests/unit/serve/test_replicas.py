@@ -12,6 +12,7 @@ import pytest
 from lorastack.serve.app import build_gateway, create_app, engine_client
 from lorastack.settings import load_settings
 from tests.fake_upstream import FakeUpstream
+from tests.fakes import RegexDetector
 from tests.servers import free_port, serve_in_thread
 
 
@@ -25,12 +26,11 @@ def test_a_domain_goes_to_the_replica_that_holds_its_adapter(
     fake: FakeUpstream,
     second: FakeUpstream,
     publish: Callable[..., Any],
-    fake_pii_detector: None,
 ) -> None:
     publish("coffee-shop", 1)
     settings = load_settings(base_model="tiny")
     client = engine_client(30.0)
-    gateway = build_gateway(settings, [fake.url, second.url], client)
+    gateway = build_gateway(settings, [fake.url, second.url], client, detector=RegexDetector())
     body = {"model": "coffee-shop", "messages": [{"role": "user", "content": "hi"}]}
     with serve_in_thread(create_app(gateway, 1 << 20, client)) as url:
         for _ in range(4):

@@ -67,14 +67,15 @@ def test_a_dead_engine_is_restarted_and_its_adapters_reloaded(
                 await _until(lambda: not endpoint.restarting)
                 await endpoint.adapters.load(manifest, path)
                 assert loads.read_text() == "coffee-shop@v1\n"
-                pid = process._process.pid  # type: ignore[union-attr]
+                pid = process.pid
+                assert pid is not None
                 os.killpg(pid, signal.SIGKILL)
                 await _until(lambda: endpoint.restarting)
                 await _until(lambda: not endpoint.restarting)
                 await _until(lambda: loads.read_text().count("coffee-shop@v1") == 2)
                 assert supervisor.restarts == 1
                 assert endpoint.adapters.state_of("coffee-shop@v1") is SlotState.READY
-                assert process._process.pid != pid  # type: ignore[union-attr]
+                assert process.pid != pid
             finally:
                 await supervisor.stop()
             assert not process.alive()

@@ -25,6 +25,7 @@ from lorastack.train.data import (
     DataError,
     PrepareOptions,
     convert_record,
+    dedupe,
     detect_format,
     load_examples,
     normalize_text,
@@ -32,6 +33,7 @@ from lorastack.train.data import (
     prepare_dataset,
     split_indices,
     split_sizes,
+    write,
 )
 from tests.fakes import RegexDetector
 
@@ -495,6 +497,31 @@ def test_fuzzy_duplicates_need_the_threshold(tmp_path: Path) -> None:
     assert fuzzy.report.dropped["duplicate_fuzzy"] == 1 and fuzzy.report.kept == 2
 
 
+@pytest.mark.parametrize("threshold", [0.5, 0.8, 0.9, 1.0])
+def test_fuzzy_duplicates_are_those_an_exhaustive_comparison_finds(threshold: float) -> None:
+    """MinHash LSH only proposes candidates: the decisions are those of comparing every
+    pair's shingle sets, keeping the first of each group."""
+    rng = random.Random(7)
+    vocabulary = [f"word{i}" for i in range(400)]
+    records: list[dict[str, Any]] = []
+    for _ in range(40):
+        words = rng.sample(vocabulary, 40)
+        records.append({"text": " ".join(words)})
+        for _ in range(2):  # variants: 0 to 5 words replaced, around every threshold
+            variant = list(words)
+            for _ in range(rng.randrange(6)):
+                variant[rng.randrange(len(variant))] = rng.choice(vocabulary)
+            records.append({"text": " ".join(variant)})
+    rng.shuffle(records)
+    sets = [dedupe.shingles(record) for record in records]  # type: ignore[arg-type]
+    expected: list[bool] = []
+    for i, items in enumerate(sets):
+        kept = [sets[j] for j in range(i) if not expected[j]]
+        expected.append(any(len(items & k) / len(items | k) >= threshold for k in kept))
+    assert 0 < sum(expected) < len(records)
+    assert data.fuzzy_duplicates(records, threshold) == expected  # type: ignore[arg-type]
+
+
 def test_the_example_chats_have_two_exact_duplicates_and_one_near(tmp_path: Path) -> None:
     result = prepare_dataset([EXAMPLES / "tiny-chat.jsonl"], PrepareOptions(out=tmp_path / "o"))
     assert result.report.dropped["duplicate_exact"] == 2
@@ -504,14 +531,13 @@ def test_the_example_chats_have_two_exact_duplicates_and_one_near(tmp_path: Path
 # -- scrubbing ------------------------------------------------------------------------
 
 
-@pytest.mark.usefixtures("fake_pii_detector")
 def test_scrubbing_masks_values_and_counts_them(tmp_path: Path) -> None:
     records = [
         chat("I'm Jane Porter, mail me at jane@example.com", "Hi Jane Porter, will do!"),
         *chats(4),
     ]
     source = write_jsonl(tmp_path / "in.jsonl", records)
-    guard = Guard(default_policy())  # the fixture swaps Presidio for the regex fake
+    guard = Guard(default_policy(), RegexDetector())  # the regex fake, not Presidio
     result = prepare_dataset([source], PrepareOptions(out=tmp_path / "out"), guard)
     text = "\n".join((result.out / f"{s}.jsonl").read_text() for s in data.SPLITS)
     assert "Jane Porter" not in text and "jane@example.com" not in text
@@ -745,7 +771,7 @@ def test_a_crash_mid_write_leaves_no_dataset(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     source = write_jsonl(tmp_path / "in.jsonl", chats(10))
-    real_write = data._write_jsonl
+    real_write = write._write_jsonl
     written: list[Path] = []
 
     def crash_on_second(path: Path, records: Any) -> None:
@@ -755,7 +781,7 @@ def test_a_crash_mid_write_leaves_no_dataset(
             raise OSError("disk full")
         real_write(path, records)
 
-    monkeypatch.setattr(data, "_write_jsonl", crash_on_second)
+    monkeypatch.setattr(write, "_write_jsonl", crash_on_second)
     out = tmp_path / "out"
     with pytest.raises(OSError, match="disk full"):
         prepare_dataset([source], PrepareOptions(out=out))
@@ -774,7 +800,7 @@ def test_a_crash_keeps_the_previous_dataset_whole(
     def crash(path: Path) -> None:
         raise OSError("killed")
 
-    monkeypatch.setattr(data, "fsync_tree", crash)
+    monkeypatch.setattr(write, "fsync_tree", crash)
     with pytest.raises(OSError, match="killed"):
         prepare_dataset([source], PrepareOptions(out=out, seed=9))
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before

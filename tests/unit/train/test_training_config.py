@@ -151,7 +151,7 @@ def test_the_device_and_precision_are_chosen_from_the_hardware(
 def test_resume_finds_the_domains_own_latest_run_only(tmp_path: Path) -> None:
     import os
 
-    from lorastack.train.trainer import latest_run
+    from lorastack.train.run import latest_run
 
     for name, age in (
         ("coffee-20261127-110000", 30),

@@ -1,8 +1,9 @@
-"""The Gradio app in front of a real gateway, itself in front of the fake upstream.
+"""The Gradio app in front of a real gateway, itself in front of the fake upstream; and
+the tabs' handlers on their own, in front of a fake gateway client.
 
 The gateway fixtures are the ones of `tests/unit/serve/conftest.py`: two published domains
 (`coffee-shop` "Bean There", promoted to prod; `ledger-desk` "Ledgerly Support"), the
-regex PII detector and the admin key `ADMIN_KEY`.
+regex PII detector and the admin key `ADMIN_KEY`. `FakeGateway` lists the same domains.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pytest
 from gradio_client import Client
 
 from lorastack.ui.app import build_app, launch_app
+from lorastack.ui.catalogue import Catalogue
 from tests.servers import free_port
 from tests.unit.serve.conftest import (  # noqa: F401  (fixtures, registered by import)
     ADMIN_KEY,
@@ -24,6 +26,7 @@ from tests.unit.serve.conftest import (  # noqa: F401  (fixtures, registered by 
     publish,
     start_gateway,
 )
+from tests.unit.ui.fake_gateway import FakeGateway
 
 
 @dataclass
@@ -55,9 +58,8 @@ def start_ui(request: pytest.FixtureRequest) -> Iterator[Callable[..., Ui]]:
 
     yield start
     for ui in started:
-        # Heartbeat first, server next: the client's heartbeat thread then ends with the
-        # server's connection instead of making close() wait a second for it.
-        ui.client._kill_heartbeat.set()
+        # Server first: the client's heartbeat stream then ends with the server's connection,
+        # and close() does not wait a second for it.
         ui.app.close()
         ui.client.close()
 
@@ -65,3 +67,15 @@ def start_ui(request: pytest.FixtureRequest) -> Iterator[Callable[..., Ui]]:
 @pytest.fixture
 def ui(start_ui: Callable[..., Ui]) -> Ui:
     return start_ui()
+
+
+@pytest.fixture
+def gateway() -> FakeGateway:
+    """A scripted gateway client, for calling the tabs' handlers directly."""
+    return FakeGateway()
+
+
+@pytest.fixture
+def catalogue(gateway: FakeGateway) -> Catalogue:
+    """The domain list the handlers share, read from `gateway`."""
+    return Catalogue(gateway)

@@ -10,16 +10,15 @@ import gradio as gr
 import pytest
 
 from lorastack.registry import AdapterRegistry
-from lorastack.ui.app import Turn, conversation, with_switch_marker
-from lorastack.ui.client import (
+from lorastack.ui.client import GuardrailNotice, normalise_api_url
+from lorastack.ui.errors import (
     AccessDenied,
+    BlockedByPrivacyPolicy,
     EngineRestarting,
-    GuardrailNotice,
-    PiiBlocked,
     UnknownDomain,
     error_from_response,
-    normalise_api_url,
 )
+from lorastack.ui.transcript import Turn, conversation, with_switch_marker
 from tests.servers import free_port
 from tests.unit.ui.conftest import Ui
 
@@ -316,7 +315,7 @@ def test_error_messages_are_readable() -> None:
     blocked = error_from_response(
         400, None, {"message": "the request contains ...: CREDIT_CARD", "code": "pii_blocked"}
     )
-    assert isinstance(blocked, PiiBlocked) and "CREDIT_CARD" in str(blocked)
+    assert isinstance(blocked, BlockedByPrivacyPolicy) and "CREDIT_CARD" in str(blocked)
     assert isinstance(error_from_response(403, None, {}), AccessDenied)
     assert isinstance(error_from_response(404, None, {}, model="m"), UnknownDomain)
     assert GuardrailNotice(0).text == ""

@@ -1,0 +1,124 @@
+"""Admission: a completion request's own work in the gateway, shared fairly between keys.
+
+Before a completion request reaches the engine, the gateway works on it itself:
+reading and parsing the body, checking its size, screening its texts. All of
+that shares one interpreter, so a key that floods the gateway with requests
+(huge prompts refused as too long, say) would otherwise slow every other key's
+requests down. Here:
+
+- the key is checked from the headers first, before the body is read: a request
+  without a valid key costs a header check, nothing more;
+- at most `slots` requests are admitted at once (as many as there are screening
+  threads), and while they are all taken, keys take turns (`lorastack.turns`):
+  a key's fifth request waits behind every other key's first one;
+- a request leaves admission when it is handed to the engine (or answered): the
+  engine's own queueing is vLLM's, and an answer being generated holds no slot;
+- a key whose requests keep being refused as its own mistakes (4xx: too long,
+  malformed, no such model) more than `refusals_per_s` times a second waits
+  before its next request is read. Refusing is cheap, but not free: a key that
+  sends nothing but refused requests, as fast as they come back, would
+  otherwise keep the interpreter busy for everyone. A well-behaved key is never
+  slowed, whatever its rate of answered requests.
+
+A request that waits longer than `wait_s` for its turn gets 503 with Retry-After.
+The refusal rate is `limits`' moving window. Without keys (a loopback-only gateway), each client
+address is its own tenant.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Collection
+from typing import Any
+
+from limits import RateLimitItemPerSecond
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from lorastack.serve.errors import EngineUnavailable, GatewayError, send_error
+from lorastack.serve.keys import KeyStore
+from lorastack.serve.outcome import outcome_of
+from lorastack.turns import FairSlots
+
+
+class Admission:
+    """Pure ASGI middleware for the completion paths: key first, then a fair turn."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        keys: KeyStore,
+        slots: int,
+        paths: Collection[str],
+        wait_s: float = 30.0,
+        refusals_per_s: int = 10,
+    ) -> None:
+        self.app = app
+        self.keys = keys
+        self.paths = frozenset(paths)
+        self.wait_s = wait_s
+        self._slots = FairSlots(slots)
+        self._refusals = MovingWindowRateLimiter(MemoryStorage())
+        self._refusal_rate = RateLimitItemPerSecond(refusals_per_s)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("path") not in self.paths:
+            await self.app(scope, receive, send)
+            return
+        headers = [
+            v.decode("latin-1") for k, v in scope.get("headers") or [] if k == b"authorization"
+        ]
+        try:
+            key = self.keys.client(headers)
+        except GatewayError as error:
+            await send_error(scope, send, error)
+            return
+        tenant = key.name if key is not None else _client_address(scope)
+        try:
+            await asyncio.wait_for(self._turn(tenant), self.wait_s)
+        except TimeoutError:
+            busy = EngineUnavailable("the gateway is busy; try again", code="gateway_busy")
+            await send_error(scope, send, busy)
+            return
+        released = False
+
+        def leave() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self._slots.release(tenant)
+
+        outcome = outcome_of(scope)
+        if outcome is not None:
+            outcome.on_admitted(leave)
+        status: list[int] = []
+        try:
+            await self.app(scope, receive, _leaving_on_start(send, leave, status))
+        finally:
+            leave()
+            if status and 400 <= status[0] < 500:
+                self._refusals.hit(self._refusal_rate, tenant)
+
+    async def _turn(self, tenant: str) -> None:
+        """Wait out the tenant's refusals, if it is over their rate; then its slot."""
+        window = self._refusals.get_window_stats(self._refusal_rate, tenant)
+        if window.remaining == 0:
+            await asyncio.sleep(max(0.0, window.reset_time - time.time()))
+        await self._slots.acquire(tenant)
+
+
+def _client_address(scope: Scope) -> str:
+    client = scope.get("client")
+    return f"client:{client[0]}" if client else "open"
+
+
+def _leaving_on_start(send: Send, leave: Callable[[], None], status: list[int]) -> Send:
+    async def sending(message: Any) -> None:
+        if message["type"] == "http.response.start":
+            status.append(message["status"])
+            leave()  # answered: an answer streaming out holds no slot
+        await send(message)
+
+    return sending

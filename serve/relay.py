@@ -1,0 +1,105 @@
+"""A streamed answer's way back to the client: engine events in, safe SSE bytes out.
+
+Each engine event goes through small steps: a usage-only event is kept for
+the metrics (and passed on if the client asked for usage); each choice's new
+text goes through that choice's stream screening; the event is relabelled
+with the model the client asked for and encoded. An error after the first
+byte becomes a last error event, then `[DONE]`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from lorastack import sse
+from lorastack.serve.call import Call
+from lorastack.serve.fields import answer_slots, append_to_channel
+from lorastack.serve.guarding import StreamScreening
+from lorastack.serve.pool import EngineStream
+
+
+def _is_usage_only(event: dict[str, Any]) -> bool:
+    return bool(event.get("usage")) and not event.get("choices")
+
+
+def _worth_sending(choice: dict[str, Any], holder_key: str | None) -> bool:
+    """Whether a choice still says something once its texts went through the screening."""
+    if choice.get("finish_reason") is not None or choice.get("logprobs"):
+        return True
+    if holder_key is None:
+        return bool(choice.get("text"))
+    holder = choice.get(holder_key)
+    return isinstance(holder, dict) and any(v not in (None, "", []) for v in holder.values())
+
+
+class StreamRelay:
+    """Relays one engine stream to the client, making each piece safe on the way."""
+
+    def __init__(self, call: Call, stream: EngineStream, forward_usage: bool) -> None:
+        self._call = call
+        self._stream = stream
+        self._forward_usage = forward_usage
+        # One screening per (choice, channel): a choice's content, its reasoning, each of
+        # its tool calls' arguments are separate texts, each held back on its own.
+        self._screens: dict[tuple[int, str], StreamScreening] = {}
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        usage: dict[str, Any] | None = None
+        try:
+            async for event in self._stream.events:
+                if _is_usage_only(event):
+                    usage = event["usage"]
+                    if self._forward_usage:
+                        yield self._encode(event)
+                    continue
+                event.pop("usage", None)
+                if await self._make_safe(event):
+                    yield self._encode(event)
+            yield sse.DONE
+            self._call.finish(usage)
+        except Exception as error:  # every failure is answered in the stream itself
+            yield sse.encode(self._call.fail(error).body())
+            yield sse.DONE
+        finally:
+            # Closing the engine's stream makes it stop generating (a client that
+            # went away, or an error) and releases the engine and the adapter.
+            await self._stream.aclose()
+
+    def _encode(self, event: dict[str, Any]) -> bytes:
+        event["model"] = self._call.target.requested
+        return sse.encode(event)
+
+    async def _make_safe(self, event: dict[str, Any]) -> bool:
+        """Pass each choice's new texts through their screening; False if nothing is left."""
+        holder_key, worth_sending = self._call.api.holder(streamed=True), False
+        for choice in event.get("choices") or []:
+            if self._call.screening is not None:
+                await self._screen_choice(choice, holder_key)
+            if any(slot.text for _, slot in answer_slots(choice, holder_key)):
+                self._call.first_token()
+            worth_sending = _worth_sending(choice, holder_key) or worth_sending
+        return worth_sending
+
+    async def _screen_choice(self, choice: dict[str, Any], holder_key: str | None) -> None:
+        assert self._call.screening is not None
+        index = int(choice.get("index", 0))
+        finished = choice.get("finish_reason") is not None
+        # Single tokens cannot be judged by any policy: no logprobs while screening.
+        if "logprobs" in choice:
+            choice["logprobs"] = None
+        present = dict(answer_slots(choice, holder_key))
+        for channel, slot in present.items():
+            screen = self._screens.get((index, channel))
+            if screen is None:
+                screen = self._screens[(index, channel)] = self._call.screening.stream()
+            slot.replace(await screen.feed(slot.text, last=finished))
+        if not finished:
+            return
+        # What each other text of this choice still holds back goes out with its end.
+        for key in [k for k in self._screens if k[0] == index]:
+            screen = self._screens.pop(key)
+            if key[1] not in present:
+                rest = await screen.feed("", last=True)
+                if rest:
+                    append_to_channel(choice, holder_key, key[1], rest)

@@ -1,0 +1,133 @@
+"""Chat and text completions through the gateway: the one service behind both routes.
+
+The path of one request, each step in one place:
+
+1. `resolve_target` (targets.py): the `model` names the base model or a domain version.
+2. The brand voice (the target's system prompt) joins the conversation.
+3. `fields.py`: every parameter is screened, passed, dropped or refused; `PromptLimit`
+   (prompt_size.py) refuses a prompt longer than the engine takes, before any scan.
+4. `Screening` (guarding.py): personal data in every text the engine reads is masked, on
+   the screening pool.
+5. `EngineSession` (pool.py): an engine with the domain's adapter loaded answers; a lost
+   adapter is reloaded and the request retried once.
+6. The answer is made safe (whole, or piece by piece by `StreamRelay` in relay.py), the
+   user's own values restored, and it carries back the `model` the client sent.
+
+Errors are raised as typed exceptions and become HTTP in serve/errors.py; each request's
+outcome is noted in its `Outcome` (outcome.py), which the boundary (boundary.py) counts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from lorastack.registry import AdapterRegistry
+from lorastack.serve import fields
+from lorastack.serve.call import Call
+from lorastack.serve.guarding import GuardProvider
+from lorastack.serve.keys import ClientKey
+from lorastack.serve.metrics import Metrics
+from lorastack.serve.outcome import Outcome
+from lorastack.serve.pool import EnginePool
+from lorastack.serve.prompt_size import PromptLimit
+from lorastack.serve.relay import StreamRelay
+from lorastack.serve.schemas import CHAT, COMPLETIONS, Api, ChatRequest, CompletionRequest
+from lorastack.serve.targets import ServedModel, resolve_target
+
+Answer = JSONResponse | StreamingResponse
+
+
+class CompletionService:
+    def __init__(
+        self,
+        registry: AdapterRegistry,
+        pool: EnginePool,
+        guards: GuardProvider | None,
+        metrics: Metrics,
+        served: ServedModel,
+        prompt_limit: PromptLimit,
+    ) -> None:
+        self.registry = registry
+        self.pool = pool
+        self.guards = guards
+        self.metrics = metrics
+        self.served = served
+        self.prompt_limit = prompt_limit
+
+    async def chat(self, request: ChatRequest, key: ClientKey | None, outcome: Outcome) -> Answer:
+        call = self._start(request.model, CHAT, key, outcome)
+        with call.failures_recorded():
+            body = _body(request)
+            body["messages"] = call.target.with_brand_voice(body["messages"])
+            await self._screen_prompt(call, fields.prepare_chat(body))
+            return await self._answer(call, body)
+
+    async def complete(
+        self, request: CompletionRequest, key: ClientKey | None, outcome: Outcome
+    ) -> Answer:
+        call = self._start(request.model, COMPLETIONS, key, outcome)
+        with call.failures_recorded():
+            body = _body(request)
+            await self._screen_prompt(call, fields.prepare_completion(body))
+            return await self._answer(call, body)
+
+    def _start(self, model: str, api: Api, key: ClientKey | None, outcome: Outcome) -> Call:
+        target = resolve_target(model, self.served, self.registry, key)
+        call = Call(target, api, self.metrics, outcome)
+        if self.guards is not None:
+            tenant = key.name if key is not None else "open"
+            call.screening = self.guards.screening(target, call.request_id, tenant)
+        return call
+
+    async def _screen_prompt(self, call: Call, slots: list[fields.Slot]) -> None:
+        """Refuse a prompt the engine cannot take, then mask every text it reads."""
+        texts = [slot.text for slot in slots]
+        await self.prompt_limit.check(texts)
+        if call.screening is not None:
+            for slot, safe in zip(slots, await call.screening.texts(texts), strict=True):
+                slot.replace(safe)
+
+    async def _answer(self, call: Call, body: dict[str, Any]) -> Answer:
+        call.outcome.admitted()  # screened: the rest is the engine's work
+        if body.get("stream"):
+            return await self._open_stream(call, body)
+        return await self._whole(call, body)
+
+    async def _whole(self, call: Call, body: dict[str, Any]) -> JSONResponse:
+        data = await self.pool.session(call.target).complete(call.api.path, body)
+        data["model"] = call.target.requested
+        if call.screening is not None:
+            await self._screen_answer(call, data.get("choices") or [])
+        call.finish(data.get("usage"))
+        return JSONResponse(data, headers=call.headers())
+
+    async def _screen_answer(self, call: Call, choices: list[dict[str, Any]]) -> None:
+        assert call.screening is not None
+        holder = call.api.holder(streamed=False)
+        slots = [slot for choice in choices for _, slot in fields.answer_slots(choice, holder)]
+        for slot, safe in zip(
+            slots, await call.screening.answers([s.text for s in slots]), strict=True
+        ):
+            slot.replace(safe)
+        for choice in choices:
+            if "logprobs" in choice:  # single tokens: no policy can judge them
+                choice["logprobs"] = None
+
+    async def _open_stream(self, call: Call, body: dict[str, Any]) -> StreamingResponse:
+        # The engine always reports usage (for the metrics); the client gets it if it asked.
+        forward_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        body = {**body, "stream_options": {"include_usage": True}}
+        stream = await self.pool.session(call.target).open_stream(call.api.path, body)
+        relay = StreamRelay(call, stream, forward_usage)
+        return StreamingResponse(
+            relay.__aiter__(), media_type="text/event-stream", headers=call.headers()
+        )
+
+
+def _body(request: ChatRequest | CompletionRequest) -> dict[str, Any]:
+    """The request as the engine gets it: what the client sent, `stream` always explicit."""
+    body = request.model_dump(exclude_unset=True)
+    body["stream"] = request.stream
+    return body

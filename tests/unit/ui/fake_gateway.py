@@ -1,0 +1,151 @@
+"""A scripted stand-in for the UI's gateway client (`lorastack.ui.client.Gateway`).
+
+The tabs' handlers take the client as their first argument, so a test hands them this
+fake and checks what they show, without a gateway, an engine or a Gradio server::
+
+    gateway = FakeGateway()
+    gateway.enqueue("coffee-shop", ["Hel", "lo", GuardrailNotice(1)])
+    gateway.enqueue("ledger-desk", ["half an answer", EngineRestarting(5)])
+    outputs = run(collect(chat.on_send(gateway, Catalogue(gateway), "hi", "coffee-shop", [])))
+
+With nothing enqueued a domain it lists answers `"echo from {model}: {last question}"` in
+word-sized pieces, then `GuardrailNotice(0)`, like the fake engine behind a real gateway;
+a model it does not list fails with `UnknownDomain`, as the gateway's 404 reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from lorastack.ui.client import Domain, GuardrailNotice, Message, StreamPiece
+from lorastack.ui.errors import UiClientError, error_from_response
+
+T = TypeVar("T")
+
+# What a scripted answer is made of: text, the guardrail notice, or the error that ends it.
+Script = Sequence[StreamPiece | UiClientError]
+
+
+def run(awaitable: Awaitable[T]) -> T:
+    """Run one handler call to its end, outside any event loop."""
+
+    async def wait() -> T:
+        return await awaitable
+
+    return asyncio.run(wait())
+
+
+async def collect(stream: AsyncIterator[T]) -> list[T]:
+    """Every value a streaming handler yields, in order."""
+    return [item async for item in stream]
+
+
+def default_domains() -> list[Domain]:
+    """The base model and two domains, as `/v1/models` lists them in the gateway tests."""
+    return [
+        Domain("tiny", "tiny"),
+        Domain(
+            "coffee-shop",
+            "Bean There",
+            "Coffee orders and opening hours.",
+            domain="coffee-shop",
+            version=1,
+            aliases={"prod": 1},
+        ),
+        Domain("ledger-desk", "Ledgerly Support", domain="ledger-desk", version=1, loaded=True),
+    ]
+
+
+@dataclass
+class ChatCall:
+    """One `stream_chat` call as the fake received it."""
+
+    model: str
+    messages: list[Message]
+    params: dict[str, Any]
+    finished: bool = False  # read to its end
+    open: bool = True  # False once the stream ended: read to its end, failed or closed early
+
+
+@dataclass
+class FakeGateway:
+    """The `Gateway` protocol, scripted; it records every call it gets."""
+
+    domains: list[Domain] = field(default_factory=default_domains)
+    adapter_table: list[dict[str, Any]] = field(default_factory=list)
+    # Method name -> the error every call of it raises (`list_domains`, `adapters`, `load`...).
+    errors: dict[str, UiClientError] = field(default_factory=dict)
+    chats: list[ChatCall] = field(default_factory=list)
+    calls: list[tuple[Any, ...]] = field(default_factory=list)  # all but stream_chat
+    _scripts: dict[str, deque[Script]] = field(default_factory=dict)
+
+    def enqueue(self, model: str, script: Script) -> None:
+        """Script the next answer of `model` (first in, first out)."""
+        self._scripts.setdefault(model, deque()).append(list(script))
+
+    @property
+    def last_chat(self) -> ChatCall:
+        return self.chats[-1]
+
+    # -- OpenAI API -------------------------------------------------------------
+
+    async def list_domains(self) -> list[Domain]:
+        await self._call("list_domains")
+        return list(self.domains)
+
+    async def stream_chat(
+        self, model: str, messages: Sequence[Message], **params: Any
+    ) -> AsyncIterator[StreamPiece]:
+        call = ChatCall(model, list(messages), params)
+        self.chats.append(call)
+        try:
+            for piece in self._script(model, messages):
+                if isinstance(piece, UiClientError):
+                    raise piece
+                yield piece
+                await asyncio.sleep(0)  # let another stream (or a cancellation) in
+            call.finished = True
+        finally:
+            call.open = False
+
+    def _script(self, model: str, messages: Sequence[Message]) -> Script:
+        queued = self._scripts.get(model)
+        if queued:
+            return queued.popleft()
+        if model.split("@", 1)[0] not in {d.id for d in self.domains}:
+            return [error_from_response(404, None, {}, model=model)]
+        question = messages[-1].content if messages else ""
+        words = f"echo from {model}: {question}".split(" ")
+        pieces: list[StreamPiece | UiClientError] = [w + " " for w in words[:-1]]
+        return [*pieces, words[-1], GuardrailNotice(0)]
+
+    async def _call(self, method: str, *args: Any) -> None:
+        self.calls.append((method, *args))
+        if method in self.errors:
+            raise self.errors[method]
+
+    # -- admin API --------------------------------------------------------------
+
+    async def adapters(self) -> list[dict[str, Any]]:
+        await self._call("adapters")
+        return list(self.adapter_table)
+
+    async def load(self, model: str) -> str:
+        await self._call("load", model)
+        return f"loaded {model}: engine 0 ready"
+
+    async def unload(self, model: str) -> str:
+        await self._call("unload", model)
+        return f"unloaded {model}"
+
+    async def promote(self, domain: str, version: int, alias: str = "prod") -> str:
+        await self._call("promote", domain, version, alias)
+        return f"{domain}@{alias} now points to v{version}"
+
+    async def rollback(self, domain: str, alias: str = "prod") -> str:
+        await self._call("rollback", domain, alias)
+        return f"{domain}@{alias} rolled back"

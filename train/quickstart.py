@@ -1,0 +1,192 @@
+"""The demo's adapters: find the demo domains, then train, evaluate and publish each one.
+
+`lorastack quickstart` (`make demo`) calls `ensure_adapter` for every domain
+folder of the demo (a `train.yaml` beside its data). A domain is trained in a
+new run folder, evaluated against its base model and published as its `prod`
+version, unless the adapter that the same config, data, base model and
+training budget produced is still in the registry: then that one is reused.
+
+The demo ships inside this package (`DEMO_DIR`, package data), so an installed
+lorastack, such as the Docker images, has it as well as a checkout.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from lorastack import fsutil
+from lorastack.errors import AdapterNotFound, LorastackError
+from lorastack.guardrails import Guard
+from lorastack.manifest import AdapterManifest
+from lorastack.models import ModelRecord, ModelStore
+from lorastack.progress import NullProgress, Progress
+from lorastack.registry import AdapterRegistry
+from lorastack.settings import Settings
+from lorastack.train.config import TrainConfig, load_config
+from lorastack.train.evaluate import evaluate_run, publish_run
+from lorastack.train.run import new_run_dir
+from lorastack.train.trainer import run_training
+
+DEMO_DIR = Path(__file__).resolve().parent / "demo"
+# Where the demo's relative data paths (`train/demo/...`) start: the repository in a
+# checkout, the installed `lorastack` package folder otherwise (which holds `train/`).
+DEMO_ROOT = DEMO_DIR.parents[1]
+CONFIG_NAME = "train.yaml"
+SAMPLES = 2  # side-by-side answers in each run's report
+
+
+class QuickstartError(LorastackError):
+    """The demo could not be set up or one of its services failed."""
+
+
+@dataclass(frozen=True)
+class DemoDomain:
+    """One domain of the demo: its training config, and the file it was read from."""
+
+    config_path: Path
+    config: TrainConfig
+
+    @property
+    def name(self) -> str:
+        return self.config.domain
+
+
+def find_domains(folder: Path) -> list[DemoDomain]:
+    """Each `*/train.yaml` under `folder`.
+
+    A relative data path is taken from the current directory, as `lorastack train` does,
+    or else from where the demo ships (`DEMO_ROOT`), so `make demo` works from anywhere.
+    """
+    if not folder.is_dir():
+        raise QuickstartError(f"no demo folder at {folder}; pass --examples")
+    domains = []
+    for config_path in sorted(folder.glob(f"*/{CONFIG_NAME}")):
+        config = load_config(config_path)
+        if not config.data.is_absolute() and not config.data.exists():
+            config.data = DEMO_ROOT / config.data
+        config.data = config.data.resolve()
+        if not config.data.exists():
+            raise QuickstartError(f"{config_path}: data {config.data} does not exist")
+        domains.append(DemoDomain(config_path, config))
+    if not domains:
+        raise QuickstartError(f"no */{CONFIG_NAME} under {folder}")
+    return domains
+
+
+def fingerprint(domain: DemoDomain, base: ModelRecord, max_steps: int | None) -> str:
+    """What a trained adapter depends on: its config, its data, the base model, the budget."""
+    digest = hashlib.sha256()
+    digest.update(domain.config_path.read_bytes())
+    data = domain.config.data
+    digest.update(
+        (fsutil.sha256_tree(data) if data.is_dir() else fsutil.sha256_file(data)).encode()
+    )
+    digest.update(base.checkpoint_sha256.encode())
+    digest.update(str(max_steps).encode())
+    return digest.hexdigest()
+
+
+@dataclass
+class DemoState:
+    """Which published version each demo domain's fingerprint produced (a JSON file)."""
+
+    path: Path
+    entries: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path) -> DemoState:
+        try:
+            entries = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            entries = {}
+        return cls(path, entries if isinstance(entries, dict) else {})
+
+    def reusable(self, domain: str, digest: str, registry: AdapterRegistry) -> str | None:
+        """The version published for this fingerprint, if the registry still has it."""
+        entry = self.entries.get(domain) or {}
+        if entry.get("fingerprint") != digest:
+            return None
+        try:
+            return registry.resolve(entry["ref"]).ref
+        except (AdapterNotFound, KeyError):
+            return None
+
+    def record(self, domain: str, digest: str, ref: str) -> None:
+        self.entries[domain] = {"fingerprint": digest, "ref": ref}
+        fsutil.write_json_atomic(self.path, self.entries)
+
+
+def shortened(training: dict[str, Any], max_steps: int) -> dict[str, Any]:
+    """Training fields for at most `max_steps`, still validated (and checkpointed) twice."""
+    every = max(1, min(int(training.get("eval_steps") or max_steps), max_steps // 2))
+    return {**training, "max_steps": max_steps, "eval_steps": every, "save_steps": every}
+
+
+class Published(NamedTuple):
+    """The domain's published reference (`NAME@vN`), and whether it was reused."""
+
+    ref: str
+    reused: bool
+
+
+def train_and_publish(
+    config: TrainConfig,
+    settings: Settings,
+    store: ModelStore,
+    registry: AdapterRegistry,
+    scrub: Guard | None,
+    progress: Progress,
+) -> AdapterManifest:
+    """Train `config` in a new run, evaluate it against its base model, publish it as prod.
+
+    `scrub` masks personal data in raw training data with its input policy.
+    """
+    paths = new_run_dir(settings.runs_dir, config.domain)
+    run_training(
+        config,
+        paths,
+        store,
+        settings.base_model,
+        settings.max_lora_rank,
+        scrub=scrub,
+        progress=progress,
+    )
+    evaluate_run(paths, store, SAMPLES, progress)
+    return publish_run(paths, registry, promote=True)
+
+
+def ensure_adapter(
+    domain: DemoDomain,
+    state: DemoState,
+    *,
+    settings: Settings,
+    store: ModelStore,
+    registry: AdapterRegistry,
+    scrub: Guard | None,
+    max_steps: int | None = None,
+    retrain: bool = False,
+    progress: Progress | None = None,
+) -> Published:
+    """The domain's published reference, trained now unless an unchanged one exists.
+
+    `max_steps` caps training (a quicker demo); `retrain` trains even when nothing
+    changed. The guard `scrub` is used only when the domain is trained.
+    """
+    base = store.get(domain.config.base_model or settings.base_model)
+    digest = fingerprint(domain, base, max_steps)
+    reused = None if retrain else state.reusable(domain.name, digest, registry)
+    if reused is not None:
+        return Published(reused, True)
+    config = dataclasses.replace(domain.config)
+    if max_steps is not None:
+        config.training = shortened(config.training_fields(), max_steps)
+    manifest = train_and_publish(
+        config, settings, store, registry, scrub, progress or NullProgress()
+    )
+    state.record(domain.name, digest, manifest.ref)
+    return Published(manifest.ref, False)
