@@ -13,7 +13,7 @@ import logging
 import os
 import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -124,11 +124,17 @@ class ChildProcess:
                 f"{self.log_tail()}"
             )
 
-    def wait_ready(self, url: str, timeout_s: float, interval_s: float = 0.5) -> None:
+    def wait_ready(
+        self,
+        url: str,
+        timeout_s: float,
+        interval_s: float = 0.5,
+        on_poll: Callable[[], object] | None = None,
+    ) -> None:
         """Poll `url` until it answers 200, checking before each poll that the child lives.
 
         Raises `error` as soon as the child exits; when `timeout_s` passes first, stops the
-        child and raises `error`.
+        child and raises `error`. `on_poll` is called before each poll (a heartbeat).
         """
         poll = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(_NotReady),
@@ -139,7 +145,7 @@ class ChildProcess:
         # No proxies: the children listen on this machine.
         with httpx.Client(timeout=_PROBE_TIMEOUT_S, trust_env=False) as client:
             try:
-                poll(self._probe, client, url)
+                poll(self._probe, client, url, on_poll)
             except _NotReady:
                 self.stop()
                 raise self.error(
@@ -147,7 +153,9 @@ class ChildProcess:
                     f"({url}); see {self.log_path}"
                 ) from None
 
-    def _probe(self, client: httpx.Client, url: str) -> None:
+    def _probe(self, client: httpx.Client, url: str, on_poll: Callable[[], object] | None) -> None:
+        if on_poll is not None:
+            on_poll()
         self.check_alive()
         try:
             status = client.get(url).status_code

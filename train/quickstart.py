@@ -1,7 +1,7 @@
 """The demo's adapters: find the demo domains, then train, evaluate and publish each one.
 
-`lorastack quickstart` (`make demo`) calls `ensure_adapter` for every domain
-folder of the demo (a `train.yaml` beside its data). A domain is trained in a
+`lorastack quickstart` (`make demo`) asks `DemoAdapters` for every domain folder
+of the demo (a `train.yaml` beside its data). A domain is trained in a
 new run folder, evaluated against its base model and published as its `prod`
 version, unless the adapter that the same config, data, base model and
 training budget produced is still in the registry: then that one is reused.
@@ -160,33 +160,56 @@ def train_and_publish(
     return publish_run(paths, registry, promote=True)
 
 
-def ensure_adapter(
-    domain: DemoDomain,
-    state: DemoState,
-    *,
-    settings: Settings,
-    store: ModelStore,
-    registry: AdapterRegistry,
-    scrub: Guard | None,
-    max_steps: int | None = None,
-    retrain: bool = False,
-    progress: Progress | None = None,
-) -> Published:
-    """The domain's published reference, trained now unless an unchanged one exists.
+@dataclass
+class DemoAdapters:
+    """The demo domains' adapters in one registry: reused while unchanged, else trained.
 
-    `max_steps` caps training (a quicker demo); `retrain` trains even when nothing
-    changed. The guard `scrub` is used only when the domain is trained.
+    `max_steps` caps training (a quicker demo) and is part of what "unchanged" means.
     """
-    base = store.get(domain.config.base_model or settings.base_model)
-    digest = fingerprint(domain, base, max_steps)
-    reused = None if retrain else state.reusable(domain.name, digest, registry)
-    if reused is not None:
-        return Published(reused, True)
-    config = dataclasses.replace(domain.config)
-    if max_steps is not None:
-        config.training = shortened(config.training_fields(), max_steps)
-    manifest = train_and_publish(
-        config, settings, store, registry, scrub, progress or NullProgress()
-    )
-    state.record(domain.name, digest, manifest.ref)
-    return Published(manifest.ref, False)
+
+    state: DemoState
+    settings: Settings
+    store: ModelStore
+    registry: AdapterRegistry
+    max_steps: int | None = None
+
+    def _fingerprint(self, domain: DemoDomain) -> str:
+        base = self.store.get(domain.config.base_model or self.settings.base_model)
+        return fingerprint(domain, base, self.max_steps)
+
+    def reusable(self, domain: DemoDomain) -> str | None:
+        """The version published for the domain as it is now (config, data, base, budget),
+        if the registry still has it: a quick check, nothing is trained."""
+        return self.state.reusable(domain.name, self._fingerprint(domain), self.registry)
+
+    def train(
+        self, domain: DemoDomain, scrub: Guard | None, progress: Progress | None = None
+    ) -> str:
+        """Train, evaluate and publish the domain as its `prod` version; its reference.
+
+        `scrub` masks personal data in the raw training data. Nothing is published unless
+        the run ends and its evaluation passes: an interrupted run leaves its run folder.
+        """
+        digest = self._fingerprint(domain)
+        config = dataclasses.replace(domain.config)
+        if self.max_steps is not None:
+            config.training = shortened(config.training_fields(), self.max_steps)
+        manifest = train_and_publish(
+            config, self.settings, self.store, self.registry, scrub, progress or NullProgress()
+        )
+        self.state.record(domain.name, digest, manifest.ref)
+        return manifest.ref
+
+    def ensure(
+        self,
+        domain: DemoDomain,
+        scrub: Guard | None,
+        retrain: bool = False,
+        progress: Progress | None = None,
+    ) -> Published:
+        """The domain's published reference, trained now unless an unchanged one exists
+        (or `retrain`). The guard `scrub` is used only when the domain is trained."""
+        reused = None if retrain else self.reusable(domain)
+        if reused is not None:
+            return Published(reused, True)
+        return Published(self.train(domain, scrub, progress), False)

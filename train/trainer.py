@@ -152,15 +152,22 @@ def to_examples(
 # -- training ------------------------------------------------------------------
 
 
-def _device_options() -> dict[str, Any]:
+def precision_options() -> dict[str, Any]:
+    """`use_cpu` and `bf16` for a trainer on this machine, said explicitly: TRL's configs
+    default to bf16, whose autocast on a CPU without bf16 units is about ten times slower."""
     import torch
 
     if torch.cuda.is_available():
-        if torch.cuda.is_bf16_supported():
-            # The frozen base in bf16 halves its memory; PEFT keeps the LoRA weights in fp32.
-            return {"use_cpu": False, "bf16": True, "model_init_kwargs": {"dtype": "bfloat16"}}
-        return {"use_cpu": False, "bf16": False}
+        return {"use_cpu": False, "bf16": torch.cuda.is_bf16_supported()}
     return {"use_cpu": True, "bf16": False}
+
+
+def _device_options() -> dict[str, Any]:
+    options = precision_options()
+    if options["bf16"]:
+        # The frozen base in bf16 halves its memory; PEFT keeps the LoRA weights in fp32.
+        options["model_init_kwargs"] = {"dtype": "bfloat16"}
+    return options
 
 
 def _sft_config(config: TrainConfig, paths: RunPaths) -> Any:
@@ -201,6 +208,13 @@ def _lora_config(config: TrainConfig) -> Any:
         raise ConfigError(f"lora: {error}") from None
 
 
+_SHOWN = ("loss", "eval_loss")  # beside the progress bar, as they are logged
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def _callbacks(config: TrainConfig, paths: RunPaths, progress: Progress) -> list[Any]:
     from transformers import EarlyStoppingCallback, TrainerCallback
 
@@ -216,6 +230,9 @@ def _callbacks(config: TrainConfig, paths: RunPaths, progress: Progress) -> list
 
         def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **_: Any) -> None:
             entry = {"step": state.global_step, "epoch": state.epoch, **(logs or {})}
+            losses = [f"{k} {v:.3f}" for k, v in entry.items() if k in _SHOWN and _is_number(v)]
+            if losses:
+                progress.detail(", ".join(losses))
             with paths.log.open("a", encoding="utf-8") as handle:
                 handle.write(json.dumps(entry) + "\n")
 

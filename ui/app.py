@@ -8,6 +8,9 @@ one page and fills their domain lists from the gateway:
 - Compare (`ui.tabs.compare`): one prompt answered by the base model and a domain.
 - Adapters (`ui.tabs.adapters`, only with an admin key): load, unload, promote, roll back.
 
+Domains still being trained (`make demo` serves before it trains) can be named as
+expected: the page says they are on their way and adds each when the gateway lists it.
+
 Every event has an explicit `api_name`, so `gradio_client` (and the tests) can drive it.
 """
 
@@ -26,6 +29,7 @@ from lorastack.ui.tabs import CONCURRENCY_LIMIT, adapters, chat, compare
 from lorastack.ui.wording import warning
 
 TITLE = "lorastack"
+POLL_S = 10.0  # how often the page asks for domains still on their way
 
 # Readable on a laptop screen (about 1366x650 of page): the chat fits the window with the
 # domain picker in view, and answers read at the normal text size. Gradio shows an answer
@@ -84,10 +88,36 @@ def _first(ids: Sequence[str]) -> str | None:
     return ids[0] if ids else None
 
 
-def build_app(api_url: str, api_key: str | None, admin_key: str | None) -> gr.Blocks:
+def on_their_way(missing: Sequence[str]) -> str:
+    """The note about domains still being trained (empty once they are all served)."""
+    if not missing:
+        return ""
+    return (
+        f"More assistants are on their way: {', '.join(missing)} (training now). "
+        "Each appears in the list by itself once it is ready."
+    )
+
+
+async def await_expected(
+    catalogue: Catalogue, expected: Sequence[str], chosen: str | None, compared: str | None
+) -> tuple[Any, ...]:
+    """`load_domains`, then the note on the expected domains not listed yet; the polling
+    timer stops once every one is."""
+    filled = await load_domains(catalogue, chosen, compared)
+    listed = {d.id for d in catalogue.domains}
+    missing = [name for name in expected if name not in listed]
+    note = gr.update(value=on_their_way(missing), visible=bool(missing))
+    return (*filled, note, gr.Timer(active=bool(missing)))
+
+
+def build_app(
+    api_url: str, api_key: str | None, admin_key: str | None, expected: Sequence[str] = ()
+) -> gr.Blocks:
     """The Gradio Blocks app for the gateway at `api_url`.
 
     The Adapters tab (and its API endpoints) exists only when `admin_key` is given.
+    `expected` names domains on their way (being trained): the page says so and asks the
+    gateway every `POLL_S` seconds until it lists them all, adding each to the pickers.
     """
     client = GatewayClient(api_url, api_key, admin_key)
     catalogue = Catalogue(client)
@@ -95,6 +125,7 @@ def build_app(api_url: str, api_key: str | None, admin_key: str | None) -> gr.Bl
     app = gr.Blocks(title=TITLE, analytics_enabled=False)
     with app:
         gr.Markdown(f"## {TITLE} \N{MIDDLE DOT} domain assistants")
+        arrivals = gr.Markdown(on_their_way(expected), visible=bool(expected))
         with gr.Tab("Chat", id="chat"):
             chat_parts = chat.build(client, catalogue)
         with gr.Tab("Compare", id="compare"):
@@ -112,6 +143,12 @@ def build_app(api_url: str, api_key: str | None, admin_key: str | None) -> gr.Bl
         }
         app.load(fill, pickers, outputs, api_name="domains", **options)
         chat_parts.refresh.click(fill, pickers, outputs, api_name="refresh_domains", **options)
+        if expected:
+            timer = gr.Timer(POLL_S)
+            poll = partial(await_expected, catalogue, tuple(expected))
+            polled = [*outputs, arrivals, timer]
+            app.load(poll, pickers, polled, api_name="arrivals", **options)
+            timer.tick(poll, pickers, polled, api_name="await_domains", **options)
     return app
 
 

@@ -31,7 +31,7 @@ from lorastack.bench.training import TrainingSpec, run_variants
 from lorastack.cli.context import err, model_store, out, settings
 from lorastack.errors import LorastackError
 from lorastack.models import ModelRecord
-from lorastack.progress import Progress, RichProgress
+from lorastack.progress import Progress, progress_display
 from lorastack.serve.engine import EngineProcess, build_launch
 from lorastack.settings import Settings
 
@@ -235,7 +235,7 @@ def bench(
     clock = time.monotonic()
     try:
         with (
-            RichProgress(err) as progress,
+            progress_display(err) as progress,
             tempfile.TemporaryDirectory(prefix="lorastack-bench-") as scratch,
         ):
             record, _ = model_store().pull_bundled(progress)

@@ -14,7 +14,7 @@ from lorastack.errors import LorastackError
 from lorastack.fsutil import write_json_atomic
 from lorastack.guardrails.guard import Guard
 from lorastack.guardrails.scrub import ScrubReport, scrub_record
-from lorastack.progress import RichProgress
+from lorastack.progress import progress_display
 from lorastack.train.data import (
     INPUT_FORMATS,
     PrepareOptions,
@@ -51,7 +51,7 @@ def scrub(
     except OSError as error:
         raise LorastackError(f"cannot read {source}: {error.strerror}") from None
     scrubbed: list[str] = []
-    with RichProgress(err) as progress:
+    with progress_display(err) as progress:
         progress.step(f"scrubbing {source.name}", total=len(lines))
         for number, line in enumerate(lines, start=1):
             progress.advance(1)
@@ -166,7 +166,7 @@ def prepare(
         augment=augment,
     )
     guard = _guard(domain, policy) if scrub else None
-    with RichProgress(err) as progress:
+    with progress_display(err) as progress:
         result = prepare_dataset(sources, options, guard, progress)
     report = result.report
     dropped = ", ".join(f"{k} {v}" for k, v in report.dropped.items() if v) or "none"

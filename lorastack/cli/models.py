@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from lorastack.cli.context import err, model_store, out, print_json
-from lorastack.progress import RichProgress
+from lorastack.progress import progress_display
 
 app = typer.Typer(
     help="Base models: the bundled one and your own checkpoints.", no_args_is_help=True
@@ -22,7 +22,7 @@ def pull() -> None:
 
     Prints the checkpoint path as the last line. A second call does nothing.
     """
-    with RichProgress(err) as progress:
+    with progress_display(err) as progress:
         record, created = model_store().pull_bundled(progress)
     if not created:
         err.print(f"{record.name} is already provisioned")
@@ -53,7 +53,7 @@ def add(
     name: Annotated[str, typer.Option(help="Name to register it under.")],
 ) -> None:
     """Register a local checkpoint folder as a base model (used in place, not copied)."""
-    with RichProgress(err) as progress:
+    with progress_display(err) as progress:
         record = model_store().add(path, name, progress)
     out.print(f"registered {record.name}: {record.path}")
 
@@ -68,7 +68,7 @@ def compare(
     """Rank base models by loss and perplexity on a sample of your task."""
     from lorastack.train.compare import compare_models
 
-    with RichProgress(err) as progress:
+    with progress_display(err) as progress:
         ranked = compare_models(models, data, mode, model_store(), samples, progress=progress)
     table = Table("rank", "model", "loss", "perplexity", "examples")
     for rank, candidate in enumerate(ranked, start=1):

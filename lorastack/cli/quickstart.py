@@ -1,10 +1,14 @@
-"""`lorastack quickstart` (`make demo`): demo brand assistants trained, published and served.
+"""`lorastack quickstart` (`make demo`): the base model served at once, the demo's brand
+assistants trained, published and served while you chat.
 
-Every domain folder under the demo directory (a `train.yaml` beside its data) is trained,
-evaluated against the base model and published as its domain's `prod` version. A second
-run reuses each adapter whose config, data and base model are unchanged (the library's
-`lorastack.train.quickstart` does both; this command only calls it). Then the gateway
-(with its vLLM engine) and the UI start as child processes; Ctrl-C stops all of them.
+The gateway (with its vLLM engine) and the UI start first as child processes, on the
+base model and on every demo domain whose adapter is published already (unchanged
+config, data and base model). Then each other domain folder of the demo (a
+`train.yaml` beside its data) is trained here, evaluated against the base model and
+published as its domain's `prod` version, one after another: the gateway serves it
+from then on, and the UI adds it to its picker. The library's
+`lorastack.train.quickstart` does the training; this command orders the work and
+stops every child on Ctrl-C (training included; nothing half-published is left).
 """
 
 from __future__ import annotations
@@ -14,10 +18,11 @@ import os
 import secrets
 import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any
@@ -26,13 +31,15 @@ import typer
 import yaml
 
 from lorastack.cli.context import err, guard_for, model_store, out, registry, settings
+from lorastack.errors import LorastackError
 from lorastack.processes import ChildProcess
-from lorastack.progress import Progress, RichProgress
+from lorastack.progress import Progress, progress_display
 from lorastack.train.quickstart import (
     DEMO_DIR,
+    DemoAdapters,
+    DemoDomain,
     DemoState,
     QuickstartError,
-    ensure_adapter,
     find_domains,
 )
 
@@ -41,6 +48,7 @@ KEYS_NAME = "keys.yaml"
 ADMIN_KEY_NAME = "admin.key"
 DEMO_KEY_NAME = "demo"
 STOP_GRACE_S = 40.0  # the gateway stops its engine within this
+READY_LINE = "Ctrl-C stops everything."
 
 
 # -- keys ------------------------------------------------------------------------
@@ -102,7 +110,7 @@ def start_service(name: str, argv: list[str], log_path: Path, env: dict[str, str
 
 def wait_http(service: ChildProcess, url: str, timeout_s: float, progress: Progress) -> None:
     progress.step(f"waiting for the {service.name} at {url}")
-    service.wait_ready(url, timeout_s)
+    service.wait_ready(url, timeout_s, on_poll=lambda: progress.advance(0))
 
 
 def _check_port_free(host: str, port: int, what: str) -> None:
@@ -117,11 +125,78 @@ def _check_port_free(host: str, port: int, what: str) -> None:
             ) from None
 
 
+# -- watching the services while the demo trains ---------------------------------------
+
+
+class ServiceWatch:
+    """Checks the services every second from a thread while the main thread trains.
+
+    A service that dies interrupts the main thread (as Ctrl-C would), and `failure`
+    says which one and why.
+    """
+
+    def __init__(self, services: list[ChildProcess], interval_s: float = 1.0) -> None:
+        self.services = services
+        self.failure: QuickstartError | None = None
+        self._interval_s = interval_s
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="service-watch", daemon=True)
+
+    def __enter__(self) -> ServiceWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stopped.set()
+        self._thread.join()
+
+    def _watch(self) -> None:
+        while not self._stopped.wait(self._interval_s):
+            for service in self.services:
+                try:
+                    service.check_alive()
+                except QuickstartError as error:
+                    self.failure = error
+                    # A real signal to the main thread: it also wakes it from a sleep.
+                    signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+                    return
+
+
 # -- the command --------------------------------------------------------------------
 
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
+
+
+@dataclass
+class DemoDomains:
+    """The demo's domains: those published already, those still to train, and how."""
+
+    domains: list[DemoDomain]
+    adapters: DemoAdapters
+    ready: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def pending(self) -> list[DemoDomain]:
+        return [domain for domain in self.domains if domain.name not in self.ready]
+
+    def find_reusable(self, retrain: bool) -> None:
+        """Each domain whose unchanged adapter is published already, unless `retrain`."""
+        if retrain:
+            return
+        for domain in self.domains:
+            ref = self.adapters.reusable(domain)
+            if ref is not None:
+                self.ready[domain.name] = ref
+                err.print(f"{domain.name}: reusing {ref}")
+
+    def train(self, domain: DemoDomain) -> str:
+        """Train, evaluate and publish one domain, with its progress on stderr."""
+        with progress_display(err) as progress:
+            ref = self.adapters.train(domain, guard_for(domain.name), progress)
+        self.ready[domain.name] = ref
+        return ref
 
 
 def quickstart(
@@ -135,38 +210,32 @@ def quickstart(
         bool, typer.Option("--retrain", help="Train again even if nothing changed.")
     ] = False,
     serve: Annotated[
-        bool, typer.Option("--serve/--no-serve", help="Start the gateway (and engine).")
+        bool,
+        typer.Option(
+            "--serve/--no-serve",
+            help="Start the gateway (and engine) and the UI first, and train while they "
+            "run; --no-serve only trains.",
+        ),
     ] = True,
     ui: Annotated[bool, typer.Option("--ui/--no-ui", help="Start the chat UI.")] = True,
     gateway_port: Annotated[int | None, typer.Option(help="Gateway port.")] = None,
     ui_port: Annotated[int | None, typer.Option(help="UI port.")] = None,
 ) -> None:
-    """Train, publish and serve the demo brand assistants; Ctrl-C stops everything."""
+    """Serve the base model at once, then train, publish and serve the demo brand
+    assistants one after another; Ctrl-C stops everything."""
     config = settings()
     home = config.home / "quickstart"
-    domains = find_domains(examples.resolve())
     state = DemoState.load(home / STATE_NAME)
-    refs: dict[str, str] = {}
-    with RichProgress(err) as progress:
+    adapters = DemoAdapters(state, config, model_store(), registry(), max_steps)
+    demo = DemoDomains(find_domains(examples.resolve()), adapters)
+    with progress_display(err) as progress:
         model_store().pull_bundled(progress)
-        for domain in domains:
-            scrub = guard_for(domain.name)
-            ref, reused = ensure_adapter(
-                domain,
-                state,
-                settings=config,
-                store=model_store(),
-                registry=registry(),
-                scrub=scrub,
-                max_steps=max_steps,
-                retrain=retrain,
-                progress=progress,
-            )
-            refs[domain.name] = ref
-            progress.step(f"{domain.name}: {'reusing' if reused else 'published'} {ref}")
+    demo.find_reusable(retrain)
     if not serve:
-        for name, ref in refs.items():
-            out.print(f"{name}: {ref}")
+        for domain in demo.pending:
+            err.print(f"{domain.name}: published {demo.train(domain)}")
+        for domain in demo.domains:
+            out.print(f"{domain.name}: {demo.ready[domain.name]}")
         return
     gateway_port = gateway_port or config.gateway.port
     ui_port = ui_port or config.ui.port
@@ -186,9 +255,10 @@ def quickstart(
     previous = {
         sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)
     }
+    watch: ServiceWatch | None = None
     try:
         with services() as running:
-            with RichProgress(err) as progress:
+            with progress_display(err) as progress:
                 gateway = start_service("gateway", cli_argv("serve"), home / "gateway.log", env)
                 running.append(gateway)
                 wait_http(gateway, f"{api}/ready", config.engine.startup_timeout_s + 60, progress)
@@ -196,25 +266,47 @@ def quickstart(
                 if ui:
                     ui_args = ["ui", "--api", api, "--api-key", keys.client_key]
                     ui_args += ["--admin-key", keys.admin_key, "--port", str(ui_port)]
+                    for domain in demo.pending:
+                        ui_args += ["--expect", domain.name]
                     ui_service = start_service("UI", cli_argv(*ui_args), home / "ui.log", env)
                     running.append(ui_service)
                     ui_url = f"http://{host}:{ui_port}/"
                     wait_http(ui_service, ui_url, 120, progress)
-            _print_summary(api, ui_url, keys, refs)
-            while True:
-                for service in running:
-                    service.check_alive()
-                time.sleep(1.0)
+            _print_summary(api, ui_url, keys, demo, config.base_model)
+            with ServiceWatch(running) as watch:
+                _train_while_serving(demo)
+                while True:
+                    time.sleep(1.0)
     except KeyboardInterrupt:
+        if watch is not None and watch.failure is not None:
+            raise watch.failure from None
         err.print("stopped")
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
 
-def _print_summary(api: str, ui_url: str | None, keys: DemoKeys, refs: dict[str, str]) -> None:
-    domain = next(iter(refs))
+def _train_while_serving(demo: DemoDomains) -> None:
+    """Each pending domain in turn; a domain that fails is reported and the rest go on."""
+    pending = demo.pending
+    for index, domain in enumerate(pending, 1):
+        err.print(f"training {domain.name} ({index} of {len(pending)}) while the demo serves")
+        try:
+            ref = demo.train(domain)
+        except LorastackError as error:
+            err.print(f"[red]{domain.name} was not published:[/red] {error}")
+            continue
+        out.print(f'{domain.name} is ready ({ref}): pick it in the UI, or model="{domain.name}"')
+    if pending:
+        out.print("every demo domain is served; Ctrl-C stops everything.")
+
+
+def _print_summary(
+    api: str, ui_url: str | None, keys: DemoKeys, demo: DemoDomains, base_model: str
+) -> None:
+    domain = next(iter(demo.ready), base_model)
     body = {"model": domain, "messages": [{"role": "user", "content": "Hi! What do you offer?"}]}
+    ready = ", ".join(f"{name} ({ref})" for name, ref in demo.ready.items()) or "none yet"
     lines: list[Any] = [
         "",
         "[bold]lorastack is running[/bold]",
@@ -222,7 +314,12 @@ def _print_summary(api: str, ui_url: str | None, keys: DemoKeys, refs: dict[str,
         f"  API:       {api}/v1",
         f"  API key:   {keys.client_key}",
         f"  admin key: {keys.admin_key}  (the UI's Adapters tab, the /admin API)",
-        f"  domains:   {', '.join(f'{name} ({ref})' for name, ref in refs.items())}",
+        f"  models:    {base_model} (the base model), domains: {ready}",
+    ]
+    if demo.pending:
+        names = ", ".join(domain.name for domain in demo.pending)
+        lines.append(f"  training:  {names}, one after another; each is served once published")
+    lines += [
         "",
         "curl:",
         f"  curl -s {api}/v1/chat/completions -H 'Authorization: Bearer {keys.client_key}' "
@@ -235,7 +332,7 @@ def _print_summary(api: str, ui_url: str | None, keys: DemoKeys, refs: dict[str,
         'messages=[{"role": "user", "content": "Hi! What do you offer?"}])',
         "  print(answer.choices[0].message.content)",
         "",
-        "Ctrl-C stops everything.",
+        READY_LINE,
     ]
     for line in lines:
         out.print(line, markup=line.startswith("[bold]"))

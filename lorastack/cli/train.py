@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from lorastack.cli.context import err, guard_for, model_store, out, print_json, registry, settings
-from lorastack.progress import RichProgress
+from lorastack.progress import progress_display
 from lorastack.train.config import MODES, ConfigError, build_config, load_config
 from lorastack.train.evaluate import evaluate_run, publish_run
 from lorastack.train.run import RunPaths, latest_run, load_run_config, new_run_dir, run_from
@@ -75,7 +75,7 @@ def train(
     if search_trials is not None and resume:
         raise ConfigError("--search and --resume cannot be combined")
     scrub = guard_for(config.domain)
-    with RichProgress(err) as progress:
+    with progress_display(err) as progress:
         if search_trials is not None:
             result = search(
                 config,
@@ -114,7 +114,7 @@ def evaluate(
 ) -> None:
     """Base model vs adapter on the test split; writes report.md, metrics.json, curves.png."""
     paths = run_from(run)
-    with RichProgress(err) as progress:
+    with progress_display(err) as progress:
         metrics = evaluate_run(paths, model_store(), samples, progress)
     if as_json:
         print_json(metrics)

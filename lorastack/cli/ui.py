@@ -27,6 +27,13 @@ def ui(
     ] = None,
     host: Annotated[str | None, typer.Option(help="Bind address (default from settings).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default from settings).")] = None,
+    expect: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A domain on its way (being trained): the UI says so and adds it to its "
+            "lists once the gateway serves it. Repeat for several."
+        ),
+    ] = None,
 ) -> None:
     """Chat with the domains of a running gateway in the browser (`lorastack serve` first)."""
     # Imported here: Gradio takes seconds to import and only this command needs it.
@@ -39,7 +46,7 @@ def ui(
         api_key = gateway.api_keys[0]
     admin_key = admin_key or gateway.admin_key
     bind = host or config.ui.host
-    app = build_app(api_url, api_key, admin_key)
+    app = build_app(api_url, api_key, admin_key, expect or ())
     url = launch_app(app, bind, port or config.ui.port, quiet=True)
     err.print(f"gateway: {api_url}")
     if bind not in _LOOPBACK:

@@ -1,6 +1,8 @@
-"""`lorastack quickstart` end to end in its reduced mode: the demo domains are trained on the
-repository's demo data, published, reused on a second run, served through the real gateway
-and vLLM, and every process stops on Ctrl-C."""
+"""`lorastack quickstart` end to end in its reduced mode, in the order a new user meets it:
+the base model answers first; the demo domains train on the repository's demo data one
+after another while the demo serves, each answering once published; Ctrl-C stops
+everything, training included, leaving nothing half-published; the next run serves
+what was published at once and trains the rest; a run with nothing new trains nothing."""
 
 from __future__ import annotations
 
@@ -8,9 +10,10 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -18,18 +21,21 @@ import psutil
 import pytest
 from openai import OpenAI
 
-from lorastack.cli.quickstart import DEMO_DIR, STATE_NAME, find_domains
+from lorastack.cli.quickstart import DEMO_DIR, READY_LINE, STATE_NAME, find_domains
+from lorastack.fsutil import STAGING_PREFIX
 from lorastack.models import ModelRecord, ModelStore
 from lorastack.registry import AdapterRegistry
 from tests.servers import free_port
 
-# Training three demo domains (twice over) takes 8 to 20 minutes on 2 cores, by how busy
-# the machine is: each test's limit covers the module's shared set-up.
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(2400)]
+# Two starts of the engine and three domains trained while it serves: 10 to 25 minutes
+# on 2 cores, by how busy the machine is.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(2700)]
 
 MAX_STEPS = 6
 QUESTION = "Hello! What can you help me with today?"
-READY_LINE = "Ctrl-C stops everything."
+_COMMAND = [sys.executable, "-m", "lorastack.cli", "quickstart"]
+DOMAINS = [domain.name for domain in find_domains(DEMO_DIR)]
+BRANDS = [domain.name for domain in find_domains(DEMO_DIR) if domain.config.mode == "instruct"]
 
 
 @dataclass
@@ -38,18 +44,11 @@ class Demo:
     env: dict[str, str]
     engine_port: int
 
+    def registry(self) -> AdapterRegistry:
+        return AdapterRegistry(self.home / "adapters", ModelStore(self.home / "models"), 16)
 
-def _quickstart(
-    demo: Demo, *args: str, timeout_s: float = 1500
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "lorastack.cli", "quickstart", "--max-steps", str(MAX_STEPS), *args],
-        env=demo.env,
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-        check=False,
-    )
+    def published(self) -> set[str]:
+        return {s.index.domain for s in self.registry().list() if s.versions}
 
 
 @pytest.fixture(scope="module")
@@ -63,87 +62,81 @@ def demo(bundled_model: ModelRecord, tmp_path_factory: pytest.TempPathFactory) -
     return Demo(home, env, engine_port)
 
 
-@pytest.fixture(scope="module")
-def trained(demo: Demo) -> dict[str, str]:
-    first = _quickstart(demo, "--no-serve")
-    assert first.returncode == 0, first.stderr[-3000:]
-    refs = dict(line.split(": ", 1) for line in first.stdout.splitlines() if ": " in line)
-    return refs
+@dataclass
+class Running:
+    """A serving `lorastack quickstart`: its stdout lines as they come, its stderr in a file."""
+
+    process: subprocess.Popen[str]
+    ports: dict[str, int]
+    stderr: Path
+    lines: list[str] = field(default_factory=list)
+
+    @property
+    def gateway(self) -> str:
+        return f"http://127.0.0.1:{self.ports['gateway']}"
+
+    def read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for(self, what: str, ready: Callable[[], bool], timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not ready():
+            assert self.process.poll() is None, f"quickstart exited before {what}:\n{self.log()}"
+            assert time.monotonic() < deadline, f"no {what} within {timeout_s:.0f} s:\n{self.log()}"
+            time.sleep(1.0)
+
+    def log(self) -> str:
+        return "\n".join(self.lines) + "\n--- stderr ---\n" + self.stderr.read_text()[-4000:]
+
+    def client(self) -> OpenAI:
+        key = next(ln.split()[-1] for ln in self.lines if ln.strip().startswith("API key:"))
+        return OpenAI(base_url=f"{self.gateway}/v1", api_key=key, max_retries=0, timeout=180)
 
 
-def test_every_demo_domain_is_trained_evaluated_and_promoted(
-    demo: Demo, trained: dict[str, str]
-) -> None:
-    names = {domain.name for domain in find_domains(DEMO_DIR)}
-    assert set(trained) == names
-    assert len(names) >= 3  # two brands and the ticket router
-    registry = AdapterRegistry(demo.home / "adapters", ModelStore(demo.home / "models"), 16)
-    for name, ref in trained.items():
-        manifest = registry.resolve(name)  # the `prod` alias
-        assert manifest.ref == ref
-        assert manifest.metrics["better_than_base"] is True
-        assert manifest.metrics["adapter"]["loss"] < manifest.metrics["base"]["loss"]
-        assert manifest.training["training"]["max_steps"] == MAX_STEPS
-
-
-def test_a_second_run_reuses_what_is_unchanged(demo: Demo, trained: dict[str, str]) -> None:
-    runs_before = sorted((demo.home / "runs").iterdir())
-    again = _quickstart(demo, "--no-serve", timeout_s=300)
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert dict(line.split(": ", 1) for line in again.stdout.splitlines()) == trained
-    assert sorted((demo.home / "runs").iterdir()) == runs_before
-    assert "reusing" in again.stderr
-    assert (demo.home / "quickstart" / STATE_NAME).is_file()
+def _start(demo: Demo, name: str) -> Running:
+    ports = {"gateway": free_port(), "ui": free_port()}
+    stderr = demo.home / f"{name}.stderr.log"
+    argv = [*_COMMAND, "--max-steps", str(MAX_STEPS)]
+    argv += ["--gateway-port", str(ports["gateway"]), "--ui-port", str(ports["ui"])]
+    with stderr.open("w") as errors:
+        process = subprocess.Popen(
+            argv, env=demo.env, stdout=subprocess.PIPE, stderr=errors, text=True
+        )
+    running = Running(process, ports, stderr)
+    threading.Thread(target=running.read, daemon=True).start()
+    running.wait_for("ready line", lambda: READY_LINE in running.lines, 900)
+    return running
 
 
 @pytest.fixture
-def running(demo: Demo, trained: dict[str, str]) -> Iterator[tuple[subprocess.Popen[str], dict]]:
-    ports = {"gateway": free_port(), "ui": free_port()}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "lorastack.cli",
-            "quickstart",
-            "--max-steps",
-            str(MAX_STEPS),
-            "--gateway-port",
-            str(ports["gateway"]),
-            "--ui-port",
-            str(ports["ui"]),
-        ],
-        env=demo.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
+def started(demo: Demo) -> Iterator[Callable[[str], Running]]:
+    runs: list[Running] = []
+
+    def start(name: str) -> Running:
+        runs.append(_start(demo, name))
+        return runs[-1]
+
+    yield start
+    for run in runs:
+        if run.process.poll() is None:
+            run.process.kill()
+            run.process.wait()
+
+
+def _listed(client: OpenAI) -> set[str]:
+    return {model.id for model in client.models.list().data}
+
+
+def _ask(client: OpenAI, model: str) -> str:
+    answer = client.chat.completions.create(
+        model=model,
+        messages=[{"role": "user", "content": QUESTION}],
+        max_tokens=32,
+        temperature=0,
     )
-    lines: list[str] = []
-    try:
-        assert process.stdout is not None
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
-            line = process.stdout.readline()
-            if not line:
-                break
-            lines.append(line.strip())
-            if line.strip() == READY_LINE:
-                break
-        assert READY_LINE in lines, "\n".join(lines)
-        info = {
-            "key": next(ln.split()[-1] for ln in lines if ln.startswith("API key:")),
-            "ports": ports,
-        }
-        yield process, info
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-
-
-def _descendants(pid: int) -> list[psutil.Process]:
-    """Every process the demo started, the vLLM engine and its workers included (they run
-    in sessions of their own, but stay descendants)."""
-    return list(psutil.Process(pid).children(recursive=True))
+    return answer.choices[0].message.content or ""
 
 
 def _port_open(port: int) -> bool:
@@ -154,40 +147,84 @@ def _port_open(port: int) -> bool:
     return True
 
 
-def test_the_demo_serves_each_domain_and_ctrl_c_stops_everything(
-    demo: Demo, trained: dict[str, str], running: tuple[subprocess.Popen[str], dict]
-) -> None:
-    process, info = running
-    gateway = f"http://127.0.0.1:{info['ports']['gateway']}"
-    client = OpenAI(base_url=f"{gateway}/v1", api_key=info["key"], max_retries=0, timeout=180)
-    listed = {model.id for model in client.models.list().data}
-    assert set(trained) <= listed
-
-    def ask(model: str) -> str:
-        answer = client.chat.completions.create(
-            model=model,
-            messages=[{"role": "user", "content": QUESTION}],
-            max_tokens=32,
-            temperature=0,
-        )
-        return answer.choices[0].message.content or ""
-
-    base = ask(next(m for m in listed if m not in trained))
-    brands = [domain.name for domain in find_domains(DEMO_DIR) if domain.config.mode == "instruct"]
-    assert len(brands) >= 2
-    answers = {name: ask(name) for name in brands}
-    for name, answer in answers.items():
-        assert answer.strip(), name
-        assert answer != base, name
-    assert httpx.get(f"http://127.0.0.1:{info['ports']['ui']}/", timeout=10).status_code == 200
-    assert httpx.get(f"http://127.0.0.1:{demo.engine_port}/health", timeout=10).status_code == 200
-    started = _descendants(process.pid)
+def _ctrl_c(demo: Demo, run: Running) -> None:
+    """Ctrl-C: the command ends cleanly, and every process it started (the vLLM engine and
+    its workers included: they run in sessions of their own, but stay descendants) with it."""
+    started = list(psutil.Process(run.process.pid).children(recursive=True))
     # vLLM renames its processes (VLLM::APIServer, VLLM::EngineCore).
     assert any("vllm" in " ".join(child.cmdline()).lower() for child in started)
-
-    process.send_signal(signal.SIGINT)
-    assert process.wait(timeout=90) == 0
+    run.process.send_signal(signal.SIGINT)
+    assert run.process.wait(timeout=90) == 0, run.log()
     _, alive = psutil.wait_procs(started, timeout=10)
     assert alive == []
-    for port in (info["ports"]["gateway"], info["ports"]["ui"], demo.engine_port):
+    for port in (run.ports["gateway"], run.ports["ui"], demo.engine_port):
         assert not _port_open(port)
+
+
+def test_the_demo_answers_at_once_and_serves_each_domain_once_published(
+    demo: Demo, started: Callable[[str], Running]
+) -> None:
+    assert len(DOMAINS) >= 3 and len(BRANDS) >= 2  # two brands and the ticket router
+    first_brand, second = DOMAINS[0], DOMAINS[1]
+    assert first_brand in BRANDS
+
+    # A fresh home: the base model answers before anything is trained.
+    first = started("first")
+    client = first.client()
+    (base_model,) = _listed(client)
+    base = _ask(client, base_model)
+    assert base.strip()
+    assert demo.published() == set()
+    config = httpx.get(f"http://127.0.0.1:{first.ports['ui']}/config", timeout=30).text
+    assert "on their way" in config  # the UI says more are coming
+
+    # The first domain is served once published, while the demo keeps running.
+    first.wait_for(f"{first_brand} listed", lambda: first_brand in _listed(client), 1200)
+    answer = _ask(client, first_brand)
+    assert answer.strip() and answer != base
+    assert any(line.startswith(f"{first_brand} is ready") for line in first.lines)
+
+    # Ctrl-C while the second domain trains: nothing of it is published.
+    runs = demo.home / "runs"
+    first.wait_for(f"{second} training", lambda: any(runs.glob(f"{second}-*")), 300)
+    _ctrl_c(demo, first)
+    assert demo.published() == {first_brand}
+    assert not list((demo.home / "adapters").glob(f"*/{STAGING_PREFIX}*"))
+
+    # The log was a file: progress came as plain lines, with the step, the loss, the time left.
+    progress = first.stderr.read_text()
+    assert f"training {first_brand} (instruct): " in progress
+    assert "loss" in progress and " left" in progress and f"/{MAX_STEPS} (" in progress
+
+    # The next run serves the published domain at once and trains the others meanwhile.
+    again = started("again")
+    client = again.client()
+    assert first_brand in _listed(client)
+    again.wait_for("every domain listed", lambda: set(DOMAINS) <= _listed(client), 1800)
+    for brand in BRANDS:
+        answer = _ask(client, brand)
+        assert answer.strip() and answer != base, brand
+    registry = demo.registry()
+    for name in DOMAINS:
+        manifest = registry.resolve(name)  # the `prod` alias
+        assert manifest.metrics["better_than_base"] is True
+        assert manifest.metrics["adapter"]["loss"] < manifest.metrics["base"]["loss"]
+        assert manifest.training["training"]["max_steps"] == MAX_STEPS
+    _ctrl_c(demo, again)
+
+    # Nothing changed: a run that only trains reuses every domain.
+    runs_before = sorted(runs.iterdir())
+    reused = subprocess.run(
+        [*_COMMAND, "--no-serve", "--max-steps", str(MAX_STEPS)],
+        env=demo.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert reused.returncode == 0, reused.stderr[-3000:]
+    refs = dict(line.split(": ", 1) for line in reused.stdout.splitlines())
+    assert refs == {name: registry.resolve(name).ref for name in DOMAINS}
+    assert sorted(runs.iterdir()) == runs_before
+    assert "reusing" in reused.stderr
+    assert (demo.home / "quickstart" / STATE_NAME).is_file()

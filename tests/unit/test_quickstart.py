@@ -24,15 +24,16 @@ from lorastack.settings import get_settings
 from lorastack.train import quickstart as demo
 from lorastack.train.quickstart import (
     DEMO_DIR,
+    DemoAdapters,
     DemoState,
     QuickstartError,
-    ensure_adapter,
     find_domains,
     fingerprint,
     shortened,
 )
 from lorastack.train.run import METRICS_FILE, RunPaths
 from tests.fakes import write_adapter
+from tests.servers import free_port
 
 
 def _demo(folder: Path, base: str = "tiny", **extra: Any) -> Path:
@@ -91,17 +92,8 @@ def _ensure(
     config = get_settings()
     state = DemoState.load(config.home / "quickstart" / "state.json")
     (domain,) = find_domains(folder)
-    return ensure_adapter(
-        domain,
-        state,
-        settings=config,
-        store=context.model_store(),
-        registry=context.registry(),
-        scrub=scrub,
-        max_steps=max_steps,
-        retrain=retrain,
-        progress=NullProgress(),
-    )
+    adapters = DemoAdapters(state, config, context.model_store(), context.registry(), max_steps)
+    return adapters.ensure(domain, scrub, retrain=retrain, progress=NullProgress())
 
 
 def test_an_unchanged_domain_is_reused_and_a_changed_one_retrained(
@@ -254,3 +246,80 @@ def test_no_serve_prints_each_domain_and_its_version(
     assert result.out.strip() == "coffee: coffee@v1"
     again = cli("quickstart", "--examples", str(folder), "--no-serve")
     assert "reusing coffee@v1" in again.err
+
+
+class FakeService:
+    """A started service that stays up; it records what happens to it."""
+
+    def __init__(self, name: str, argv: list[str], events: list[str]) -> None:
+        self.name, self.argv, self.events = name, argv, events
+        events.append(f"start {name}")
+
+    def check_alive(self) -> None:
+        pass
+
+    def stop(self, grace_s: float) -> None:
+        self.events.append(f"stop {self.name}")
+
+
+def test_the_demo_serves_first_then_trains_and_announces_each_domain(
+    cli: Any, fake_training: FakeTraining, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events: list[str] = []
+    started: list[FakeService] = []
+
+    def start(name: str, argv: list[str], log_path: Path, env: dict[str, str]) -> FakeService:
+        started.append(FakeService(name, argv, events))
+        return started[-1]
+
+    def train(config: Any, paths: RunPaths, *args: Any, **kwargs: Any) -> None:
+        events.append("train")
+        FakeTraining.run_training(fake_training, config, paths, *args, **kwargs)
+
+    def stop_waiting(seconds: float) -> None:
+        raise KeyboardInterrupt  # the user presses Ctrl-C once everything is served
+
+    monkeypatch.setattr(ModelStore, "pull_bundled", lambda self, progress: (None, False))
+    monkeypatch.setattr(quickstart, "start_service", start)
+    monkeypatch.setattr(quickstart, "wait_http", lambda *args: events.append("ready"))
+    monkeypatch.setattr(demo, "run_training", train)
+    monkeypatch.setattr(quickstart.time, "sleep", stop_waiting)
+    folder = _demo(tmp_path / "demo")
+    ports = ("--gateway-port", str(free_port()), "--ui-port", str(free_port()))
+
+    result = cli("quickstart", "--examples", str(folder), *ports)
+    assert result.code == 0, result.err
+    assert events == [
+        "start gateway",
+        "ready",
+        "start UI",
+        "ready",
+        "train",
+        "stop UI",
+        "stop gateway",
+    ]
+    assert started[1].argv[-2:] == ["--expect", "coffee"]  # the UI knows it is coming
+    lines = result.out.splitlines()
+    assert "  training:  coffee, one after another; each is served once published" in lines
+    assert lines.index(quickstart.READY_LINE) < lines.index(
+        'coffee is ready (coffee@v1): pick it in the UI, or model="coffee"'
+    )
+    assert "stopped" in result.err
+
+    # Again: served at once, nothing to train, nothing expected.
+    events.clear()
+    started.clear()
+    again = cli("quickstart", "--examples", str(folder), *ports)
+    assert again.code == 0, again.err
+    assert "train" not in events
+    assert "--expect" not in started[1].argv
+    assert "domains: coffee (coffee@v1)" in again.out
+
+
+def test_a_service_that_dies_while_the_demo_trains_stops_it(tmp_path: Path) -> None:
+    script = "import time; time.sleep(0.5); raise SystemExit(3)"
+    service = start_service("gateway", [sys.executable, "-c", script], tmp_path / "log", {})
+    with pytest.raises(KeyboardInterrupt), quickstart.ServiceWatch([service], 0.05) as watch:
+        time.sleep(30)  # stands in for training
+    assert watch.failure is not None
+    assert "exited with code 3" in str(watch.failure)

@@ -48,8 +48,12 @@ def start_ui(request: pytest.FixtureRequest) -> Iterator[Callable[..., Ui]]:
     gw: Running = request.getfixturevalue("start_gateway")()
     started: list[Ui] = []
 
-    def start(admin_key: str | None = ADMIN_KEY, api_url: str | None = None) -> Ui:
-        app = build_app(api_url or gw.url, None, admin_key)
+    def start(
+        admin_key: str | None = ADMIN_KEY,
+        api_url: str | None = None,
+        expected: tuple[str, ...] = (),
+    ) -> Ui:
+        app = build_app(api_url or gw.url, None, admin_key, expected)
         url = launch_app(app, "127.0.0.1", free_port(), quiet=True)
         client = Client(url, verbose=False, download_files=False, analytics_enabled=False)
         ui = Ui(url, app, client, gw)

@@ -53,6 +53,22 @@ def _upstream_chat(ui: Ui) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------------------- chat
 
 
+def test_domains_on_their_way_are_announced_then_picked_up_by_themselves(
+    start_ui: Callable[..., Ui], publish: Callable[..., Any]
+) -> None:
+    ui = start_ui(expected=("tea-house", "coffee-shop"))
+    chat_list, _, _, _, note, timer = ui.call("/arrivals", None, None)
+    assert "tea-house" in note["value"] and "coffee-shop" not in note["value"]
+    assert note["visible"] is True and timer["active"] is True
+    assert "tea-house" not in [c[1] for c in chat_list["choices"]]
+
+    publish("tea-house", 3, display_name="Leaf & Co")
+    chat_list, _, _, _, note, timer = ui.call("/await_domains", "coffee-shop", None)
+    assert ["Leaf & Co", "tea-house"] in chat_list["choices"]
+    assert chat_list["value"] == "coffee-shop"  # the user's choice is kept
+    assert note["visible"] is False and timer["active"] is False
+
+
 def test_domain_list_comes_from_the_gateway(ui: Ui, publish: Callable[..., Any]) -> None:
     chat_list, compare_list, about, base_label = ui.call("/domains", None, None)
     assert chat_list["choices"] == [
@@ -342,6 +358,13 @@ def test_the_cli_launches_on_loopback(
     assert launched["host"] == "127.0.0.1"
     tabs = [b.label for b in launched["app"].blocks.values() if isinstance(b, gr.Tab)]
     assert tabs == ["Chat", "Compare"]  # no admin key in the settings
+    assert not any(isinstance(b, gr.Timer) for b in launched["app"].blocks.values())
+
+    cli("ui", "--port", "7999", "--expect", "tea-house", "--expect", "bakery")
+    timers = [b for b in launched["app"].blocks.values() if isinstance(b, gr.Timer)]
+    notes = [b for b in launched["app"].blocks.values() if isinstance(b, gr.Markdown)]
+    assert len(timers) == 1
+    assert any("tea-house, bakery" in str(note.value) for note in notes)
 
 
 def test_answers_are_capped_like_a_chat_reply(ui: Ui) -> None:
