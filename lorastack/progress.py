@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import Protocol
+from typing import Protocol, Self
 
 from rich.console import Console
 from rich.progress import (
@@ -65,6 +65,34 @@ class ProgressDisplay(Progress, Protocol):
     ) -> None: ...
 
 
+class _Display:
+    """Opened and closed around a command's work: the step under way when it closes is
+    reported done, unless the work ended with an error (or Ctrl-C)."""
+
+    def __enter__(self) -> Self:
+        self._open()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self._finish_current()
+        self._close()
+
+    def _open(self) -> None:
+        pass
+
+    def _close(self) -> None:
+        pass
+
+    def _finish_current(self) -> None:
+        pass
+
+
 def progress_display(console: Console) -> ProgressDisplay:
     """Bars when `console` is a terminal, plain lines otherwise."""
     if console.is_terminal:
@@ -76,7 +104,7 @@ def progress_display(console: Console) -> ProgressDisplay:
     return LogProgress(write)
 
 
-class RichProgress:
+class RichProgress(_Display):
     """One line per step on a terminal: a spinner, or a bar and the time left when the size
     is known."""
 
@@ -94,18 +122,10 @@ class RichProgress:
         )
         self._task: TaskID | None = None
 
-    def __enter__(self) -> RichProgress:
+    def _open(self) -> None:
         self._bars.start()
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc_type is None:
-            self._finish_current()
+    def _close(self) -> None:
         self._bars.stop()
 
     def _finish_current(self) -> None:
@@ -126,7 +146,7 @@ class RichProgress:
             self._bars.update(self._task, detail=text)
 
 
-class LogProgress:
+class LogProgress(_Display):
     """Plain lines for a log: each step as it starts and ends, and in between a line every
     `every_percent` of its size or every `every_s` seconds, whichever comes first, but
     never more often than every `min_s` seconds (a quick step gets its two lines only)."""
@@ -152,17 +172,7 @@ class LogProgress:
         self._last_line = 0.0
         self._last_percent = 0.0
 
-    def __enter__(self) -> LogProgress:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc_type is None:
-            self._finish_current()
+    def _close(self) -> None:
         self._description = None
 
     def step(self, description: str, total: int | None = None) -> None:
