@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from lorastack.errors import InvalidName
+from lorastack.rules import BrandRule
 
 MANIFEST_FILE = "manifest.json"
 DOMAIN_INDEX_FILE = "domain.json"
@@ -110,11 +111,49 @@ class AdapterManifest(_Strict):
     """Free-form evaluation results (loss, accuracy, win rate against the base model)."""
     training: dict[str, Any] = Field(default_factory=dict)
     """The resolved training configuration, when published from a `lorastack train` run."""
+    rules: list[BrandRule] = Field(default_factory=list)
+    """The brand rules its answers must follow (`lorastack/rules.py`): measured by
+    `lorastack eval`, checked by the gateway on every served answer."""
+    forced: str | None = None
+    """Why it was published although the quality gate refused it (`publish --force`)."""
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
     @property
     def ref(self) -> str:
         return f"{self.domain}@v{self.version}"
+
+
+class CanaryGuard(_Strict):
+    """When the gateway stops a canary by itself: once each side has `min_answers`,
+    if the canary's error rate exceeds prod's by `error_margin`, or a rule's pass
+    rate falls below prod's by `rule_margin` (rates from 0 to 1)."""
+
+    min_answers: int = Field(default=20, ge=1)
+    error_margin: float = Field(default=0.05, ge=0.0, le=1.0)
+    rule_margin: float = Field(default=0.2, ge=0.0, le=1.0)
+
+
+class Canary(_Strict):
+    """A version that gets a share of a domain's traffic beside `prod`."""
+
+    version: int = Field(ge=1)
+    weight: float = Field(gt=0.0, le=100.0)
+    """Percent of the domain's conversations sent to the canary."""
+    started_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    guard: CanaryGuard | None = Field(default_factory=CanaryGuard)
+    """None: no automatic stop."""
+
+
+CanaryOutcome = Literal["promoted", "stopped", "rolled back", "auto-stopped"]
+
+
+class CanaryEnd(_Strict):
+    """How the last canary of a domain ended."""
+
+    version: int
+    outcome: CanaryOutcome
+    reason: str = ""
+    at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
 
 class DomainIndex(BaseModel):
@@ -130,3 +169,6 @@ class DomainIndex(BaseModel):
     """Alias name to version, e.g. `{"prod": 3}`."""
     alias_history: dict[AliasName, list[int]] = Field(default_factory=dict)
     """Versions each alias pointed to before, oldest first; `rollback` pops from it."""
+    canary: Canary | None = None
+    """The version that gets a share of the domain's traffic beside `prod`, if any."""
+    last_canary: CanaryEnd | None = None

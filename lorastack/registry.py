@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import re
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,16 +33,22 @@ from lorastack.manifest import (
     MANIFEST_FILE,
     AdapterManifest,
     BaseModelRef,
+    Canary,
+    CanaryEnd,
+    CanaryGuard,
+    CanaryOutcome,
     DomainIndex,
     SystemPromptMode,
     check_alias,
     check_name,
 )
 from lorastack.models import ModelStore
+from lorastack.rules import BrandRule
 from lorastack.validation import ADAPTER_CONFIG, ADAPTER_WEIGHTS, validate_adapter
 
 logger = logging.getLogger(__name__)
 
+DEFAULT_CANARY_GUARD = CanaryGuard()
 _VERSION_DIR = re.compile(r"^v([1-9][0-9]*)$")
 _LOCK_FILE = ".lock"
 
@@ -177,6 +184,8 @@ class AdapterRegistry:
         dataset_sha256: str | None = None,
         metrics: dict[str, Any] | None = None,
         training: dict[str, Any] | None = None,
+        rules: Sequence[BrandRule] = (),
+        forced: str | None = None,
         promote: str | None = None,
     ) -> AdapterManifest:
         """Validate the adapter in `source` and add it as the domain's next version.
@@ -213,6 +222,8 @@ class AdapterRegistry:
                     dataset_sha256=dataset_sha256,
                     metrics=metrics or {},
                     training=training or {},
+                    rules=list(rules),
+                    forced=forced,
                 )
                 fsutil.write_json_atomic(staging / MANIFEST_FILE, manifest.model_dump(mode="json"))
                 fsutil.fsync_tree(staging)
@@ -235,14 +246,26 @@ class AdapterRegistry:
             self.manifest(domain, version)  # it must exist
             index = self.index(domain)
             _point_alias(index, alias, version)
+            if alias == DEFAULT_ALIAS and index.canary is not None:
+                if index.canary.version == version:
+                    _end_canary(index, "promoted", f"v{version} promoted to {alias}")
+                else:  # prod moved elsewhere: the canary's comparison no longer holds
+                    _end_canary(index, "stopped", f"{alias} moved to v{version}")
             self._write_index(index)
             return index
 
     def rollback(self, domain: str, alias: str = DEFAULT_ALIAS) -> DomainIndex:
-        """Point `alias` back at the version it pointed to before the last promote."""
+        """Point `alias` back at the version it pointed to before the last promote.
+
+        While a canary runs, rolling back `prod` ends the canary instead: prod stays.
+        """
         check_alias(alias)
         with fsutil.file_lock(self._domain_dir(domain) / _LOCK_FILE):
             index = self.index(domain)
+            if alias == DEFAULT_ALIAS and index.canary is not None:
+                _end_canary(index, "rolled back", "rolled back: prod keeps all traffic")
+                self._write_index(index)
+                return index
             if alias not in index.aliases:
                 raise RegistryError(f"domain {domain!r} has no alias {alias!r} to roll back")
             history = index.alias_history.get(alias, [])
@@ -264,6 +287,8 @@ class AdapterRegistry:
             self.manifest(domain, version)
             index = self.index(domain)
             pointing = sorted(a for a, v in index.aliases.items() if v == version)
+            if index.canary is not None and index.canary.version == version:
+                pointing.append("canary")
             if pointing:
                 raise RegistryError(
                     f"{domain}@v{version} is in use by alias {', '.join(pointing)}; "
@@ -273,6 +298,70 @@ class AdapterRegistry:
             for history in index.alias_history.values():
                 history[:] = [v for v in history if v != version]
             self._write_index(index)
+
+    def start_canary(
+        self,
+        domain: str,
+        version: int,
+        weight: float,
+        guard: CanaryGuard | None = DEFAULT_CANARY_GUARD,
+    ) -> DomainIndex:
+        """Send `weight` percent of the domain's conversations to `version`, the rest to
+        `prod`; a running canary is replaced (a new weight, or another version).
+
+        `guard` says when the gateway stops it by itself; None: never."""
+        if not 0 < weight <= 100:
+            raise RegistryError(f"a canary's weight is a percentage above 0, up to 100: {weight}")
+        self.manifest(domain, version)  # before the lock, which would create the domain's folder
+        with fsutil.file_lock(self._domain_dir(domain) / _LOCK_FILE):
+            self.manifest(domain, version)  # it must exist
+            index = self.index(domain)
+            prod = index.aliases.get(DEFAULT_ALIAS)
+            if prod is None:
+                raise RegistryError(
+                    f"domain {domain!r} has no {DEFAULT_ALIAS!r} version for a canary to share "
+                    "traffic with; promote one first"
+                )
+            if prod == version:
+                raise RegistryError(f"{domain}@v{version} is already {DEFAULT_ALIAS}")
+            if index.canary is not None and index.canary.version != version:
+                _end_canary(index, "stopped", f"replaced by a canary of v{version}")
+            index.canary = Canary(version=version, weight=weight, guard=guard)
+            self._write_index(index)
+            return index
+
+    def end_canary(
+        self,
+        domain: str,
+        reason: str = "stopped",
+        *,
+        automatic: bool = False,
+        version: int | None = None,
+    ) -> DomainIndex:
+        """Stop the domain's canary: `prod` gets all traffic again.
+
+        `version`: stop it only if the canary is still that version (a gateway that decided
+        to stop one must not stop the canary an operator started since).
+        """
+        if not self._version_numbers(domain):
+            raise AdapterNotFound(f"no adapter is published for domain {domain!r}")
+        with fsutil.file_lock(self._domain_dir(domain) / _LOCK_FILE):
+            index = self.index(domain)
+            if index.canary is None:
+                raise RegistryError(f"domain {domain!r} has no canary running")
+            if version is not None and index.canary.version != version:
+                raise RegistryError(
+                    f"the canary of {domain!r} is now v{index.canary.version}, not v{version}"
+                )
+            _end_canary(index, "auto-stopped" if automatic else "stopped", reason)
+            self._write_index(index)
+            return index
+
+
+def _end_canary(index: DomainIndex, outcome: CanaryOutcome, reason: str) -> None:
+    assert index.canary is not None
+    index.last_canary = CanaryEnd(version=index.canary.version, outcome=outcome, reason=reason)
+    index.canary = None
 
 
 def _point_alias(index: DomainIndex, alias: str, version: int) -> None:

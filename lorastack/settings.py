@@ -175,6 +175,16 @@ class UiSettings(BaseModel):
         return _check_port(port)
 
 
+class PublishSettings(BaseModel):
+    """The quality gate `lorastack publish` applies to a run against the domain's `prod`."""
+
+    loss_tolerance: float = Field(default=0.02, ge=0.0, le=1.0)
+    """How much higher than prod's the candidate's test loss may be, relative (0.02: 2%)."""
+    rate_tolerance: float = Field(default=0.05, ge=0.0, le=1.0)
+    """How much lower than prod's a rule's pass rate, the fact recall or the exact match
+    may be, absolute (0.05: 5 percentage points)."""
+
+
 class Settings(BaseSettings):
     """Everything a lorastack process needs to know about its environment."""
 
@@ -194,6 +204,7 @@ class Settings(BaseSettings):
     engine: EngineSettings = Field(default_factory=EngineSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     ui: UiSettings = Field(default_factory=UiSettings)
+    publish: PublishSettings = Field(default_factory=PublishSettings)
 
     @field_validator("home")
     @classmethod

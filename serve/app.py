@@ -31,6 +31,7 @@ from lorastack.serve.limits import BodySizeLimit
 from lorastack.serve.metrics import Metrics
 from lorastack.serve.pool import Endpoint, EnginePool
 from lorastack.serve.prompt_size import PromptLimit
+from lorastack.serve.quality import AnswerQuality
 from lorastack.serve.routes import admin, openai, ops
 from lorastack.serve.schemas import CHAT, COMPLETIONS
 from lorastack.serve.service import CompletionService
@@ -89,11 +90,12 @@ def build_gateway(
     served = served_model(store, settings.base_model)
     checkpoint = store.get(settings.base_model).path if served.checkpoint_sha256 else None
     prompt_limit = PromptLimit.for_checkpoint(settings.engine.max_model_len, checkpoint)
-    service = CompletionService(registry, pool, guards, metrics, served, prompt_limit)
+    quality = AnswerQuality(registry, metrics)
+    service = CompletionService(registry, pool, guards, metrics, served, prompt_limit, quality)
     keys = KeyStore.from_settings(
         settings.gateway.api_keys, settings.gateway.keys_file, settings.gateway.admin_key
     )
-    return Gateway(registry, pool, service, keys, metrics, settings.base_model)
+    return Gateway(registry, pool, service, keys, metrics, settings.base_model, quality)
 
 
 class GatewayApp(FastAPI):
@@ -147,6 +149,7 @@ def create_app(
                 await supervisor.stop()
             if guards is not None:
                 guards.pool.shutdown()
+            gateway.quality.close()
             if client is not None:
                 await client.aclose()
 

@@ -64,4 +64,6 @@ class RequestBoundary:
         finally:
             # No status and no error: the client went away before an answer began.
             counted = status if status is not None else CLIENT_CLOSED
-            self.metrics.response(outcome.domain, outcome.endpoint, counted, outcome.error_code)
+            self.metrics.response(
+                outcome.domain, outcome.endpoint, counted, outcome.error_code, outcome.version
+            )

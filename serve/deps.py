@@ -12,6 +12,7 @@ from lorastack.serve.keys import ClientKey, KeyStore
 from lorastack.serve.metrics import Metrics
 from lorastack.serve.outcome import Outcome, new_request_id, outcome_of
 from lorastack.serve.pool import EnginePool
+from lorastack.serve.quality import AnswerQuality
 from lorastack.serve.service import CompletionService
 
 
@@ -25,6 +26,7 @@ class Gateway:
     keys: KeyStore
     metrics: Metrics
     base_model: str
+    quality: AnswerQuality
 
 
 def get_gateway(request: Request) -> Gateway:

@@ -16,7 +16,8 @@ Every string is checked to be valid Unicode and every number finite, so no clien
 reaches a JSON encoder or the detector as a 500 or a 503.
 
 On the way out, `answer_slots` finds each text of a choice (content, reasoning, refusal,
-tool-call and function-call arguments) so that each goes through the output policy;
+tool-call and function-call arguments) so that each goes through the output policy
+(`answer_text` the one the brand rules judge);
 `logprobs` hold single tokens that no policy can judge, so they are dropped while
 screening is on.
 """
@@ -331,6 +332,23 @@ def answer_slots(choice: dict[str, Any], holder_key: str | None) -> Iterator[tup
     function_call = holder.get("function_call")
     if isinstance(function_call, dict) and isinstance(function_call.get("arguments"), str):
         yield "function_call", Slot(function_call, "arguments", "arguments")
+
+
+def answer_text(choice: Any, holder_key: str | None) -> str | None:
+    """A choice's answer proper (the `content` of chat, the `text` of a completion), the
+    text brand rules judge; None when it has none (only tool calls, say)."""
+    if not isinstance(choice, dict):
+        return None
+    holder = choice if holder_key is None else choice.get(holder_key)
+    key = "text" if holder_key is None else "content"
+    text = holder.get(key) if isinstance(holder, dict) else None
+    return text if isinstance(text, str) else None
+
+
+def answer_texts(choices: Any, holder_key: str | None) -> list[str]:
+    """Each whole choice's answer text, for those that said something (not only tool calls)."""
+    texts = [answer_text(choice, holder_key) for choice in choices or []]
+    return [text for text in texts if text]
 
 
 def append_to_channel(

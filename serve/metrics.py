@@ -1,4 +1,4 @@
-"""Prometheus metrics of the gateway, labelled by domain.
+"""Prometheus metrics of the gateway, labelled by domain (and, for answers, by version).
 
 Each app gets its own registry, so tests (and several gateways in one process)
 never share counters.
@@ -25,28 +25,28 @@ class Metrics:
         )
         self.errors = Counter(
             "lorastack_request_errors",
-            "Failed requests by domain and error code",
-            ["domain", "code"],
+            "Failed requests by domain, error code and adapter version",
+            ["domain", "code", "version"],
             registry=r,
         )
         self.latency = Histogram(
             "lorastack_request_latency_seconds",
             "Request latency, end to end",
-            ["domain"],
+            ["domain", "version"],
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
         self.ttft = Histogram(
             "lorastack_time_to_first_token_seconds",
             "Time to the first streamed token",
-            ["domain"],
+            ["domain", "version"],
             buckets=_TTFT_BUCKETS,
             registry=r,
         )
         self.tokens = Counter(
             "lorastack_tokens",
             "Tokens in (prompt) and out (completion)",
-            ["domain", "direction"],
+            ["domain", "version", "direction"],
             registry=r,
         )
         self.adapter_loads = Counter(
@@ -79,22 +79,74 @@ class Metrics:
             ["domain", "direction", "entity", "action"],
             registry=r,
         )
+        self.rule_checks = Counter(
+            "lorastack_brand_rule_checks",
+            "Served answers checked against their version's brand rules, by result",
+            ["domain", "version", "rule", "result"],
+            registry=r,
+        )
+        self.rule_checks_dropped = Counter(
+            "lorastack_brand_rule_checks_dropped",
+            "Answers left unchecked because too many checks were waiting",
+            ["domain"],
+            registry=r,
+        )
+        self.canary_weights = Gauge(
+            "lorastack_canary_weight_percent",
+            "Percent of the domain's conversations sent to its canary (0: none runs)",
+            ["domain"],
+            registry=r,
+        )
+        self.canary_auto_stops = Counter(
+            "lorastack_canary_auto_stops",
+            "Canaries this gateway stopped because they did worse than prod",
+            ["domain", "version"],
+            registry=r,
+        )
 
-    def response(self, domain: str, endpoint: str, status: int, error_code: str | None) -> None:
-        """Every response the gateway sends, by status, and by error code when it failed."""
+    def response(
+        self,
+        domain: str,
+        endpoint: str,
+        status: int,
+        error_code: str | None,
+        version: str,
+    ) -> None:
+        """Every response the gateway sends, by status, and by error code when it failed.
+
+        `version`: the adapter version that answered (`v3`), "" for the base model or
+        when the request failed before its `model` resolved."""
         self.requests.labels(domain, endpoint, str(status)).inc()
         if error_code is not None:
-            self.errors.labels(domain, error_code).inc()
+            self.errors.labels(domain, error_code, version).inc()
 
-    def answered(self, domain: str, seconds: float, usage: dict[str, object] | None) -> None:
+    def answered(
+        self, domain: str, version: str, seconds: float, usage: dict[str, object] | None
+    ) -> None:
         """An answer that was given whole: its latency and its tokens."""
-        self.latency.labels(domain).observe(seconds)
+        self.latency.labels(domain, version).observe(seconds)
         for direction, field in (("in", "prompt_tokens"), ("out", "completion_tokens")):
             count = (usage or {}).get(field)
-            self.tokens.labels(domain, direction).inc(count if isinstance(count, int) else 0)
+            self.tokens.labels(domain, version, direction).inc(
+                count if isinstance(count, int) else 0
+            )
 
-    def first_token(self, domain: str, seconds: float) -> None:
-        self.ttft.labels(domain).observe(seconds)
+    def first_token(self, domain: str, version: str, seconds: float) -> None:
+        self.ttft.labels(domain, version).observe(seconds)
+
+    def rules_checked(self, domain: str, version: str, results: dict[str, bool]) -> None:
+        """One answer text checked against its version's brand rules."""
+        for rule, passed in results.items():
+            self.rule_checks.labels(domain, version, rule, "pass" if passed else "fail").inc()
+
+    def rule_check_dropped(self, domain: str) -> None:
+        self.rule_checks_dropped.labels(domain).inc()
+
+    def canary_weight(self, domain: str, percent: float) -> None:
+        self.canary_weights.labels(domain).set(percent)
+
+    def canary_auto_stopped(self, domain: str, version: str) -> None:
+        self.canary_auto_stops.labels(domain, version).inc()
 
     def adapter_state(self, domain: str, adapter: str, state: str) -> None:
         for candidate in _STATES:

@@ -36,6 +36,8 @@ class Outcome:
     endpoint: str
     domain: str = NO_DOMAIN
     """Set once the request's `model` resolved to a domain (or the base model)."""
+    version: str = ""
+    """The adapter version that answers (`v3`), once resolved; "" for the base model."""
     error_code: str | None = None
     logged: bool = False
     """Whether an unexpected error of this request was logged already."""

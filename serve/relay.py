@@ -2,9 +2,10 @@
 
 Each engine event goes through small steps: a usage-only event is kept for
 the metrics (and passed on if the client asked for usage); each choice's new
-text goes through that choice's stream screening; the event is relabelled
-with the model the client asked for and encoded. An error after the first
-byte becomes a last error event, then `[DONE]`.
+text goes through that choice's stream screening; the event is labelled with
+the version that answered and encoded. What each choice said is kept, so that
+once `[DONE]` went out the whole answer's brand rules can be checked. An error
+after the first byte becomes a last error event, then `[DONE]`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 from lorastack import sse
 from lorastack.serve.call import Call
-from lorastack.serve.fields import answer_slots, append_to_channel
+from lorastack.serve.fields import answer_slots, answer_text, append_to_channel
 from lorastack.serve.guarding import StreamScreening
 from lorastack.serve.pool import EngineStream
 
@@ -43,6 +44,8 @@ class StreamRelay:
         # One screening per (choice, channel): a choice's content, its reasoning, each of
         # its tool calls' arguments are separate texts, each held back on its own.
         self._screens: dict[tuple[int, str], StreamScreening] = {}
+        # Each choice's answer text as the client received it, piece by piece.
+        self._said: dict[int, list[str]] = {}
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         usage: dict[str, Any] | None = None
@@ -57,7 +60,9 @@ class StreamRelay:
                 if await self._make_safe(event):
                     yield self._encode(event)
             yield sse.DONE
-            self._call.finish(usage)
+            # The client has the whole answer: only now is it counted and judged.
+            self._call.finish(usage, self._texts())
+            self._call.check_rules()
         except Exception as error:  # every failure is answered in the stream itself
             yield sse.encode(self._call.fail(error).body())
             yield sse.DONE
@@ -67,8 +72,12 @@ class StreamRelay:
             await self._stream.aclose()
 
     def _encode(self, event: dict[str, Any]) -> bytes:
-        event["model"] = self._call.target.requested
+        event["model"] = self._call.target.answered_by
         return sse.encode(event)
+
+    def _texts(self) -> list[str]:
+        texts = ("".join(self._said[index]) for index in sorted(self._said))
+        return [text for text in texts if text]
 
     async def _make_safe(self, event: dict[str, Any]) -> bool:
         """Pass each choice's new texts through their screening; False if nothing is left."""
@@ -78,6 +87,9 @@ class StreamRelay:
                 await self._screen_choice(choice, holder_key)
             if any(slot.text for _, slot in answer_slots(choice, holder_key)):
                 self._call.first_token()
+            said = answer_text(choice, holder_key)
+            if said:
+                self._said.setdefault(int(choice.get("index", 0)), []).append(said)
             worth_sending = _worth_sending(choice, holder_key) or worth_sending
         return worth_sending
 

@@ -2,7 +2,8 @@
 
 The path of one request, each step in one place:
 
-1. `resolve_target` (targets.py): the `model` names the base model or a domain version.
+1. `resolve_target` (targets.py): the `model` names the base model or a domain version;
+   a domain's running canary takes its share of conversations (canary.py).
 2. The brand voice (the target's system prompt) joins the conversation.
 3. `fields.py`: every parameter is screened, passed, dropped or refused; `PromptLimit`
    (prompt_size.py) refuses a prompt longer than the engine takes, before any scan.
@@ -11,7 +12,9 @@ The path of one request, each step in one place:
 5. `EngineSession` (pool.py): an engine with the domain's adapter loaded answers; a lost
    adapter is reloaded and the request retried once.
 6. The answer is made safe (whole, or piece by piece by `StreamRelay` in relay.py), the
-   user's own values restored, and it carries back the `model` the client sent.
+   user's own values restored, and it names the version that wrote it (`model`:
+   `coffee-shop@v3`, and the `x-lorastack-adapter` header). Once it was sent, its brand
+   rules are checked off the request path (quality.py).
 
 Errors are raised as typed exceptions and become HTTP in serve/errors.py; each request's
 outcome is noted in its `Outcome` (outcome.py), which the boundary (boundary.py) counts.
@@ -22,9 +25,10 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.background import BackgroundTask
 
 from lorastack.registry import AdapterRegistry
-from lorastack.serve import fields
+from lorastack.serve import canary, fields
 from lorastack.serve.call import Call
 from lorastack.serve.guarding import GuardProvider
 from lorastack.serve.keys import ClientKey
@@ -32,6 +36,7 @@ from lorastack.serve.metrics import Metrics
 from lorastack.serve.outcome import Outcome
 from lorastack.serve.pool import EnginePool
 from lorastack.serve.prompt_size import PromptLimit
+from lorastack.serve.quality import AnswerQuality
 from lorastack.serve.relay import StreamRelay
 from lorastack.serve.schemas import CHAT, COMPLETIONS, Api, ChatRequest, CompletionRequest
 from lorastack.serve.targets import ServedModel, resolve_target
@@ -48,6 +53,7 @@ class CompletionService:
         metrics: Metrics,
         served: ServedModel,
         prompt_limit: PromptLimit,
+        quality: AnswerQuality | None = None,
     ) -> None:
         self.registry = registry
         self.pool = pool
@@ -55,9 +61,10 @@ class CompletionService:
         self.metrics = metrics
         self.served = served
         self.prompt_limit = prompt_limit
+        self.quality = quality
 
     async def chat(self, request: ChatRequest, key: ClientKey | None, outcome: Outcome) -> Answer:
-        call = self._start(request.model, CHAT, key, outcome)
+        call = self._start(request, CHAT, key, outcome)
         with call.failures_recorded():
             body = _body(request)
             body["messages"] = call.target.with_brand_voice(body["messages"])
@@ -67,15 +74,22 @@ class CompletionService:
     async def complete(
         self, request: CompletionRequest, key: ClientKey | None, outcome: Outcome
     ) -> Answer:
-        call = self._start(request.model, COMPLETIONS, key, outcome)
+        call = self._start(request, COMPLETIONS, key, outcome)
         with call.failures_recorded():
             body = _body(request)
             await self._screen_prompt(call, fields.prepare_completion(body))
             return await self._answer(call, body)
 
-    def _start(self, model: str, api: Api, key: ClientKey | None, outcome: Outcome) -> Call:
-        target = resolve_target(model, self.served, self.registry, key)
-        call = Call(target, api, self.metrics, outcome)
+    def _start(
+        self,
+        request: ChatRequest | CompletionRequest,
+        api: Api,
+        key: ClientKey | None,
+        outcome: Outcome,
+    ) -> Call:
+        who = canary.conversation_identity(request, key)
+        target = resolve_target(request.model, self.served, self.registry, key, who)
+        call = Call(target, api, self.metrics, outcome, self.quality)
         if self.guards is not None:
             tenant = key.name if key is not None else "open"
             call.screening = self.guards.screening(target, call.request_id, tenant)
@@ -90,18 +104,25 @@ class CompletionService:
                 slot.replace(safe)
 
     async def _answer(self, call: Call, body: dict[str, Any]) -> Answer:
-        call.outcome.admitted()  # screened: the rest is the engine's work
+        call.admitted()  # screened: the rest is the engine's work
         if body.get("stream"):
             return await self._open_stream(call, body)
         return await self._whole(call, body)
 
     async def _whole(self, call: Call, body: dict[str, Any]) -> JSONResponse:
         data = await self.pool.session(call.target).complete(call.api.path, body)
-        data["model"] = call.target.requested
+        data["model"] = call.target.answered_by
+        choices = data.get("choices") or []
         if call.screening is not None:
-            await self._screen_answer(call, data.get("choices") or [])
-        call.finish(data.get("usage"))
-        return JSONResponse(data, headers=call.headers())
+            await self._screen_answer(call, choices)
+        holder = call.api.holder(streamed=False)
+        call.finish(data.get("usage"), fields.answer_texts(choices, holder))
+
+        async def check_rules() -> None:  # async: no thread hop just to queue the check
+            call.check_rules()
+
+        # The rule check is queued once the body has gone out.
+        return JSONResponse(data, headers=call.headers(), background=BackgroundTask(check_rules))
 
     async def _screen_answer(self, call: Call, choices: list[dict[str, Any]]) -> None:
         assert call.screening is not None

@@ -1,7 +1,9 @@
 """What a request's `model` names: the base model, or a domain adapter version.
 
 A target also carries what the domain's manifest asks of every conversation
-sent to it: the brand voice (its system prompt).
+sent to it: the brand voice (its system prompt), and its brand rules. A request for
+a domain with a running canary lands on the canary or on prod by who is talking
+(serve/canary.py); the target remembers which.
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from lorastack.errors import AdapterNotFound, InvalidName, RegistryCorrupt, RegistryError
-from lorastack.manifest import AdapterManifest
+from lorastack.manifest import DEFAULT_ALIAS, AdapterManifest
 from lorastack.registry import AdapterRef, AdapterRegistry
+from lorastack.serve import canary
+from lorastack.serve.canary import Split
 from lorastack.serve.errors import BadRequest, ModelNotFound
 from lorastack.serve.keys import ClientKey
 
@@ -33,16 +37,29 @@ class ServedModel:
 @dataclass(frozen=True)
 class Target:
     requested: str
-    """The `model` the client sent; answers carry it back."""
+    """The `model` the client sent."""
     domain: str | None
     """None for the base model."""
     manifest: AdapterManifest | None = None
     path: Path | None = None
+    split: Split | None = None
+    """Set when the domain's canary shared this request with prod: the side it is on."""
 
     @property
     def label(self) -> str:
         """The domain as metrics and logs name it."""
         return self.domain or BASE_DOMAIN_LABEL
+
+    @property
+    def version_label(self) -> str:
+        """The version as metrics name it (`v3`); "" for the base model."""
+        return f"v{self.manifest.version}" if self.manifest is not None else ""
+
+    @property
+    def answered_by(self) -> str:
+        """What answers carry in `model`: the version that wrote them (`coffee-shop@v3`),
+        or the base model's name."""
+        return self.manifest.ref if self.manifest is not None else self.requested
 
     def with_brand_voice(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return with_system_prompt(messages, self.manifest)
@@ -69,21 +86,36 @@ def with_system_prompt(
 
 
 def resolve_target(
-    model: str, served: ServedModel, registry: AdapterRegistry, key: ClientKey | None
+    model: str,
+    served: ServedModel,
+    registry: AdapterRegistry,
+    key: ClientKey | None,
+    conversation: str = "",
 ) -> Target:
     """Resolve `domain`, `domain@N`, `domain@alias` or the base model's name.
 
     A domain the key may not use is reported exactly like one that does not
-    exist, so keys cannot probe for other businesses' domains.
+    exist, so keys cannot probe for other businesses' domains. `conversation` is who is
+    talking (`canary.conversation_identity`): it picks the side of a running canary.
     """
     if model == served.name:
         if key is not None and not key.allows(served.name):
             raise ModelNotFound(model)
         return Target(model, None)
+    split = None
     try:
         ref = AdapterRef.parse(model)
         if key is not None and not key.allows(ref.domain):
             raise ModelNotFound(model)
+        if canary.splits(ref):
+            # The registry is read on every request: every replica sees a canary start,
+            # change or stop at once, and the same conversation lands on the same side.
+            index = registry.index(ref.domain)
+            split = canary.choose(index, conversation)
+            if split is not None:
+                ref = AdapterRef(ref.domain, version=split.version)
+            elif DEFAULT_ALIAS in index.aliases:
+                ref = AdapterRef(ref.domain, version=index.aliases[DEFAULT_ALIAS])
         manifest = registry.resolve(ref)
     except (AdapterNotFound, InvalidName):
         raise ModelNotFound(model) from None
@@ -92,7 +124,8 @@ def resolve_target(
     except RegistryError:
         raise ModelNotFound(model) from None
     _check_base_model(model, manifest, served)
-    return Target(model, ref.domain, manifest, registry.version_dir(ref.domain, manifest.version))
+    path = registry.version_dir(ref.domain, manifest.version)
+    return Target(model, ref.domain, manifest, path, split)
 
 
 def _check_base_model(model: str, manifest: AdapterManifest, served: ServedModel) -> None:

@@ -17,6 +17,7 @@ import yaml
 
 from lorastack.errors import LorastackError
 from lorastack.manifest import check_name
+from lorastack.rules import BrandRule, RuleError, parse_rules
 
 Mode = Literal["pretrain", "sft", "instruct"]
 MODES: tuple[Mode, ...] = ("pretrain", "sft", "instruct")
@@ -71,6 +72,10 @@ class TrainConfig:
     early_stopping_patience: int = 3
     """Evaluations without improvement of validation loss before training stops."""
     early_stopping_threshold: float = 0.0
+    rules: list[BrandRule] = field(default_factory=list)
+    """Brand rules the answers must follow (`lorastack/rules.py`): a list of mappings in
+    the YAML, measured by `lorastack eval`, recorded in the manifest, checked by the
+    gateway."""
     lora: dict[str, Any] = field(default_factory=dict)
     """PEFT LoraConfig fields (over DEFAULT_LORA)."""
     training: dict[str, Any] = field(default_factory=dict)
@@ -86,6 +91,10 @@ class TrainConfig:
         if self.early_stopping_patience < 1:
             raise ConfigError("early_stopping_patience must be at least 1")
         self.data = Path(self.data)
+        try:
+            self.rules = parse_rules(self.rules, "rules")
+        except RuleError as error:
+            raise ConfigError(str(error)) from None
 
     def lora_fields(self) -> dict[str, Any]:
         return {**DEFAULT_LORA, **self.lora}
@@ -96,6 +105,7 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["data"] = str(self.data)
+        data["rules"] = [rule.model_dump(mode="json", exclude_defaults=True) for rule in self.rules]
         data["lora"] = self.lora_fields()
         data["training"] = self.training_fields()
         return data

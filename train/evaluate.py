@@ -1,10 +1,14 @@
-"""Test a run's adapter against its base model, then publish it if it earned it.
+"""Test a run's adapter against its base model and the domain's prod, then publish it if it
+earned it.
 
 On the test split, with the same masking as training: loss and perplexity of
-the base model and of the adapter; for `sft`, exact-match accuracy of greedy
-completions; for `instruct`, a few answers side by side. Writes `metrics.json`,
-`report.md` and `curves.png` into the run. Publishing refuses an adapter that
-does worse than the base model unless forced.
+the base model, of the adapter and of the domain's current `prod` version (when
+there is one on the same base model); for `sft`, exact-match accuracy of greedy
+completions; for `sft` and `instruct`, the brand rules' pass rates, and for
+`instruct` the fact recall on reworded questions (`train/quality.py`) and a few
+answers side by side. Writes `metrics.json`, `report.md`, `curves.png` and
+`quality.png` into the run (`train/report.py`). Publishing applies the quality
+gate (`train/gate.py`) unless forced.
 """
 
 from __future__ import annotations
@@ -12,25 +16,24 @@ from __future__ import annotations
 import json
 import math
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from lorastack.fsutil import write_json_atomic
 from lorastack.manifest import DEFAULT_ALIAS, AdapterManifest
-from lorastack.models import ModelStore
+from lorastack.models import ModelRecord, ModelStore
 from lorastack.progress import NullProgress, Progress
 from lorastack.registry import AdapterRegistry
-from lorastack.train.config import ConfigError, TrainConfig
-from lorastack.train.run import (
-    CURVES_FILE,
-    RunPaths,
-    dataset_sha256,
-    load_run_config,
-    load_splits,
-    read_jsonl,
-)
+from lorastack.settings import PublishSettings
+from lorastack.train import quality, report
+from lorastack.train.config import ConfigError
+from lorastack.train.gate import DEFAULT_FORCE_REASON, PublishRefused, gate_decision
+from lorastack.train.run import RunPaths, dataset_sha256, load_run_config, load_splits
 from lorastack.train.trainer import precision_options, to_examples
+
+MAX_ANSWER_TOKENS = 256  # the longest answer the quality pass lets a model give
 
 
 def _perplexity(loss: float) -> float:
@@ -80,12 +83,6 @@ def _generate_all(
     finally:
         tokenizer.padding_side = side
     return answers
-
-
-def _completion_text(completion: Any) -> str:
-    if isinstance(completion, list):
-        return " ".join(str(m.get("content", "")) for m in completion)
-    return str(completion)
 
 
 def _first_line(text: str) -> str:
@@ -141,10 +138,63 @@ def eval_trainer(
     return trainer
 
 
+def prod_to_compare(
+    registry: AdapterRegistry | None, domain: str, base: ModelRecord
+) -> tuple[dict[str, Any] | None, Path | None]:
+    """The domain's prod version as metrics record it, and its adapter folder when it can
+    be compared (trained on the same base model)."""
+    if registry is None:
+        return None, None
+    version = registry.index(domain).aliases.get(DEFAULT_ALIAS)
+    if version is None:
+        return None, None
+    manifest = registry.manifest(domain, version)
+    if manifest.base_model.checkpoint_sha256 != base.checkpoint_sha256:
+        skipped = f"trained on base model {manifest.base_model.name}, not on {base.name}"
+        return {"version": version, "skipped": skipped}, None
+    return {"version": version}, registry.version_dir(domain, version)
+
+
+@contextmanager
+def _answering(model: Any, who: str) -> Iterator[None]:
+    """`model` (a PeftModel holding the run's adapter as `default` and perhaps `prod`)
+    answering as `who`: `base`, `adapter` or `prod`."""
+    if who == "base":
+        with model.disable_adapter():
+            yield
+        return
+    model.set_adapter("prod" if who == "prod" else "default")
+    try:
+        yield
+    finally:
+        model.set_adapter("default")
+
+
+def _answer_tokens(tokenizer: Any, examples: list[dict[str, Any]]) -> int:
+    """Room for answers as long as the longest reference, and a little more."""
+    longest = max(
+        len(tokenizer(quality.text_of(e["completion"]), add_special_tokens=False)["input_ids"])
+        for e in examples
+    )
+    return min(MAX_ANSWER_TOKENS, longest + 16)
+
+
 def evaluate_run(
-    paths: RunPaths, store: ModelStore, samples: int = 5, progress: Progress | None = None
+    paths: RunPaths,
+    store: ModelStore,
+    registry: AdapterRegistry | None = None,
+    samples: int = 5,
+    progress: Progress | None = None,
+    *,
+    examples: int = quality.DEFAULT_EXAMPLES,
+    seed: int = quality.REWORDING_SEED,
 ) -> dict[str, Any]:
-    """Measure base and adapter on the run's test split; write the run's reports."""
+    """Measure base, adapter and (given `registry`) the domain's prod version on the run's
+    test split; write the run's reports.
+
+    `examples`: the test examples the instruct quality pass answers (rules and fact
+    recall); `samples`: how many of them the report shows side by side.
+    """
     import torch
     import transformers
     from peft import PeftModel
@@ -154,22 +204,31 @@ def evaluate_run(
     transformers.utils.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     if not (paths.adapter / "adapter_model.safetensors").is_file():
         raise ConfigError(f"{paths.root} has no trained adapter; run `lorastack train` first")
+    if examples < 1:
+        raise ConfigError("the quality pass needs at least one test example")
     config = load_run_config(paths)
     base = store.get(config.base_model or "")
     test = to_examples(load_splits(paths.data)["test"], config.mode, config.system_prompt)
     if not test:
         raise ConfigError("the test split is empty: nothing to evaluate on")
+    prod, prod_adapter = prod_to_compare(registry, config.domain, base)
+    models = ["adapter", "base"] + (["prod"] if prod_adapter is not None else [])
 
-    # Units: the two loss passes, then the answers of each (sft: every example; instruct:
-    # the samples shown side by side).
-    passes = 4 if config.mode in ("sft", "instruct") else 2
-    progress.step(f"evaluating {config.domain} on {len(test)} test examples", passes)
+    # Units: a loss pass per model, then a generation pass per model (sft: every
+    # example; instruct: the quality examples as written, then reworded).
+    generations = {"sft": 1, "instruct": 2}.get(config.mode, 0)
+    progress.step(
+        f"evaluating {config.domain} on {len(test)} test examples", len(models) * (1 + generations)
+    )
     tokenizer = AutoTokenizer.from_pretrained(base.path)
     model: Any = PeftModel.from_pretrained(
         AutoModelForCausalLM.from_pretrained(base.path, dtype=torch.float32), paths.adapter
     )
+    if prod_adapter is not None:
+        model.load_adapter(str(prod_adapter), adapter_name="prod")
     model.eval()
     fields = config.training_fields()
+    losses: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as scratch:
         trainer = eval_trainer(
             model,
@@ -181,123 +240,92 @@ def evaluate_run(
             max_length=int(fields.get("max_length", 512)),
             on_batch=lambda: progress.advance(0),
         )
-        adapter_loss = float(trainer.evaluate()["eval_loss"])
-        progress.advance(1)
-        with model.disable_adapter():
-            base_loss = float(trainer.evaluate()["eval_loss"])
-        progress.advance(1)
+        for who in models:
+            with _answering(model, who):
+                losses[who] = float(trainer.evaluate()["eval_loss"])
+            progress.advance(1)
 
     results: dict[str, Any] = {
         "mode": config.mode,
         "test_examples": len(test),
-        "adapter": {"loss": adapter_loss, "perplexity": _perplexity(adapter_loss)},
-        "base": {"loss": base_loss, "perplexity": _perplexity(base_loss)},
+        "adapter": {"loss": losses["adapter"], "perplexity": _perplexity(losses["adapter"])},
+        "base": {"loss": losses["base"], "perplexity": _perplexity(losses["base"])},
+        "prod": prod,
     }
+    if prod is not None and "prod" in losses:
+        prod.update(loss=losses["prod"], perplexity=_perplexity(losses["prod"]))
+
+    def generate(max_new_tokens: int) -> quality.Generate:
+        def answers(who: str, prompts: list[Any]) -> list[str]:
+            with _answering(model, who):
+                said = _generate_all(model, tokenizer, prompts, max_new_tokens)
+            progress.advance(1)
+            return said
+
+        return answers
+
+    side_by_side: list[dict[str, str]] = []
     if config.mode == "sft":
-        expected = [_first_line(_completion_text(example["completion"])) for example in test]
+        expected = [_first_line(quality.text_of(example["completion"])) for example in test]
         prompts = [example["prompt"] for example in test]
-        answers = {"adapter": _generate_all(model, tokenizer, prompts, 24)}
-        progress.advance(1)
-        with model.disable_adapter():
-            answers["base"] = _generate_all(model, tokenizer, prompts, 24)
-        progress.advance(1)
-        for who, said in answers.items():
+        answered = {who: generate(24)(who, prompts) for who in models}
+        for who, said in answered.items():
             hits = sum(_first_line(a) == e for a, e in zip(said, expected, strict=True))
             results[who]["exact_match"] = hits / len(test)
-    side_by_side = []
+        results["quality"] = {"examples": len(test)}
+        results["rules"] = quality.rule_rates(config.rules, answered)
     if config.mode == "instruct":
-        shown = test[:samples]
-        prompts = [example["prompt"] for example in shown]
-        adapter_answers = _generate_all(model, tokenizer, prompts, 64)
-        progress.advance(1)
-        with model.disable_adapter():
-            base_answers = _generate_all(model, tokenizer, prompts, 64)
-        progress.advance(1)
-        for example, adapter_answer, base_answer in zip(
-            shown, adapter_answers, base_answers, strict=True
-        ):
-            question = _completion_text([m for m in example["prompt"] if m["role"] == "user"][-1:])
+        chosen = test[:examples]
+        measured = quality.measure(
+            chosen, config.rules, generate(_answer_tokens(tokenizer, chosen)), models, seed
+        )
+        results["quality"] = measured.summary()
+        results["rules"] = measured.rules
+        results["fact_recall"] = measured.fact_recall
+        for index, question in enumerate(measured.questions[:samples]):
             side_by_side.append(
-                {"question": question, "base": base_answer, "adapter": adapter_answer}
+                {"question": question}
+                | {who: said[index] for who, said in measured.answers.items()}
             )
-    results["better_than_base"] = adapter_loss < base_loss
+    results["better_than_base"] = losses["adapter"] < losses["base"]
     train_result = paths.result
     if train_result.is_file():
         results["training"] = json.loads(train_result.read_text())
 
     write_json_atomic(paths.metrics, results)
-    _write_curves(paths)
-    paths.report.write_text(_report(config, results, side_by_side), encoding="utf-8")
+    report.write_curves(paths)
+    plotted = report.write_quality_plot(paths.root / report.QUALITY_FILE, results)
+    paths.report.write_text(report.render(config, results, side_by_side, plotted), encoding="utf-8")
     return results
 
 
-def _write_curves(paths: RunPaths) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    entries = read_jsonl(paths.log) if paths.log.is_file() else []
-    train = [(e["step"], e["loss"]) for e in entries if "loss" in e]
-    validation = [(e["step"], e["eval_loss"]) for e in entries if "eval_loss" in e]
-    figure, axes = plt.subplots(figsize=(6, 3.5))
-    if train:
-        axes.plot(*zip(*train, strict=True), label="training loss")
-    if validation:
-        axes.plot(*zip(*validation, strict=True), marker="o", label="validation loss")
-    axes.set_xlabel("step")
-    axes.set_ylabel("loss")
-    axes.legend()
-    figure.tight_layout()
-    figure.savefig(paths.curves, dpi=100)
-    plt.close(figure)
-
-
-def _report(
-    config: TrainConfig, results: dict[str, Any], side_by_side: list[dict[str, str]]
-) -> str:
-    adapter, base = results["adapter"], results["base"]
-    lines = [
-        f"# {config.domain}: {config.mode} adapter on {config.base_model}",
-        "",
-        f"Test split: {results['test_examples']} examples.",
-        "",
-        "| model | loss | perplexity |" + (" exact match |" if "exact_match" in adapter else ""),
-        "|---|---|---|" + ("---|" if "exact_match" in adapter else ""),
-    ]
-    for name, row in (("base", base), ("adapter", adapter)):
-        cells = f"| {name} | {row['loss']:.4f} | {row['perplexity']:.2f} |"
-        if "exact_match" in row:
-            cells += f" {row['exact_match']:.1%} |"
-        lines.append(cells)
-    verdict = "better than" if results["better_than_base"] else "NOT better than"
-    lines += ["", f"The adapter is **{verdict}** the base model on test loss.", ""]
-    lines += [f"![training and validation loss]({CURVES_FILE})", ""]
-    for sample in side_by_side:
-        lines += [
-            f"**Q:** {sample['question']}",
-            "",
-            f"- base: {sample['base']}",
-            f"- adapter: {sample['adapter']}",
-            "",
-        ]
-    return "\n".join(lines)
-
-
 def publish_run(
-    paths: RunPaths, registry: AdapterRegistry, *, promote: bool = False, force: bool = False
+    paths: RunPaths,
+    registry: AdapterRegistry,
+    *,
+    promote: bool = False,
+    force: bool = False,
+    reason: str | None = None,
+    tolerances: PublishSettings | None = None,
 ) -> AdapterManifest:
-    """Publish the run's adapter with its manifest filled in; refuse one worse than the base."""
+    """Publish the run's adapter with its manifest filled in, if it passes the quality gate
+    (`train/gate.py`) against the base model and the domain's current prod version.
+
+    `force` publishes past the gate; the manifest's `forced` records `reason` (and its
+    metrics the problems it overrode). Raises `PublishRefused` otherwise.
+    """
     if not paths.metrics.is_file():
         raise ConfigError(f"{paths.root} has not been evaluated: run `lorastack eval` first")
     metrics = json.loads(paths.metrics.read_text())
-    if not metrics.get("better_than_base") and not force:
-        raise ConfigError(
-            f"the adapter does worse than the base model on the test split (loss "
-            f"{metrics['adapter']['loss']:.4f} vs {metrics['base']['loss']:.4f}); "
-            "publish anyway with --force"
-        )
     config = load_run_config(paths)
+    current = registry.index(config.domain).aliases.get(DEFAULT_ALIAS)
+    problems = gate_decision(metrics, current, tolerances or PublishSettings())
+    if problems and not force:
+        raise PublishRefused(config.domain, problems)
+    forced = None
+    if problems:
+        forced = reason or DEFAULT_FORCE_REASON
+        metrics = {**metrics, "gate": {"overridden": problems}}
     return registry.publish(
         paths.adapter,
         config.domain,
@@ -308,5 +336,7 @@ def publish_run(
         dataset_sha256=dataset_sha256(paths.data),
         metrics=metrics,
         training=config.to_dict(),
+        rules=config.rules,
+        forced=forced,
         promote=DEFAULT_ALIAS if promote else None,
     )

@@ -29,6 +29,7 @@ from lorastack.registry import AdapterRegistry
 from lorastack.settings import Settings
 from lorastack.train.config import TrainConfig, load_config
 from lorastack.train.evaluate import evaluate_run, publish_run
+from lorastack.train.quality import DEFAULT_EXAMPLES
 from lorastack.train.run import new_run_dir
 from lorastack.train.trainer import run_training
 
@@ -38,6 +39,9 @@ DEMO_DIR = Path(__file__).resolve().parent / "demo"
 DEMO_ROOT = DEMO_DIR.parents[1]
 CONFIG_NAME = "train.yaml"
 SAMPLES = 2  # side-by-side answers in each run's report
+QUICK_QUALITY_EXAMPLES = 6
+"""Test questions whose answers measure rules and facts when training is capped (a
+quick demo): enough to see the numbers, a fraction of the full evaluation's time."""
 
 
 class QuickstartError(LorastackError):
@@ -141,10 +145,13 @@ def train_and_publish(
     registry: AdapterRegistry,
     scrub: Guard | None,
     progress: Progress,
+    quality_examples: int = DEFAULT_EXAMPLES,
 ) -> AdapterManifest:
-    """Train `config` in a new run, evaluate it against its base model, publish it as prod.
+    """Train `config` in a new run, evaluate it against its base model and prod, publish it
+    as prod.
 
-    `scrub` masks personal data in raw training data with its input policy.
+    `scrub` masks personal data in raw training data with its input policy;
+    `quality_examples` test questions measure its rules and fact recall.
     """
     paths = new_run_dir(settings.runs_dir, config.domain)
     run_training(
@@ -156,8 +163,8 @@ def train_and_publish(
         scrub=scrub,
         progress=progress,
     )
-    evaluate_run(paths, store, SAMPLES, progress)
-    return publish_run(paths, registry, promote=True)
+    evaluate_run(paths, store, registry, SAMPLES, progress, examples=quality_examples)
+    return publish_run(paths, registry, promote=True, tolerances=settings.publish)
 
 
 @dataclass
@@ -195,7 +202,13 @@ class DemoAdapters:
         if self.max_steps is not None:
             config.training = shortened(config.training_fields(), self.max_steps)
         manifest = train_and_publish(
-            config, self.settings, self.store, self.registry, scrub, progress or NullProgress()
+            config,
+            self.settings,
+            self.store,
+            self.registry,
+            scrub,
+            progress or NullProgress(),
+            DEFAULT_EXAMPLES if self.max_steps is None else QUICK_QUALITY_EXAMPLES,
         )
         self.state.record(domain.name, digest, manifest.ref)
         return manifest.ref

@@ -26,6 +26,7 @@ from openai.types.chat import (
 )
 
 from lorastack.ui.errors import AccessDenied, GatewayUnreachable, error_from_response, stream_error
+from lorastack.ui.wording import percent
 
 PII_HEADER = "x-lorastack-pii-masked"
 DEFAULT_TIMEOUT_S = 120.0
@@ -98,7 +99,16 @@ class Message:
     content: str
 
 
-StreamPiece = str | GuardrailNotice
+@dataclass(frozen=True)
+class AnsweredBy:
+    """The model that wrote an answer, as the gateway names it in the answer: a domain's
+    exact version (`coffee-shop@v2`) when it was asked for `coffee-shop`, which may be the
+    canary rather than `prod`."""
+
+    model: str
+
+
+StreamPiece = str | GuardrailNotice | AnsweredBy
 
 
 # ---------------------------------------------------------------------------- client
@@ -114,7 +124,8 @@ class Gateway(Protocol):
     def stream_chat(
         self, model: str, messages: Sequence[Message], **params: Any
     ) -> AsyncIterator[StreamPiece]:
-        """The answer's text pieces as they arrive, then one `GuardrailNotice`."""
+        """`AnsweredBy` with the first piece, the answer's text pieces as they arrive,
+        then one `GuardrailNotice`."""
         ...
 
     async def adapters(self) -> list[dict[str, Any]]:
@@ -135,6 +146,15 @@ class Gateway(Protocol):
 
     async def rollback(self, domain: str, alias: str = "prod") -> str:
         """Point `domain@alias` back at its previous version; a readable result."""
+        ...
+
+    async def start_canary(self, domain: str, version: int, weight: float) -> str:
+        """Send `weight` percent of the domain's conversations to `version`; a readable
+        result."""
+        ...
+
+    async def stop_canary(self, domain: str, reason: str | None = None) -> str:
+        """End the domain's canary (`prod` gets all traffic again); a readable result."""
         ...
 
 
@@ -198,7 +218,8 @@ class GatewayClient:
     async def stream_chat(
         self, model: str, messages: Sequence[Message], **params: Any
     ) -> AsyncIterator[StreamPiece]:
-        """Yield the answer's text pieces as they arrive, then one `GuardrailNotice`.
+        """Yield the answer's text pieces as they arrive, then one `GuardrailNotice`;
+        `AnsweredBy` comes first, with the first chunk (the model that chunk names).
 
         Closing the iterator early (a Stop button) closes the stream, which makes the
         gateway stop the engine's generation.
@@ -213,7 +234,11 @@ class GatewayClient:
             ):
                 notice = GuardrailNotice(_masked(response.headers.get(PII_HEADER)))
                 stream = await response.parse()
+                answered = False
                 async for chunk in stream:
+                    if not answered and chunk.model:
+                        answered = True
+                        yield AnsweredBy(chunk.model)
                     for choice in chunk.choices:
                         if choice.delta.content:
                             yield choice.delta.content
@@ -276,6 +301,31 @@ class GatewayClient:
         now = aliases.get(alias) if isinstance(aliases, dict) else None
         target = f"v{now}" if now is not None else "its previous version"
         return f"{domain}@{alias} rolled back to {target} ({_aliases(payload)})"
+
+    async def start_canary(self, domain: str, version: int, weight: float) -> str:
+        """`POST /admin/adapters/canary`: `weight` percent of the domain's conversations go
+        to `version`, the rest to `prod` (the gateway's default guard may stop it)."""
+        payload = await self._admin(
+            "POST", "/adapters/canary", {"domain": domain, "version": version, "weight": weight}
+        )
+        canary = payload.get("canary") if isinstance(payload, dict) else None
+        if isinstance(canary, dict):  # what the gateway recorded, not what was asked
+            version = canary.get("version", version)
+            weight = canary.get("weight", weight)
+        return (
+            f"{domain}: v{version} is the canary for {percent(weight)} of conversations "
+            f"({_aliases(payload)})"
+        )
+
+    async def stop_canary(self, domain: str, reason: str | None = None) -> str:
+        """`POST /admin/adapters/canary/stop`: `prod` gets all the domain's traffic again."""
+        body: dict[str, Any] = {"domain": domain}
+        if reason:
+            body["reason"] = reason
+        payload = await self._admin("POST", "/adapters/canary/stop", body)
+        ended = payload.get("last_canary") if isinstance(payload, dict) else None
+        which = f"canary v{ended['version']}" if isinstance(ended, dict) else "the canary"
+        return f"{domain}: {which} stopped, prod gets all conversations ({_aliases(payload)})"
 
 
 def _wire(message: Message) -> ChatCompletionMessageParam:

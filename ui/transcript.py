@@ -1,8 +1,9 @@
 """The chat transcript: what a session keeps, what the Chatbot shows, what the gateway gets.
 
 A transcript is a list of `Turn`s: the user's questions, the answers (each with the domain
-that wrote it), markers where the user switched domain, and errors. It lives in the
-session (`gr.State`) as plain dicts; the functions here never change one in place.
+that wrote it, and the exact version that did when the gateway names one), markers where
+the user switched domain, and errors. It lives in the session (`gr.State`) as plain dicts;
+the functions here never change one in place.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from lorastack.ui.client import Message
 from lorastack.ui.wording import ERROR_ICON
 
 DASH = "\N{EM DASH}"
+MIDDLE_DOT = "\N{MIDDLE DOT}"
 
 Kind = Literal["user", "answer", "marker", "error"]
 
@@ -27,6 +29,9 @@ class Turn(TypedDict):
     title: str  # its display name
     note: str  # subdued detail shown next to the title (the guardrail notice)
     pending: bool  # an answer still streaming
+    # The model the gateway says wrote the answer (`coffee-shop@v2`, perhaps the canary);
+    # `model` stays the domain the user picked, which the transcript is about.
+    answered_by: str
 
 
 def turn(
@@ -37,8 +42,17 @@ def turn(
     note: str = "",
     *,
     pending: bool = False,
+    answered_by: str = "",
 ) -> Turn:
-    return Turn(kind=kind, text=text, model=model, title=title, note=note, pending=pending)
+    return Turn(
+        kind=kind,
+        text=text,
+        model=model,
+        title=title,
+        note=note,
+        pending=pending,
+        answered_by=answered_by,
+    )
 
 
 def render(turns: Sequence[Turn]) -> list[dict[str, Any]]:
@@ -48,10 +62,14 @@ def render(turns: Sequence[Turn]) -> list[dict[str, Any]]:
         if entry["kind"] == "user":
             messages.append({"role": "user", "content": entry["text"]})
         elif entry["kind"] == "answer":
-            # The metadata title names the domain that wrote the answer.
+            # The metadata title names the domain that wrote the answer; the log, in
+            # subdued text beside it, the version (when it is news) and the guardrail notice.
             metadata: dict[str, Any] = {"title": entry["title"]}
-            if entry["note"]:
-                metadata["log"] = entry["note"]
+            log = [entry["note"]] if entry["note"] else []
+            if entry["answered_by"] and entry["answered_by"] != entry["model"]:
+                log.insert(0, entry["answered_by"])
+            if log:
+                metadata["log"] = f" {MIDDLE_DOT} ".join(log)
             if entry["pending"]:
                 metadata["status"] = "pending"
             messages.append({"role": "assistant", "content": entry["text"], "metadata": metadata})

@@ -1,8 +1,11 @@
-"""How the UI words what happened: a failure, and what the guardrails did."""
+"""How the UI words what happened: a failure, what the guardrails did, a share of traffic."""
 
 from __future__ import annotations
 
-from lorastack.ui.client import GuardrailNotice
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the client imports this module (`percent`): no cycle at run time
+    from lorastack.ui.client import GuardrailNotice
 
 NOTICE_ICON = "\N{SHIELD}\ufe0f"
 ERROR_ICON = "\N{WARNING SIGN}\ufe0f"
@@ -16,3 +19,11 @@ def warning(problem: Exception | str) -> str:
 def notice_text(notice: GuardrailNotice | None) -> str:
     """The guardrail notice of an answer, empty when nothing was masked."""
     return f"{NOTICE_ICON} {notice.text}" if notice is not None and notice.text else ""
+
+
+def percent(share: Any) -> str:
+    """A percentage as a person reads it (`25%`, `12.5%`); the gateway sends 25.0."""
+    try:
+        return f"{float(share):g}%"
+    except (TypeError, ValueError):
+        return f"{share}%"

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from pydantic import BaseModel, ValidationError
 from rich.table import Table
 
 from lorastack.cli.context import err, model_store, out, print_json, registry, settings
 from lorastack.errors import LorastackError, RegistryError
-from lorastack.manifest import DEFAULT_ALIAS, SystemPromptMode
+from lorastack.manifest import DEFAULT_ALIAS, Canary, CanaryGuard, DomainIndex, SystemPromptMode
 from lorastack.registry import AdapterRef
 from lorastack.validation import validate_adapter
 
@@ -93,6 +94,8 @@ def list_adapters(
                 {
                     "domain": s.index.domain,
                     "aliases": s.index.aliases,
+                    "canary": _dump(s.index.canary),
+                    "last_canary": _dump(s.index.last_canary),
                     "versions": [m.model_dump(mode="json") for m in s.versions],
                 }
                 for s in summaries
@@ -102,15 +105,36 @@ def list_adapters(
     if not summaries:
         err.print("no adapters published yet: see `lorastack adapters publish --help`")
         return
-    table = Table("domain", "display name", "versions", "aliases", "base model")
+    table = Table("domain", "display name", "versions", "aliases", "canary", "base model")
     for summary in summaries:
         aliases = ", ".join(f"{a}->v{v}" for a, v in sorted(summary.index.aliases.items()))
         versions = ", ".join(f"v{m.version}" for m in summary.versions)
         latest = summary.latest
+        canary = summary.index.canary
         table.add_row(
-            summary.index.domain, latest.display_name, versions, aliases, latest.base_model.name
+            summary.index.domain,
+            latest.display_name,
+            versions,
+            aliases,
+            _canary_cell(canary) if canary is not None else "",
+            latest.base_model.name,
         )
     out.print(table)
+
+
+def _dump(model: BaseModel | None) -> dict[str, Any] | None:
+    return model.model_dump(mode="json") if model is not None else None
+
+
+def _canary_cell(canary: Canary) -> str:
+    return f"v{canary.version} {canary.weight:g}%" + ("" if canary.guard else " (no auto-stop)")
+
+
+def _version_number(version: str) -> int:
+    number = version.removeprefix("v")
+    if not number.isdigit():
+        raise typer.BadParameter(f"{version!r} is not a version number")
+    return int(number)
 
 
 @app.command()
@@ -136,12 +160,13 @@ def promote(
     version: Annotated[str, typer.Argument(help="Version number (3 or v3).")],
     alias: AliasOption = DEFAULT_ALIAS,
 ) -> None:
-    """Point an alias (default prod) at a version."""
-    number = version.removeprefix("v")
-    if not number.isdigit():
-        raise typer.BadParameter(f"{version!r} is not a version number")
-    registry().promote(domain, int(number), alias)
-    out.print(f"{domain}@{alias} -> v{int(number)}")
+    """Point an alias (default prod) at a version (promoting prod ends a running canary)."""
+    number = _version_number(version)
+    store = registry()
+    before = store.index(domain).canary
+    index = store.promote(domain, number, alias)
+    out.print(f"{domain}@{alias} -> v{number}")
+    _report_canary_end(before, index)
 
 
 @app.command()
@@ -149,9 +174,97 @@ def rollback(
     domain: Annotated[str, typer.Argument(help="Domain name.")],
     alias: AliasOption = DEFAULT_ALIAS,
 ) -> None:
-    """Point an alias back at the version it had before the last promote."""
-    index = registry().rollback(domain, alias)
+    """Point an alias back at the version it had before the last promote.
+
+    Rolling back prod while a canary runs ends the canary instead; prod stays.
+    """
+    store = registry()
+    before = store.index(domain).canary
+    index = store.rollback(domain, alias)
     out.print(f"{domain}@{alias} -> v{index.aliases[alias]}")
+    _report_canary_end(before, index)
+
+
+@app.command()
+def canary(
+    domain: Annotated[str, typer.Argument(help="Domain name.")],
+    version: Annotated[str, typer.Argument(help="Version number (3 or v3).")],
+    weight: Annotated[
+        float, typer.Option(help="Percent of the domain's conversations it answers (0-100].")
+    ],
+    min_answers: Annotated[
+        int | None,
+        typer.Option(help="Answers each side needs before an automatic stop (default 20)."),
+    ] = None,
+    error_margin: Annotated[
+        float | None,
+        typer.Option(help="Stop if its error rate exceeds prod's by more (0-1; default 0.05)."),
+    ] = None,
+    rule_margin: Annotated[
+        float | None,
+        typer.Option(
+            help="Stop if a brand rule's pass rate is below prod's by more (0-1; default 0.2)."
+        ),
+    ] = None,
+    no_auto_stop: Annotated[
+        bool, typer.Option("--no-auto-stop", help="Never stop it automatically.")
+    ] = False,
+) -> None:
+    """Send a share of the domain's conversations to a version, the rest to prod.
+
+    A conversation stays on the version it started with. Gateways stop the canary by
+    themselves when it does worse than prod (errors, brand rules), unless --no-auto-stop.
+    Starting a canary again replaces the running one.
+    """
+    number = _version_number(version)
+    tuning = {"min_answers": min_answers, "error_margin": error_margin, "rule_margin": rule_margin}
+    given = {name: value for name, value in tuning.items() if value is not None}
+    if no_auto_stop and given:
+        options = ", ".join(f"--{name.replace('_', '-')}" for name in given)
+        raise typer.BadParameter(f"--no-auto-stop leaves nothing to tune ({options})")
+    guard = None if no_auto_stop else _guard(given)
+    index = registry().start_canary(domain, number, weight, guard)
+    prod = index.aliases[DEFAULT_ALIAS]
+    out.print(f"{domain}: v{number} answers {weight:g}% of conversations, prod v{prod} the rest")
+    if guard is None:
+        err.print("auto-stop: off")
+    else:
+        err.print(
+            f"auto-stop: after {guard.min_answers} answers on each side, if its error rate "
+            f"exceeds prod's by more than {guard.error_margin:g} or a brand rule's pass rate "
+            f"falls below prod's by more than {guard.rule_margin:g}"
+        )
+
+
+@app.command("canary-stop")
+def canary_stop(
+    domain: Annotated[str, typer.Argument(help="Domain name.")],
+    reason: Annotated[str, typer.Option(help="Why, kept with the domain.")] = (
+        "stopped by an operator"
+    ),
+) -> None:
+    """Stop the domain's canary: prod answers every conversation again."""
+    index = registry().end_canary(domain, reason)
+    ended = index.last_canary
+    assert ended is not None
+    prod = index.aliases.get(DEFAULT_ALIAS)
+    out.print(f"{domain}: canary v{ended.version} stopped; prod v{prod} answers every conversation")
+
+
+def _guard(given: dict[str, Any]) -> CanaryGuard:
+    try:
+        return CanaryGuard(**given)
+    except ValidationError as error:
+        problem = error.errors()[0]
+        option = "--" + str(problem["loc"][0]).replace("_", "-") if problem["loc"] else "guard"
+        raise typer.BadParameter(f"{option}: {problem['msg']}") from None
+
+
+def _report_canary_end(before: Canary | None, index: DomainIndex) -> None:
+    """Say so when the command ended a running canary (promoting prod, rolling it back)."""
+    ended = index.last_canary
+    if before is not None and index.canary is None and ended is not None:
+        err.print(f"canary v{ended.version} ended ({ended.outcome}): {ended.reason}")
 
 
 @app.command("rm")

@@ -9,11 +9,19 @@ import typer
 
 from lorastack.cli.context import err, guard_for, model_store, out, print_json, registry, settings
 from lorastack.progress import progress_display
-from lorastack.train.config import MODES, ConfigError, build_config, load_config
+from lorastack.train.config import MODES, ConfigError, TrainConfig, build_config, load_config
+from lorastack.train.defaults_bench import DefaultsReport, Goals, measure_brand
+from lorastack.train.defaults_bench import write_report as write_defaults_report
 from lorastack.train.evaluate import evaluate_run, publish_run
+from lorastack.train.gate import DEFAULT_FORCE_REASON
+from lorastack.train.quality import DEFAULT_EXAMPLES
+from lorastack.train.quickstart import DEMO_DIR, DEMO_ROOT, find_domains
 from lorastack.train.run import RunPaths, latest_run, load_run_config, new_run_dir, run_from
 from lorastack.train.search import search
 from lorastack.train.trainer import run_training
+
+TEST_BRAND = DEMO_ROOT / "tests" / "data" / "trailhead" / "train.yaml"
+"""A brand written for the tests, never used to tune the defaults (in a checkout only)."""
 
 
 def train(
@@ -110,21 +118,45 @@ def train(
 def evaluate(
     run: Annotated[Path, typer.Argument(help="The run folder `lorastack train` printed.")],
     samples: Annotated[int, typer.Option(min=0, help="Side-by-side answers to show.")] = 5,
+    quality_examples: Annotated[
+        int,
+        typer.Option(
+            "--quality-examples",
+            min=1,
+            help="Test examples answered for the brand rules and fact recall (instruct).",
+        ),
+    ] = DEFAULT_EXAMPLES,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
 ) -> None:
-    """Base model vs adapter on the test split; writes report.md, metrics.json, curves.png."""
+    """Base model vs adapter vs the domain's prod on the test split; writes report.md,
+    metrics.json, curves.png and quality.png."""
     paths = run_from(run)
     with progress_display(err) as progress:
-        metrics = evaluate_run(paths, model_store(), samples, progress)
+        metrics = evaluate_run(
+            paths, model_store(), registry(), samples, progress, examples=quality_examples
+        )
     if as_json:
         print_json(metrics)
         return
-    base, adapter = metrics["base"], metrics["adapter"]
-    out.print(f"test loss: base {base['loss']:.4f}, adapter {adapter['loss']:.4f}")
+    base, adapter, prod = metrics["base"], metrics["adapter"], metrics.get("prod") or {}
+    compared = "loss" in prod
+    versus = f", prod v{prod['version']} {prod['loss']:.4f}" if compared else ""
+    out.print(f"test loss: base {base['loss']:.4f}, adapter {adapter['loss']:.4f}{versus}")
     if "exact_match" in adapter:
         out.print(
             f"exact match: base {base['exact_match']:.1%}, adapter {adapter['exact_match']:.1%}"
+            + (f", prod {prod['exact_match']:.1%}" if compared else "")
         )
+    models = [who for who in ("base", "adapter", "prod") if who in metrics.get("rules", {})]
+    for label in metrics.get("rules", {}).get("adapter", {}):
+        rates = ", ".join(f"{who} {metrics['rules'][who][label]:.0%}" for who in models)
+        out.print(f"rule {label}: {rates}")
+    recall = metrics.get("fact_recall", {})
+    if any(value is not None for value in recall.values()):
+        values = ", ".join(
+            f"{who} {recall[who]:.0%}" for who in models if recall.get(who) is not None
+        )
+        out.print(f"fact recall (reworded questions): {values}")
     out.print(paths.report)
 
 
@@ -132,9 +164,107 @@ def publish(
     run: Annotated[Path, typer.Argument(help="An evaluated run folder.")],
     promote: Annotated[bool, typer.Option("--promote", help="Point prod at it.")] = False,
     force: Annotated[
-        bool, typer.Option("--force", help="Publish even if it does worse than the base model.")
+        bool,
+        typer.Option(
+            "--force", help="Publish even if the quality gate refuses it (give a --reason)."
+        ),
     ] = False,
+    reason: Annotated[
+        str | None,
+        typer.Option(help="Why it is published past the gate; recorded in the manifest."),
+    ] = None,
 ) -> None:
-    """Publish a run's adapter to the registry (prints NAME@vN last)."""
-    manifest = publish_run(run_from(run), registry(), promote=promote, force=force)
+    """Publish a run's adapter to the registry if it passes the quality gate against the base
+    model and the domain's prod (prints NAME@vN last)."""
+    if reason is not None and not force:
+        raise ConfigError("--reason goes with --force (it records why the gate was overridden)")
+    manifest = publish_run(
+        run_from(run),
+        registry(),
+        promote=promote,
+        force=force,
+        reason=reason,
+        tolerances=settings().publish,
+    )
+    if manifest.forced is not None:
+        overridden = "; ".join(manifest.metrics.get("gate", {}).get("overridden", []))
+        err.print(f"published past the quality gate ({overridden})")
+        if manifest.forced == DEFAULT_FORCE_REASON:
+            err.print(f"recorded reason: {manifest.forced}; pass --reason next time")
+        else:
+            err.print(f"recorded reason: {manifest.forced}")
     out.print(manifest.ref)
+
+
+def evaluate_defaults(
+    configs: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="Brand training YAMLs (default: the demo's chat brands, and "
+            "tests/data/trailhead/train.yaml when run from a checkout)."
+        ),
+    ] = None,
+    quality_examples: Annotated[
+        int,
+        typer.Option("--quality-examples", min=1, help="Test questions answered per brand."),
+    ] = DEFAULT_EXAMPLES,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="Report folder (default: $LORASTACK_HOME/bench/quality-<time>)."
+        ),
+    ] = None,
+) -> None:
+    """Train each brand as configured and measure its rules and fact recall against the
+    goals (rules on >= 90% of unseen questions, facts on >= 80% of reworded ones, training
+    in <= 5 minutes); writes quality.json and quality.md, prints the folder last."""
+    config_settings = settings()
+    brands = _brand_configs(configs)
+    folder = (out_dir or config_settings.home / "bench" / f"quality-{_stamp()}").absolute()
+    report = DefaultsReport(Goals())
+    with progress_display(err) as progress:
+        for config in brands:
+            progress.step(f"{config.domain}: training with its config, then measuring")
+            report.brands.append(
+                measure_brand(
+                    config,
+                    config_settings,
+                    model_store(),
+                    folder / "runs",
+                    guard_for(config.domain),
+                    progress,
+                    quality_examples,
+                )
+            )
+            write_defaults_report(report, folder)  # each brand's numbers survive a crash
+    for brand in report.brands:
+        misses = brand.misses(report.goals)
+        rules = ", ".join(f"{label} {rate:.0%}" for label, rate in brand.rules.items())
+        recall = "-" if brand.fact_recall is None else f"{brand.fact_recall:.0%}"
+        verdict = "goals met" if not misses else "missed: " + "; ".join(misses)
+        out.print(
+            f"{brand.domain}: trained in {brand.train_seconds:.0f} s ({brand.steps} steps); "
+            f"rules {rules or '-'}; fact recall {recall}; {verdict}"
+        )
+    out.print(str(folder), highlight=False)
+
+
+def _stamp() -> str:
+    import time
+
+    return time.strftime("%Y%m%d-%H%M%S")
+
+
+def _brand_configs(paths: list[Path] | None) -> list[TrainConfig]:
+    if paths:
+        configs = [load_config(path) for path in paths]
+    else:
+        configs = [d.config for d in find_domains(DEMO_DIR) if d.config.mode == "instruct"]
+        if TEST_BRAND.is_file():
+            configs.append(load_config(TEST_BRAND))
+    for config in configs:
+        if not config.data.is_absolute() and not config.data.exists():
+            config.data = DEMO_ROOT / config.data
+        if not config.data.exists():
+            raise ConfigError(f"{config.domain}: data {config.data} does not exist")
+    return configs

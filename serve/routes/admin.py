@@ -1,6 +1,8 @@
-"""The admin API: adapters' registry and engine state; load, unload, promote, roll back.
+"""The admin API: adapters' registry and engine state; load, unload, promote, roll back,
+start and stop a canary.
 
-It needs the admin key; client keys never open it.
+It needs the admin key; client keys never open it. Registry writes take the registry's
+file lock, so they run off the event loop.
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from lorastack.manifest import DEFAULT_ALIAS
-from lorastack.registry import AdapterRef
+from lorastack.manifest import DEFAULT_ALIAS, CanaryGuard, DomainIndex
+from lorastack.registry import AdapterRef, DomainSummary
 from lorastack.serve.adapters import engine_name
 from lorastack.serve.deps import AdminDep, GatewayDep
 from lorastack.serve.schemas import error_responses
@@ -44,6 +46,35 @@ class Rollback(BaseModel):
     alias: str = DEFAULT_ALIAS
 
 
+class CanaryStart(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    domain: str
+    version: int = Field(ge=1)
+    weight: float = Field(gt=0, le=100, description="percent of the domain's conversations")
+    guard: CanaryGuard | None = Field(
+        default_factory=CanaryGuard,
+        description="when to stop it automatically; omitted: the defaults; null: never",
+    )
+
+
+class CanaryStop(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    domain: str
+    reason: str = Field(default="stopped by an operator", max_length=500)
+
+
+def _index(index: DomainIndex) -> dict[str, Any]:
+    """A domain's aliases and canary, as the admin API answers them."""
+    return {
+        "domain": index.domain,
+        "aliases": index.aliases,
+        "canary": index.canary.model_dump(mode="json") if index.canary else None,
+        "last_canary": index.last_canary.model_dump(mode="json") if index.last_canary else None,
+    }
+
+
 def _engine_states(gateway: GatewayDep) -> dict[str, list[dict[str, Any]]]:
     states: dict[str, list[dict[str, Any]]] = {}
     for index, endpoint in enumerate(gateway.pool.endpoints):
@@ -55,12 +86,13 @@ def _engine_states(gateway: GatewayDep) -> dict[str, list[dict[str, Any]]]:
 @router.get("/adapters", responses=_ERRORS)
 async def list_adapters(_: AdminDep, gateway: GatewayDep) -> dict[str, Any]:
     states = _engine_states(gateway)
+    summaries: list[DomainSummary] = await asyncio.to_thread(gateway.registry.list)
     domains = []
-    for summary in gateway.registry.list():
+    for summary in summaries:
+        domain = summary.index.domain
         domains.append(
             {
-                "domain": summary.index.domain,
-                "aliases": summary.index.aliases,
+                **_index(summary.index),
                 "versions": [
                     {
                         "version": m.version,
@@ -68,6 +100,7 @@ async def list_adapters(_: AdminDep, gateway: GatewayDep) -> dict[str, Any]:
                         "created_at": m.created_at.isoformat(),
                         "metrics": m.metrics,
                         "engines": states.get(engine_name(m), []),
+                        "serving": gateway.quality.serving(domain, m.version),
                     }
                     for m in summary.versions
                 ],
@@ -97,12 +130,28 @@ async def unload(body: AdapterAction, _: AdminDep, gateway: GatewayDep) -> dict[
 @router.post("/adapters/promote", responses=_ERRORS)
 async def promote(body: Promotion, _: AdminDep, gateway: GatewayDep) -> dict[str, Any]:
     # New requests resolve the alias to the new version at once; requests in
-    # flight keep the version they hold until they finish.
-    index = gateway.registry.promote(body.domain, body.version, body.alias)
-    return {"domain": body.domain, "aliases": index.aliases}
+    # flight keep the version they hold until they finish. Promoting prod ends a canary.
+    index = await asyncio.to_thread(gateway.registry.promote, body.domain, body.version, body.alias)
+    return _index(index)
 
 
 @router.post("/adapters/rollback", responses=_ERRORS)
 async def rollback(body: Rollback, _: AdminDep, gateway: GatewayDep) -> dict[str, Any]:
-    index = gateway.registry.rollback(body.domain, body.alias)
-    return {"domain": body.domain, "aliases": index.aliases}
+    index = await asyncio.to_thread(gateway.registry.rollback, body.domain, body.alias)
+    return _index(index)
+
+
+@router.post("/adapters/canary", responses=_ERRORS)
+async def start_canary(body: CanaryStart, _: AdminDep, gateway: GatewayDep) -> dict[str, Any]:
+    """Send `weight` percent of the domain's conversations to `version`, the rest to prod."""
+    index = await asyncio.to_thread(
+        gateway.registry.start_canary, body.domain, body.version, body.weight, body.guard
+    )
+    return _index(index)
+
+
+@router.post("/adapters/canary/stop", responses=_ERRORS)
+async def stop_canary(body: CanaryStop, _: AdminDep, gateway: GatewayDep) -> dict[str, Any]:
+    """Stop the domain's canary: prod answers every conversation again."""
+    index = await asyncio.to_thread(gateway.registry.end_canary, body.domain, body.reason)
+    return _index(index)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
@@ -10,6 +11,8 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 
 from lorastack.serve.deps import GatewayDep
+
+logger = logging.getLogger(__name__)
 
 router = APIRouter(tags=["ops"])
 
@@ -61,4 +64,9 @@ async def ready(gateway: GatewayDep) -> JSONResponse:
     responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}},
 )
 async def metrics(gateway: GatewayDep) -> Response:
+    # Canary weights come from the registry (every replica's shared state), read now.
+    try:
+        await asyncio.to_thread(gateway.quality.monitor.refresh_gauges)
+    except OSError as error:
+        logger.warning("canary weights not refreshed: registry unreadable (%s)", error)
     return Response(gateway.metrics.render(), media_type=CONTENT_TYPE_LATEST)

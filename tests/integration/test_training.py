@@ -66,6 +66,7 @@ def _train(
             "mode": mode,
             "system_prompt": "You are Bean There's barista." if mode == "instruct" else "",
             "early_stopping_patience": training.pop("patience", 3),
+            "rules": training.pop("rules", []),
             "lora": {"r": 8, "lora_alpha": 16, "target_modules": ["q_proj", "v_proj"]},
             "training": {
                 "max_steps": 4,
@@ -183,26 +184,63 @@ def test_resume_without_a_checkpoint_is_refused(bundled_model: ModelRecord, tmp_
 def test_evaluate_then_publish_fills_the_manifest(
     bundled_model: ModelRecord, tmp_path: Path
 ) -> None:
-    result = _train(bundled_model, tmp_path, "sft", max_steps=6, learning_rate=1e-3)
+    rules = [{"starts_with": "billing|technical|account|sales|feedback", "name": "department"}]
+    result = _train(bundled_model, tmp_path, "sft", max_steps=6, learning_rate=1e-3, rules=rules)
     store = ModelStore(bundled_model.path.parent)
-    metrics = evaluate_run(result.paths, store, samples=2)
+    registry = AdapterRegistry(tmp_path / "adapters", store, 16)
+    metrics = evaluate_run(result.paths, store, registry, samples=2)
     assert set(metrics["adapter"]) == {"loss", "perplexity", "exact_match"}
     assert 0.0 <= metrics["adapter"]["exact_match"] <= 1.0
-    for name in ("metrics.json", "report.md", "curves.png"):
+    assert metrics["prod"] is None  # nothing published yet
+    assert set(metrics["rules"]) == {"base", "adapter"}
+    assert set(metrics["rules"]["adapter"]) == {"department"}
+    for name in ("metrics.json", "report.md", "curves.png", "quality.png"):
         assert (result.paths.root / name).is_file()
     assert "| adapter |" in (result.paths.root / "report.md").read_text()
-    registry = AdapterRegistry(tmp_path / "adapters", store, 16)
     if not metrics["better_than_base"]:
         with pytest.raises(ConfigError, match="worse than the base model"):
             publish_run(result.paths, registry)
-    manifest = publish_run(result.paths, registry, promote=True, force=True)
+    manifest = publish_run(result.paths, registry, promote=True, force=True, reason="a test")
     assert manifest.ref == "coffee-shop@v1"
     reports = frozenset({"report.json", "report.md"})
     assert manifest.dataset_sha256 == sha256_tree(result.paths.data, exclude=reports)
     assert manifest.metrics["adapter"]["loss"] == metrics["adapter"]["loss"]
     assert manifest.training["mode"] == "sft"
+    assert [rule.label for rule in manifest.rules] == ["department"]
+    assert manifest.forced == (None if metrics["better_than_base"] else "a test")
     assert manifest.base_model.checkpoint_sha256 == bundled_model.checkpoint_sha256
     assert registry.index("coffee-shop").aliases == {"prod": 1}
+
+    # Evaluated again, against prod v1, which holds the same weights: the same measures.
+    again = evaluate_run(result.paths, store, registry, samples=2)
+    assert again["prod"]["version"] == 1
+    assert again["prod"]["loss"] == pytest.approx(again["adapter"]["loss"], rel=1e-5)
+    assert again["prod"]["exact_match"] == again["adapter"]["exact_match"]
+    assert again["rules"]["prod"] == again["rules"]["adapter"]
+    assert "| prod (v1) |" in (result.paths.root / "report.md").read_text()
+
+
+def test_instruct_eval_measures_rules_and_fact_recall_against_prod(
+    bundled_model: ModelRecord, tmp_path: Path
+) -> None:
+    rules = [{"max_sentences": 3}, {"no_emoji": True}]
+    result = _train(bundled_model, tmp_path, "instruct", max_steps=2, rules=rules)
+    store = ModelStore(bundled_model.path.parent)
+    registry = AdapterRegistry(tmp_path / "adapters", store, 16)
+    registry.publish(result.paths.adapter, "coffee-shop", promote="prod")
+    metrics = evaluate_run(result.paths, store, registry, samples=1, examples=2)
+    assert metrics["quality"]["examples"] <= 2
+    assert metrics["quality"]["rewording_seed"] == 0
+    assert set(metrics["rules"]) == set(metrics["fact_recall"]) == {"base", "adapter", "prod"}
+    assert set(metrics["rules"]["adapter"]) == {"max_sentences", "no_emoji"}
+    assert metrics["prod"]["version"] == 1
+    # The same weights answer the same: the prod adapter is loaded beside the candidate.
+    assert metrics["rules"]["prod"] == metrics["rules"]["adapter"]
+    assert metrics["fact_recall"]["prod"] == metrics["fact_recall"]["adapter"]
+    text = (result.paths.root / "report.md").read_text()
+    assert "| rule `no_emoji` (no emoji) |" in text
+    assert "![brand rules and fact recall](quality.png)" in text
+    assert (result.paths.root / "quality.png").is_file()
 
 
 def test_publishing_an_adapter_worse_than_the_base_needs_force(

@@ -57,6 +57,70 @@ def test_promote_rollback_and_rm(cli, tmp_path: Path, fake_base: ModelRecord) ->
     assert cli("adapters", "rm", "coffee").code == 1
 
 
+def test_canary_start_list_and_stop(cli, tmp_path: Path, fake_base: ModelRecord) -> None:  # type: ignore[no-untyped-def]
+    adapter = write_adapter(tmp_path / "a", "tiny")
+    cli("adapters", "publish", str(adapter), "--domain", "coffee", "--promote")
+    cli("adapters", "publish", str(adapter), "--domain", "coffee")
+    started = cli("adapters", "canary", "coffee", "v2", "--weight", "10", "--min-answers", "50")
+    assert started.code == 0, started.err
+    assert started.out.strip() == "coffee: v2 answers 10% of conversations, prod v1 the rest"
+    assert "after 50 answers on each side" in started.err
+    listed = json.loads(cli("adapters", "list", "--json").out)[0]
+    assert listed["canary"]["version"] == 2 and listed["canary"]["weight"] == 10
+    assert listed["canary"]["guard"]["min_answers"] == 50
+    assert listed["last_canary"] is None
+    assert "v2 10%" in cli("adapters", "list").out
+    unguarded = cli("adapters", "canary", "coffee", "2", "--weight", "2.5", "--no-auto-stop")
+    assert unguarded.code == 0 and "auto-stop: off" in unguarded.err
+    assert "v2 2.5% (no auto-stop)" in cli("adapters", "list").out
+    stopped = cli("adapters", "canary-stop", "coffee", "--reason", "too chatty")
+    assert stopped.out.strip() == "coffee: canary v2 stopped; prod v1 answers every conversation"
+    last = json.loads(cli("adapters", "list", "--json").out)[0]["last_canary"]
+    assert (last["version"], last["outcome"], last["reason"]) == (2, "stopped", "too chatty")
+    cli("adapters", "canary", "coffee", "2", "--weight", "50")
+    promoted = cli("adapters", "promote", "coffee", "2")
+    assert promoted.out.strip() == "coffee@prod -> v2"
+    assert "canary v2 ended (promoted)" in promoted.err
+    cli("adapters", "canary", "coffee", "1", "--weight", "50")
+    rolled = cli("adapters", "rollback", "coffee")
+    assert rolled.out.strip() == "coffee@prod -> v2"  # prod stays; the canary ends
+    assert "canary v1 ended (rolled back)" in rolled.err
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (("canary", "coffee", "2"), 2, "Missing option '--weight'"),
+        (("canary", "coffee", "two", "--weight", "5"), 2, "is not a version number"),
+        (("canary", "coffee", "2", "--weight", "0"), 1, "a canary's weight is a percentage"),
+        (("canary", "coffee", "2", "--weight", "500"), 1, "a canary's weight is a percentage"),
+        (("canary", "coffee", "2", "--weight", "5", "--error-margin", "5"), 2, "--error-margin"),
+        (("canary", "coffee", "2", "--weight", "5", "--min-answers", "0"), 2, "--min-answers"),
+        (
+            ("canary", "coffee", "2", "--weight", "5", "--no-auto-stop", "--rule-margin", "0.1"),
+            2,
+            "--no-auto-stop leaves nothing to tune (--rule-margin)",
+        ),
+        (("canary", "coffee", "1", "--weight", "5"), 1, "coffee@v1 is already prod"),
+        (("canary", "coffee", "7", "--weight", "5"), 1, "coffee@v7 does not exist"),
+        (("canary", "tea", "1", "--weight", "5"), 1, "tea@v1 does not exist"),
+        (("canary-stop", "coffee"), 1, "domain 'coffee' has no canary running"),
+        (("canary-stop", "tea"), 1, "no adapter is published for domain 'tea'"),
+        (("rm", "coffee@2"), 0, "removed coffee@v2"),
+    ],
+)
+def test_canary_mistakes_get_clear_errors(  # type: ignore[no-untyped-def]
+    cli, tmp_path: Path, fake_base: ModelRecord, args: tuple[str, ...], code: int, message: str
+) -> None:
+    adapter = write_adapter(tmp_path / "a", "tiny")
+    cli("adapters", "publish", str(adapter), "--domain", "coffee", "--promote")
+    cli("adapters", "publish", str(adapter), "--domain", "coffee")
+    result = cli("adapters", *args)
+    assert result.code == code, result.err
+    assert message in result.out + result.err
+    assert "Traceback" not in result.err
+
+
 def test_validate_exits_1_with_a_one_line_reason(
     cli, tmp_path: Path, fake_base: ModelRecord
 ) -> None:  # type: ignore[no-untyped-def]

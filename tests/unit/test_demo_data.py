@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from lorastack.rules import check_answer
 from lorastack.train.config import DEFAULT_LORA, TrainConfig, load_config
 from lorastack.train.data import PrepareOptions, load_examples, prepare_splits, record_turns
 
@@ -110,6 +111,24 @@ def test_the_ticket_router_has_enough_rows_for_a_few_balanced_labels(tmp_path: P
     assert len({row["prompt"].casefold() for row in rows}) == len(rows)
     report = prepare_splits([_data(_config("ticket-router"))], PrepareOptions(out=tmp_path)).report
     assert report.stratified  # few labels: every split gets each one
+
+
+@pytest.mark.parametrize("name", [*BRANDS, "ticket-router"])
+def test_every_answer_in_the_data_follows_the_domains_brand_rules(name: str) -> None:
+    """The rules `lorastack eval` measures and the gateway checks: the data itself follows
+    every one, so a well-trained adapter can pass them all."""
+    config = _config(name)
+    assert config.rules
+    answers = (
+        [row["completion"] for row in _tickets()] if name == "ticket-router" else _replies(name)
+    )
+    broken = {
+        label: answer
+        for answer in answers
+        for label, passed in check_answer(config.rules, answer).items()
+        if not passed
+    }
+    assert broken == {}
 
 
 def _share(replies: list[str], pattern: str) -> float:

@@ -20,10 +20,12 @@ from lorastack.progress import NullProgress
 from lorastack.registry import AdapterRegistry
 from lorastack.serve.errors import Unauthorized
 from lorastack.serve.keys import KeyStore
-from lorastack.settings import get_settings
+from lorastack.settings import PublishSettings, get_settings
 from lorastack.train import quickstart as demo
+from lorastack.train.quality import DEFAULT_EXAMPLES
 from lorastack.train.quickstart import (
     DEMO_DIR,
+    QUICK_QUALITY_EXAMPLES,
     DemoAdapters,
     DemoState,
     QuickstartError,
@@ -55,6 +57,8 @@ class FakeTraining:
     def __init__(self, registry: AdapterRegistry, base: ModelRecord, tmp_path: Path) -> None:
         self.registry, self.base, self.tmp_path = registry, base, tmp_path
         self.trained: list[dict[str, Any]] = []
+        self.evaluate_options: dict[str, Any] = {}
+        self.publish_options: dict[str, Any] = {}
         self.scrubs: list[Any] = []
 
     def run_training(self, config: Any, paths: RunPaths, *args: Any, **kwargs: Any) -> None:
@@ -62,11 +66,13 @@ class FakeTraining:
         self.scrubs.append(kwargs.get("scrub"))
         paths.root.mkdir(parents=True)
 
-    def evaluate_run(self, paths: RunPaths, *args: Any) -> None:
+    def evaluate_run(self, paths: RunPaths, *args: Any, **options: Any) -> None:
+        self.evaluate_options = options
         (paths.root / METRICS_FILE).write_text("{}")
 
-    def publish_run(self, paths: RunPaths, registry: Any, promote: bool) -> Any:
+    def publish_run(self, paths: RunPaths, registry: Any, promote: bool, **options: Any) -> Any:
         assert promote
+        self.publish_options = options
         source = write_adapter(self.tmp_path / f"adapter-{len(self.trained)}", self.base.name)
         return self.registry.publish(source, "coffee", promote="prod")
 
@@ -101,6 +107,8 @@ def test_an_unchanged_domain_is_reused_and_a_changed_one_retrained(
 ) -> None:
     folder = _demo(tmp_path / "demo")
     assert _ensure(folder) == ("coffee@v1", False)
+    assert fake_training.evaluate_options["examples"] == DEFAULT_EXAMPLES
+    assert fake_training.publish_options["tolerances"] == PublishSettings()
     assert _ensure(folder) == ("coffee@v1", True)
     assert len(fake_training.trained) == 1
 
@@ -110,6 +118,8 @@ def test_an_unchanged_domain_is_reused_and_a_changed_one_retrained(
     assert _ensure(folder, retrain=True) == ("coffee@v3", False)
     assert _ensure(folder, max_steps=4) == ("coffee@v4", False)
     assert fake_training.trained[-1]["max_steps"] == 4
+    # A capped demo measures quality on fewer questions: a fraction of the evaluation time.
+    assert fake_training.evaluate_options["examples"] == QUICK_QUALITY_EXAMPLES
     assert _ensure(folder, max_steps=4) == ("coffee@v4", True)
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from lorastack import fsutil
 from lorastack.errors import AdapterInvalid, AdapterNotFound, InvalidName, RegistryError
-from lorastack.manifest import MANIFEST_FILE
+from lorastack.manifest import MANIFEST_FILE, CanaryGuard
 from lorastack.models import ModelRecord, ModelStore
 from lorastack.registry import AdapterRegistry
 from tests.fakes import write_adapter
@@ -192,3 +192,109 @@ def test_list_summarises_domains(registry: AdapterRegistry, tmp_path: Path) -> N
     assert summary.index.domain == "coffee"
     assert [m.version for m in summary.versions] == [1, 2]
     assert summary.latest.display_name == "Bean There"
+
+
+# -- canaries ---------------------------------------------------------------------------
+
+
+def _canary_domain(registry: AdapterRegistry, tmp_path: Path, versions: int = 3) -> None:
+    for seed in range(versions):
+        _publish(registry, tmp_path, seed)
+    registry.promote("coffee", 1)
+
+
+def test_a_canary_needs_a_version_beside_prod(registry: AdapterRegistry, tmp_path: Path) -> None:
+    _publish(registry, tmp_path, 0)
+    _publish(registry, tmp_path, 1)
+    with pytest.raises(RegistryError, match="no 'prod' version"):
+        registry.start_canary("coffee", 2, 10)
+    registry.promote("coffee", 1)
+    with pytest.raises(RegistryError, match="already prod"):
+        registry.start_canary("coffee", 1, 10)
+    with pytest.raises(AdapterNotFound):
+        registry.start_canary("coffee", 9, 10)
+    with pytest.raises(AdapterNotFound):
+        registry.start_canary("tea", 1, 10)
+    assert not (registry.root / "tea").exists()  # a refused canary leaves no folder behind
+    for weight in (0, -1, 100.5, float("nan"), float("inf")):
+        with pytest.raises(RegistryError, match="percentage"):
+            registry.start_canary("coffee", 2, weight)
+    index = registry.start_canary("coffee", 2, 10, CanaryGuard(min_answers=5))
+    assert index.canary is not None
+    assert (index.canary.version, index.canary.weight) == (2, 10)
+    assert index.canary.guard == CanaryGuard(min_answers=5)
+    assert registry.index("coffee").canary == index.canary  # written
+    assert registry.resolve("coffee").version == 1  # the registry's own resolve: prod
+
+
+def test_a_new_canary_replaces_the_running_one(registry: AdapterRegistry, tmp_path: Path) -> None:
+    _canary_domain(registry, tmp_path)
+    registry.start_canary("coffee", 2, 10)
+    again = registry.start_canary("coffee", 2, 50)  # a new weight: no end recorded
+    assert again.canary is not None and again.canary.weight == 50 and again.last_canary is None
+    other = registry.start_canary("coffee", 3, 5)
+    assert other.canary is not None and other.canary.version == 3
+    assert other.last_canary is not None
+    assert (other.last_canary.version, other.last_canary.outcome) == (2, "stopped")
+    assert "replaced by a canary of v3" in other.last_canary.reason
+
+
+def test_ending_a_canary(registry: AdapterRegistry, tmp_path: Path) -> None:
+    _canary_domain(registry, tmp_path)
+    with pytest.raises(RegistryError, match="no canary running"):
+        registry.end_canary("coffee")
+    with pytest.raises(AdapterNotFound):
+        registry.end_canary("tea")
+    registry.start_canary("coffee", 2, 10)
+    with pytest.raises(RegistryError, match="is now v2, not v3"):
+        registry.end_canary("coffee", "worse", automatic=True, version=3)
+    index = registry.end_canary("coffee", "worse", automatic=True, version=2)
+    assert index.canary is None and index.aliases == {"prod": 1}
+    assert index.last_canary is not None
+    assert (index.last_canary.outcome, index.last_canary.reason) == ("auto-stopped", "worse")
+    registry.start_canary("coffee", 2, 10)
+    ended = registry.end_canary("coffee", "enough").last_canary
+    assert ended is not None and ended.outcome == "stopped"
+
+
+def test_promoting_the_canary_ends_it_as_promoted(
+    registry: AdapterRegistry, tmp_path: Path
+) -> None:
+    _canary_domain(registry, tmp_path)
+    registry.start_canary("coffee", 2, 10)
+    registry.promote("coffee", 3, alias="beta")  # another alias: the canary goes on
+    assert registry.index("coffee").canary is not None
+    index = registry.promote("coffee", 2)
+    assert index.aliases["prod"] == 2 and index.canary is None
+    assert index.last_canary is not None
+    assert (index.last_canary.version, index.last_canary.outcome) == (2, "promoted")
+    # Prod moved to another version than the canary's: the canary stops, not "promoted".
+    registry.start_canary("coffee", 1, 10)
+    index = registry.promote("coffee", 3)
+    assert index.last_canary is not None
+    assert (index.last_canary.version, index.last_canary.outcome) == (1, "stopped")
+    assert index.last_canary.reason == "prod moved to v3"
+
+
+def test_rolling_back_prod_during_a_canary_ends_the_canary(
+    registry: AdapterRegistry, tmp_path: Path
+) -> None:
+    _canary_domain(registry, tmp_path)
+    registry.promote("coffee", 2)
+    registry.start_canary("coffee", 3, 10)
+    index = registry.rollback("coffee")
+    assert index.aliases["prod"] == 2  # prod stays
+    assert index.canary is None
+    assert index.last_canary is not None and index.last_canary.outcome == "rolled back"
+    assert registry.rollback("coffee").aliases["prod"] == 1  # then a normal rollback
+
+
+def test_the_canary_version_cannot_be_removed(registry: AdapterRegistry, tmp_path: Path) -> None:
+    _canary_domain(registry, tmp_path)
+    registry.start_canary("coffee", 2, 10)
+    with pytest.raises(RegistryError, match="in use by alias canary"):
+        registry.remove("coffee", 2)
+    registry.remove("coffee", 3)
+    registry.end_canary("coffee")
+    registry.remove("coffee", 2)
+    assert [m.version for m in registry.versions("coffee")] == [1]

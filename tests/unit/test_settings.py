@@ -27,6 +27,17 @@ def test_environment_overrides_nested_fields(monkeypatch: pytest.MonkeyPatch) ->
     assert settings.engine.extra_args == ["--seed", "1"]
 
 
+def test_publish_tolerances_default_and_come_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    defaults = load_settings().publish
+    assert (defaults.loss_tolerance, defaults.rate_tolerance) == (0.02, 0.05)
+    monkeypatch.setenv("LORASTACK_PUBLISH__LOSS_TOLERANCE", "0.1")
+    monkeypatch.setenv("LORASTACK_PUBLISH__RATE_TOLERANCE", "0")
+    publish = load_settings().publish
+    assert (publish.loss_tolerance, publish.rate_tolerance) == (0.1, 0.0)
+
+
 def test_home_expands_user(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("LORASTACK_HOME", "~/state")
@@ -60,6 +71,8 @@ def test_config_file_is_read_and_environment_wins(
         ("LORASTACK_ENGINE__MAX_CPU_LORAS", "1", "max_cpu_loras (1) must be at least max_loras"),
         ("LORASTACK_GATEWAY__HOST", "0.0.0.0", "without api_keys"),
         ("LORASTACK_GATEWAY__ADMIN_KEY", "short", "admin_key must be at least 16"),
+        ("LORASTACK_PUBLISH__LOSS_TOLERANCE", "-0.1", "LORASTACK_PUBLISH__LOSS_TOLERANCE"),
+        ("LORASTACK_PUBLISH__RATE_TOLERANCE", "2", "less than or equal to 1"),
     ],
 )
 def test_bad_values_fail_fast_naming_the_variable(

@@ -1,8 +1,10 @@
-"""The Adapters tab (only with an admin key): the registry and what each engine holds;
-load, unload, promote and roll back adapters through the gateway's admin API."""
+"""The Adapters tab (only with an admin key): the registry, what each engine holds and how
+each version does with live traffic; load, unload, promote and roll back adapters, and
+start or stop a canary, through the gateway's admin API."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
@@ -11,17 +13,26 @@ import gradio as gr
 
 from lorastack.ui.client import Gateway
 from lorastack.ui.errors import UiClientError
-from lorastack.ui.wording import warning
+from lorastack.ui.wording import percent, warning
 
-ADAPTER_HEADERS = ["domain", "version", "display name", "aliases", "metrics", "loaded"]
+ADAPTER_HEADERS = [
+    "domain",
+    "version",
+    "display name",
+    "aliases, canary",
+    "metrics",
+    "live",
+    "loaded",
+]
 DONE_ICON = "\N{CHECK MARK}"
 
 # The table's value, or `gr.update()` to leave it as it is.
 Table = Any
 
 
-class _MissingInput(Exception):
-    """A field the action needs is empty: reported like a failed call, and nothing is sent."""
+class _BadInput(Exception):
+    """A field the action needs is empty or out of range: reported like a failed call, and
+    nothing is sent."""
 
 
 def adapter_rows(domains: Sequence[Mapping[str, Any]]) -> list[list[str]]:
@@ -29,9 +40,10 @@ def adapter_rows(domains: Sequence[Mapping[str, Any]]) -> list[list[str]]:
     rows: list[list[str]] = []
     for entry in domains:
         aliases = entry.get("aliases") or {}
+        canary = _mapping(entry.get("canary"))
+        last_canary = _mapping(entry.get("last_canary"))
         for version in entry.get("versions") or []:
             number = version.get("version")
-            pointing = sorted(a for a, v in aliases.items() if v == number)
             # An engine that unloaded the adapter keeps an `absent` slot: not worth a mention.
             engines = [e for e in version.get("engines") or [] if e.get("state") != "absent"]
             loaded = ", ".join(
@@ -42,12 +54,38 @@ def adapter_rows(domains: Sequence[Mapping[str, Any]]) -> list[list[str]]:
                     str(entry.get("domain", "")),
                     f"v{number}",
                     str(version.get("display_name") or ""),
-                    ", ".join(pointing),
+                    _standing(number, aliases, canary, last_canary),
                     _metrics_summary(version.get("metrics")),
+                    _live_summary(version.get("serving")),
                     loaded or "not loaded",
                 ]
             )
     return rows
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _standing(
+    number: Any,
+    aliases: Mapping[str, Any],
+    canary: Mapping[str, Any],
+    last_canary: Mapping[str, Any],
+) -> str:
+    """The aliases pointing at a version, then its canary: running (with its share of the
+    domain's conversations) or, for the last one, how it ended."""
+    parts = sorted(a for a, v in aliases.items() if v == number)
+    if canary and canary.get("version") == number:
+        parts.append(f"canary {percent(canary.get('weight'))}")
+    elif last_canary and last_canary.get("version") == number:
+        outcome = str(last_canary.get("outcome") or "ended")
+        # The gateway's reasons may repeat the outcome ("rolled back: prod keeps ...").
+        reason = str(last_canary.get("reason") or "").strip()
+        if reason == outcome or reason.startswith(f"{outcome}:"):
+            reason = reason.removeprefix(outcome).lstrip(" :")
+        parts.append(f"canary {outcome}: {reason}" if reason else f"canary {outcome}")
+    return ", ".join(parts)
 
 
 def _metrics_summary(metrics: Any, limit: int = 4) -> str:
@@ -55,12 +93,43 @@ def _metrics_summary(metrics: Any, limit: int = 4) -> str:
         return ""
     parts = []
     for name, value in metrics.items():
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        if not _is_number(value):
             continue  # nested or textual entries do not fit a table cell
         parts.append(f"{name} {value:.4g}")
         if len(parts) == limit:
             break
     return ", ".join(parts)
+
+
+def _live_summary(serving: Any) -> str:
+    """What the gateway saw serving a version: each rule's pass rate, then the counts
+    ("trail-tip 90%, max_sentences 100% (12 answers, 1 error)"); empty before any answer."""
+    if not isinstance(serving, dict):
+        return ""
+    rules = serving.get("rules")
+    rates = [
+        f"{name} {_pass_rate(rate)}"
+        for name, rate in (rules.items() if isinstance(rules, dict) else ())
+        if _is_number(rate)
+    ]
+    counts = []
+    answers, errors = serving.get("answers"), serving.get("errors")
+    if _is_number(answers):
+        counts.append(f"{answers} answer" + ("" if answers == 1 else "s"))
+    if _is_number(errors) and errors:
+        counts.append(f"{errors} error" + ("" if errors == 1 else "s"))
+    if not rates:
+        return ", ".join(counts)
+    return ", ".join(rates) + (f" ({', '.join(counts)})" if counts else "")
+
+
+def _pass_rate(rate: float) -> str:
+    # Rounded down: a rule that failed even once never reads as 100%.
+    return f"{math.floor(rate * 100 + 1e-9)}%"
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 # ---------------------------------------------------------------------------- handlers
@@ -78,7 +147,7 @@ async def _act(client: Gateway, action: Callable[[], Awaitable[str]]) -> tuple[s
     """(the result line, the table after it): run an admin action, then reread the table."""
     try:
         result = f"{DONE_ICON} {await action()}"
-    except (UiClientError, _MissingInput) as error:
+    except (UiClientError, _BadInput) as error:
         result = warning(error)
     table, _ = await on_refresh(client)  # left as it is if it cannot be read
     return result, table
@@ -87,8 +156,14 @@ async def _act(client: Gateway, action: Callable[[], Awaitable[str]]) -> tuple[s
 def _required(value: str | None, what: str) -> str:
     value = (value or "").strip()
     if not value:
-        raise _MissingInput(f"enter the {what} first")
+        raise _BadInput(f"enter the {what} first")
     return value
+
+
+def _version(value: float | None) -> int:
+    if value is None or int(value) < 1:
+        raise _BadInput("enter a version number (1 or more)")
+    return int(value)
 
 
 def _alias(value: str | None) -> str:
@@ -111,9 +186,7 @@ async def on_promote(
     """Point `domain@alias` (prod by default) at `version`."""
 
     def promote() -> Awaitable[str]:
-        if version is None or int(version) < 1:
-            raise _MissingInput("enter a version number (1 or more)")
-        return client.promote(_required(domain, "domain"), int(version), _alias(alias))
+        return client.promote(_required(domain, "domain"), _version(version), _alias(alias))
 
     return await _act(client, promote)
 
@@ -123,12 +196,36 @@ async def on_rollback(client: Gateway, domain: str, alias: str) -> tuple[str, Ta
     return await _act(client, lambda: client.rollback(_required(domain, "domain"), _alias(alias)))
 
 
+async def on_start_canary(
+    client: Gateway, domain: str, version: float | None, weight: float | None
+) -> tuple[str, Table]:
+    """Send `weight` percent of the domain's conversations to `version` (the rest stay on
+    prod); a running canary gets the new version and weight."""
+
+    def start() -> Awaitable[str]:
+        name, number = _required(domain, "domain"), _version(version)
+        if weight is None or not 0 < float(weight) <= 100:
+            raise _BadInput("enter a share of conversations above 0%, up to 100%")
+        return client.start_canary(name, number, float(weight))
+
+    return await _act(client, start)
+
+
+async def on_stop_canary(client: Gateway, domain: str, reason: str | None) -> tuple[str, Table]:
+    """End the domain's canary: prod gets all its conversations again."""
+    note = (reason or "").strip() or None
+    return await _act(client, lambda: client.stop_canary(_required(domain, "domain"), note))
+
+
 # ---------------------------------------------------------------------------- layout
 
 
 def build(client: Gateway) -> None:
     """Lay out the tab (inside a `gr.Tab`) and wire its events."""
-    gr.Markdown("The adapter registry and what each engine holds. Actions use the admin key.")
+    gr.Markdown(
+        "The adapter registry, what each engine holds and how each version does with live "
+        "traffic (each rule's pass rate). Actions use the admin key."
+    )
     with gr.Row():
         refresh = gr.Button("\N{CLOCKWISE OPEN CIRCLE ARROW} Refresh", size="sm")
     table = gr.Dataframe(
@@ -153,6 +250,20 @@ def build(client: Gateway) -> None:
         rollback_domain = gr.Textbox(label="Domain", scale=2)
         rollback_alias = gr.Textbox(label="Alias", value="prod", scale=1)
         rollback = gr.Button("Roll back", scale=1)
+    gr.Markdown(
+        "A canary gets a share of a domain's conversations beside prod; the gateway may stop "
+        "it by itself when it does worse than prod. Promoting a version to prod ends it."
+    )
+    with gr.Row(equal_height=True):
+        canary_domain = gr.Textbox(label="Domain", scale=2)
+        canary_version = gr.Number(label="Version", precision=0, minimum=1, value=2, scale=1)
+        canary_weight = gr.Slider(
+            label="Share of conversations (%)", minimum=1, maximum=100, step=1, value=10, scale=2
+        )
+        start_canary = gr.Button("Start canary", scale=1)
+    with gr.Row(equal_height=True):
+        stop_reason = gr.Textbox(label="Why stop it (optional)", scale=4)
+        stop_canary = gr.Button("Stop canary", scale=1)
 
     refresh.click(partial(on_refresh, client), None, [table, status], api_name="adapters")
     both = [status, table]
@@ -166,4 +277,13 @@ def build(client: Gateway) -> None:
     )
     rollback.click(
         partial(on_rollback, client), [rollback_domain, rollback_alias], both, api_name="rollback"
+    )
+    start_canary.click(
+        partial(on_start_canary, client),
+        [canary_domain, canary_version, canary_weight],
+        both,
+        api_name="start_canary",
+    )
+    stop_canary.click(
+        partial(on_stop_canary, client), [canary_domain, stop_reason], both, api_name="stop_canary"
     )

@@ -1,7 +1,8 @@
 """The Chat tab: pick a domain (the `model`) and stream its answers.
 
 Switching domain keeps the transcript and marks the switch; each answer is titled with
-the domain that wrote it.
+the domain that wrote it, and names the version that did (`coffee-shop@v2`, which may be a
+canary) when the gateway says which.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 import gradio as gr
 
 from lorastack.ui.catalogue import Catalogue, describe
-from lorastack.ui.client import Gateway, GuardrailNotice
+from lorastack.ui.client import AnsweredBy, Gateway, GuardrailNotice
 from lorastack.ui.errors import UiClientError
 from lorastack.ui.streaming import ANSWER_PARAMS
 from lorastack.ui.tabs import CONCURRENCY_LIMIT
@@ -55,6 +56,10 @@ async def _answer(
         async for piece in client.stream_chat(model, wire, **ANSWER_PARAMS):
             if isinstance(piece, GuardrailNotice):
                 notice = piece
+                continue
+            if isinstance(piece, AnsweredBy):
+                reply = {**reply, "answered_by": piece.model}
+                turns[-1] = {**reply, "text": "".join(pieces)}
                 continue
             pieces.append(piece)
             turns[-1] = {**reply, "text": "".join(pieces)}

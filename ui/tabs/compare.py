@@ -10,7 +10,7 @@ from typing import Any
 import gradio as gr
 
 from lorastack.ui.catalogue import Catalogue
-from lorastack.ui.client import Gateway, GuardrailNotice, Message
+from lorastack.ui.client import AnsweredBy, Gateway, GuardrailNotice, Message
 from lorastack.ui.errors import UiClientError
 from lorastack.ui.streaming import ANSWER_PARAMS, merge_streams
 from lorastack.ui.tabs import CONCURRENCY_LIMIT
@@ -50,17 +50,24 @@ async def on_compare(
         "domain": client.stream_chat(model, wire, **ANSWER_PARAMS),
     }
     async for key, item in merge_streams(streams):
+        relabel: str | None = None
         if isinstance(item, UiClientError):
             notes[key] = warning(item)
         elif isinstance(item, GuardrailNotice):
             notes[key] = notice_text(item)
+        elif isinstance(item, AnsweredBy):
+            if key != "domain" or item.model == model:
+                continue
+            # The version that answered (`coffee-shop@v2`, perhaps the canary), by its name.
+            relabel = f"{label} \N{MIDDLE DOT} {item.model}"
         elif isinstance(item, str):
             texts[key] += item
         else:
             continue  # one stream ended; the other may still be talking
+        domain_box = _with_note(texts["domain"], notes["domain"])
         yield (
             _with_note(texts["base"], notes["base"]),
-            _with_note(texts["domain"], notes["domain"]),
+            domain_box if relabel is None else gr.update(value=domain_box, label=relabel),
         )
 
 

@@ -19,7 +19,9 @@ def test_a_domain_is_picked_with_the_model_field(gw: Running) -> None:
     response = gw.chat("coffee-shop", "What do you sell?")
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["model"] == "coffee-shop"
+    # The answer names the version that wrote it, in `model` and in a header.
+    assert body["model"] == "coffee-shop@v1"
+    assert response.headers["x-lorastack-adapter"] == "coffee-shop@v1"
     # The engine was asked for this domain's adapter version, loaded on first use.
     sent = gw.fake.completion_requests[-1].body
     assert sent["model"] == "coffee-shop@v1"
@@ -44,8 +46,9 @@ def test_versions_aliases_and_the_base_model(gw: Running, publish: Any) -> None:
     ]:
         response = gw.chat(model, "hello")
         assert response.status_code == 200, response.text
-        assert response.json()["model"] == model
+        assert response.json()["model"] == engine_model
         assert gw.fake.completion_requests[-1].body["model"] == engine_model
+    assert "x-lorastack-adapter" not in response.headers  # the base model answered last
 
 
 def test_unknown_models_get_an_openai_404_naming_them(gw: Running) -> None:
@@ -70,7 +73,8 @@ def test_streaming_relays_chunks_and_ends_with_done(gw: Running) -> None:
     chunks = events[:-1]
     text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
     assert text == "Fresh croissants every morning."
-    assert {c["model"] for c in chunks} == {"coffee-shop"}
+    assert {c["model"] for c in chunks} == {"coffee-shop@v1"}
+    assert response.headers["x-lorastack-adapter"] == "coffee-shop@v1"
     assert all(c["choices"] for c in chunks)  # the usage chunk was not asked for
 
 
@@ -88,7 +92,7 @@ def test_text_completions_stream_and_not(gw: Running) -> None:
         "/v1/completions", json={"model": "ledger-desk", "prompt": "Invoices are", "max_tokens": 5}
     )
     assert response.status_code == 200, response.text
-    assert response.json()["model"] == "ledger-desk"
+    assert response.json()["model"] == "ledger-desk@v1"
     assert response.json()["choices"][0]["text"].startswith("echo from ledger-desk@v1")
     gw.fake.enqueue(["due ", "monthly."])
     streamed = gw.client.post(
@@ -148,7 +152,7 @@ def test_the_official_openai_client_works(gw: Running) -> None:
     answer = client.chat.completions.create(
         model="coffee-shop", messages=[{"role": "user", "content": "hello"}]
     )
-    assert answer.model == "coffee-shop"
+    assert answer.model == "coffee-shop@v1"
     gw.fake.enqueue(["one ", "two"])
     stream = client.chat.completions.create(
         model="coffee-shop", messages=[{"role": "user", "content": "count"}], stream=True
@@ -178,7 +182,8 @@ def test_health_ready_and_metrics(gw: Running) -> None:
     assert _sample(metrics, "lorastack_adapter_state", ready) == 1
     person = {**coffee, "direction": "input", "entity": "PERSON", "action": "mask"}
     assert _sample(metrics, "lorastack_guardrail_actions_total", person) == 1
-    assert _sample(metrics, "lorastack_request_latency_seconds_count", coffee) == 1
-    assert _sample(metrics, "lorastack_tokens_total", {**coffee, "direction": "out"}) > 0
+    v1 = {**coffee, "version": "v1"}
+    assert _sample(metrics, "lorastack_request_latency_seconds_count", v1) == 1
+    assert _sample(metrics, "lorastack_tokens_total", {**v1, "direction": "out"}) > 0
     gw.fake.healthy = False
     assert gw.client.get("/ready").status_code == 503

@@ -45,6 +45,43 @@ def test_bad_configs_are_refused(fields: dict[str, object], message: str) -> Non
         _config(**fields)
 
 
+def test_brand_rules_are_parsed_and_kept_json_able(tmp_path: Path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text(
+        "domain: coffee-shop\ndata: prepared/\nrules:\n"
+        "  - ends_with: '\u2615'\n    name: cup\n"
+        "  - max_sentences: 3\n"
+        "  - must_not_mention: [Starbucks, Costa]\n"
+    )
+    config = load_config(path)
+    assert [rule.label for rule in config.rules] == ["cup", "max_sentences", "must_not_mention"]
+    assert config.rules[0].passes("See you soon! \u2615")
+    assert not config.rules[2].passes("Better than Costa!")
+    resolved = json.loads(json.dumps(config.to_dict()))
+    assert resolved["rules"] == [
+        {"name": "cup", "ends_with": "\u2615"},
+        {"max_sentences": 3},
+        {"must_not_mention": ["Starbucks", "Costa"]},
+    ]
+    assert build_config(resolved).rules == config.rules  # a run's config.yaml reads back
+    assert _config().rules == []  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("rules", "message"),
+    [
+        ([{"shout": True}], "rules: rule 1: shout: Extra inputs are not permitted"),
+        ([{"must_match": "[a-"}], "rules: rule 1: must_match: not a valid regular expression"),
+        ([{"max_words": 5, "no_emoji": True}], r"exactly one of .*\(found: max_words, no_emoji\)"),
+        ([{"max_words": 5}, {"max_words": 9}], "more than one rule is named max_words"),
+        ({"max_words": 5}, "`rules` must be a list of rules"),
+    ],
+)
+def test_bad_rules_are_refused_naming_the_problem(rules: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        _config(rules=rules)
+
+
 def test_required_fields(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="`data` is required"):
         build_config({"domain": "coffee-shop"})

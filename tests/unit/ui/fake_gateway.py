@@ -5,17 +5,24 @@ fake and checks what they show, without a gateway, an engine or a Gradio server:
 
     gateway = FakeGateway()
     gateway.enqueue("coffee-shop", ["Hel", "lo", GuardrailNotice(1)])
+    gateway.enqueue("coffee-shop", [AnsweredBy("coffee-shop@v2"), "from the canary"])
     gateway.enqueue("ledger-desk", ["half an answer", EngineRestarting(5)])
     outputs = run(collect(chat.on_send(gateway, Catalogue(gateway), "hi", "coffee-shop", [])))
 
 With nothing enqueued a domain it lists answers `"echo from {model}: {last question}"` in
-word-sized pieces, then `GuardrailNotice(0)`, like the fake engine behind a real gateway;
-a model it does not list fails with `UnknownDomain`, as the gateway's 404 reads.
+word-sized pieces, then `GuardrailNotice(0)`, like the fake engine behind a real gateway
+(without naming the version that answered: script `AnsweredBy` for that); a model it does
+not list fails with `UnknownDomain`, as the gateway's 404 reads.
+
+The admin calls act on `adapter_table` (its own copy), in the shape of `GET /admin/adapters`:
+starting a canary sets the domain's `canary`, stopping it moves it to `last_canary`, and
+the gateway's refusals (no such domain, no canary running) read as they would.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass, field
@@ -83,6 +90,10 @@ class FakeGateway:
     calls: list[tuple[Any, ...]] = field(default_factory=list)  # all but stream_chat
     _scripts: dict[str, deque[Script]] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # The canary calls change the table: a test's module-level table stays as it is.
+        self.adapter_table = copy.deepcopy(self.adapter_table)
+
     def enqueue(self, model: str, script: Script) -> None:
         """Script the next answer of `model` (first in, first out)."""
         self._scripts.setdefault(model, deque()).append(list(script))
@@ -149,3 +160,44 @@ class FakeGateway:
     async def rollback(self, domain: str, alias: str = "prod") -> str:
         await self._call("rollback", domain, alias)
         return f"{domain}@{alias} rolled back"
+
+    async def start_canary(self, domain: str, version: int, weight: float) -> str:
+        await self._call("start_canary", domain, version, weight)
+        entry = self._domain(domain)
+        if version not in [v.get("version") for v in entry.get("versions") or []]:
+            raise _refused(404, f"unknown adapter {domain}@v{version}")
+        if (entry.get("aliases") or {}).get("prod") == version:
+            raise _refused(400, f"{domain}@v{version} is already prod")
+        entry["canary"] = {
+            "version": version,
+            "weight": weight,
+            "started_at": "2025-01-01T12:00:00Z",
+            "guard": {"min_answers": 20, "error_margin": 0.05, "rule_margin": 0.2},
+        }
+        return f"{domain}: v{version} is the canary for {weight:g}% of conversations"
+
+    async def stop_canary(self, domain: str, reason: str | None = None) -> str:
+        await self._call("stop_canary", domain, reason)
+        entry = self._domain(domain)
+        canary = entry.get("canary")
+        if not canary:
+            raise _refused(400, f"domain {domain!r} has no canary running")
+        entry["canary"] = None
+        entry["last_canary"] = {
+            "version": canary["version"],
+            "outcome": "stopped",
+            "reason": reason or "stopped",
+            "at": "2025-01-01T13:00:00Z",
+        }
+        return f"{domain}: canary v{canary['version']} stopped, prod gets all conversations"
+
+    def _domain(self, domain: str) -> dict[str, Any]:
+        found = next((d for d in self.adapter_table if d.get("domain") == domain), None)
+        if found is None:
+            raise _refused(404, f"unknown domain {domain!r}")
+        return found
+
+
+def _refused(status: int, message: str) -> UiClientError:
+    """An admin refusal as the client reads the gateway's OpenAI-shaped error body."""
+    return error_from_response(status, None, {"error": {"message": message}}, admin=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from lorastack.ui.catalogue import Catalogue
-from lorastack.ui.client import GuardrailNotice, Message
+from lorastack.ui.client import AnsweredBy, GuardrailNotice, Message
 from lorastack.ui.errors import BlockedByPrivacyPolicy, EngineRestarting, GatewayUnreachable
 from lorastack.ui.streaming import ANSWER_PARAMS
 from lorastack.ui.tabs import chat
@@ -54,6 +54,37 @@ def test_the_guardrail_notice_goes_under_the_answer(
     assert notice == expected
     assert messages[-1]["metadata"]["log"] == expected
     assert turns[-1]["note"] == expected
+
+
+def test_an_answer_names_the_version_that_wrote_it_and_keeps_the_domain(
+    gateway: FakeGateway, catalogue: Catalogue
+) -> None:
+    # The gateway answers `coffee-shop` with its canary: `"model": "coffee-shop@v2"`.
+    gateway.enqueue("coffee-shop", [AnsweredBy("coffee-shop@v2"), "Hi", GuardrailNotice(1)])
+    outputs = send(gateway, catalogue, "hello", "coffee-shop", [])
+    messages, turns, notice, _ = outputs[-1]
+    assert turns[-1]["model"] == "coffee-shop"  # the transcript stays on the chosen domain
+    assert turns[-1]["answered_by"] == "coffee-shop@v2"
+    assert messages[-1]["metadata"] == {
+        "title": "Bean There",
+        "log": "coffee-shop@v2 \N{MIDDLE DOT} \N{SHIELD}\ufe0f 1 personal data item was masked "
+        "before reaching the model",
+    }
+    assert notice.endswith("1 personal data item was masked before reaching the model")
+    assert outputs[1][0][-1]["metadata"]["log"] == "coffee-shop@v2"  # named while it streams
+
+    # The next question to the same domain is no switch, even if prod answers it.
+    gateway.enqueue("coffee-shop", [AnsweredBy("coffee-shop@v1"), "Again"])
+    messages, turns, _, _ = send(gateway, catalogue, "more", "coffee-shop", turns)[-1]
+    assert [t["kind"] for t in turns] == ["user", "answer", "user", "answer"]
+    assert messages[-1]["metadata"] == {"title": "Bean There", "log": "coffee-shop@v1"}
+    assert gateway.last_chat.messages[-2:] == [Message("assistant", "Hi"), Message("user", "more")]
+
+    # A version asked for by name is no news: nothing beside the title.
+    gateway.enqueue("coffee-shop@v2", [AnsweredBy("coffee-shop@v2"), "Same"])
+    messages, turns, _, _ = send(gateway, catalogue, "v2?", "coffee-shop@v2", turns)[-1]
+    assert messages[-1]["metadata"] == {"title": "Bean There"}
+    assert turns[-1]["model"] == "coffee-shop@v2"
 
 
 def test_nothing_to_send_and_no_domain(gateway: FakeGateway, catalogue: Catalogue) -> None:

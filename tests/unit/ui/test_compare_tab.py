@@ -8,7 +8,7 @@ from typing import Any
 
 from lorastack.ui.app import load_domains
 from lorastack.ui.catalogue import Catalogue
-from lorastack.ui.client import GuardrailNotice
+from lorastack.ui.client import AnsweredBy, GuardrailNotice
 from lorastack.ui.errors import EngineRestarting, GatewayUnreachable, UnknownDomain
 from lorastack.ui.streaming import merge_streams
 from lorastack.ui.tabs import compare
@@ -38,6 +38,23 @@ def test_compare_streams_the_base_model_and_the_domain(
     assert len(outputs) > 3
     assert sorted(call.model for call in gateway.chats) == ["coffee-shop", "tiny"]
     assert all(call.finished for call in gateway.chats)
+
+
+def test_the_domain_box_names_the_version_that_answered(
+    gateway: FakeGateway, catalogue: Catalogue
+) -> None:
+    gateway.enqueue("tiny", [AnsweredBy("tiny"), "base"])
+    gateway.enqueue("coffee-shop", [AnsweredBy("coffee-shop@v2"), "canary"])
+    outputs = compared(gateway, catalogue, "hi", "coffee-shop")
+    relabelled = [d for _, d in outputs[1:] if isinstance(d, dict)]
+    assert relabelled == [
+        {"__type__": "update", "value": "", "label": "Bean There \N{MIDDLE DOT} coffee-shop@v2"}
+    ]
+    assert outputs[-1] == ("base", "canary")
+    # The base model's own name is no news, and neither is a version asked for by name.
+    gateway.enqueue("coffee-shop@v2", [AnsweredBy("coffee-shop@v2"), "same"])
+    outputs = compared(gateway, catalogue, "hi", "coffee-shop@v2")
+    assert not [box for pair in outputs[1:] for box in pair if isinstance(box, dict)]
 
 
 def test_each_box_says_what_happened_to_its_answer(

@@ -18,11 +18,21 @@ from lorastack.ui.errors import (
     UnknownDomain,
     error_from_response,
 )
-from lorastack.ui.transcript import Turn, conversation, with_switch_marker
+from lorastack.ui.tabs import adapters
+from lorastack.ui.transcript import Turn, conversation, turn, with_switch_marker
 from tests.servers import free_port
 from tests.unit.ui.conftest import Ui
 
-ADMIN_ENDPOINTS = ("/adapters", "/load_adapter", "/unload_adapter", "/promote", "/rollback")
+ADMIN_ENDPOINTS = (
+    "/adapters",
+    "/load_adapter",
+    "/unload_adapter",
+    "/promote",
+    "/rollback",
+    "/start_canary",
+    "/stop_canary",
+)
+LOADED = adapters.ADAPTER_HEADERS.index("loaded")  # the adapters table's last column
 
 
 def _text(message: dict[str, Any]) -> str:
@@ -254,14 +264,15 @@ def test_admin_actions(ui: Ui, publish: Callable[..., Any]) -> None:
     table, status = ui.call("/adapters")
     assert status == ""
     assert [row[:2] for row in table["data"]] == [["coffee-shop", "v1"], ["ledger-desk", "v1"]]
-    assert table["data"][0][3] == "prod" and table["data"][1][5] == "not loaded"
+    assert table["headers"] == adapters.ADAPTER_HEADERS
+    assert table["data"][0][3] == "prod" and table["data"][1][LOADED] == "not loaded"
 
     status, table = ui.call("/load_adapter", "ledger-desk")
     assert status.startswith("\N{CHECK MARK} loaded ledger-desk@v1")
-    assert table["data"][1][5] == "engine 0: ready"
+    assert table["data"][1][LOADED] == "engine 0: ready"
     status, table = ui.call("/unload_adapter", "ledger-desk")
     assert status.startswith("\N{CHECK MARK} unloaded ledger-desk@v1")
-    assert table["data"][1][5] == "not loaded"
+    assert table["data"][1][LOADED] == "not loaded"
 
     publish("coffee-shop", 7)  # v2
     status, table = ui.call("/promote", "coffee-shop", 2, "prod")
@@ -278,6 +289,36 @@ def test_admin_actions(ui: Ui, publish: Callable[..., Any]) -> None:
     assert status.startswith("\N{WARNING SIGN}")
     status, _ = ui.call("/promote", "", 1, "prod")
     assert "enter the domain first" in status
+
+
+def test_a_canary_through_the_app(ui: Ui, publish: Callable[..., Any]) -> None:
+    publish("coffee-shop", 7)  # v2; v1 is prod
+    status, table = ui.call("/start_canary", "coffee-shop", 2, 100)
+    assert status == (
+        "\N{CHECK MARK} coffee-shop: v2 is the canary for 100% of conversations (prod → v1)"
+    )
+    assert [row[3] for row in table["data"][:2]] == ["prod", "canary 100%"]
+
+    # Every conversation goes to the canary: the answer names it, the transcript keeps the domain.
+    chat, _ = _send(ui, "which version?", "coffee-shop")
+    assert _text(chat[-1]) == "echo from coffee-shop@v2: which version?"
+    assert _title(chat[-1]) == "Bean There"
+    assert chat[-1]["metadata"]["log"] == "coffee-shop@v2"
+    # The gateway counted it for v2 (its brand rules, none here, would show beside it).
+    live = adapters.ADAPTER_HEADERS.index("live")
+
+    def counted() -> bool:
+        return bool(ui.call("/adapters")[0]["data"][1][live] == "1 answer")
+
+    assert ui.gateway.fake.wait_for(counted, timeout_s=5)
+
+    status, table = ui.call("/stop_canary", "coffee-shop", "seen enough")
+    assert status.startswith("\N{CHECK MARK} coffee-shop: canary v2 stopped")
+    assert table["data"][1][3] == "canary stopped: seen enough"
+    status, _ = ui.call("/stop_canary", "coffee-shop", "")
+    assert status.startswith("\N{WARNING SIGN}") and "no canary running" in status
+    status, _ = ui.call("/start_canary", "coffee-shop", 1, 10)
+    assert status.startswith("\N{WARNING SIGN}") and "already prod" in status
 
 
 def test_without_the_admin_key_there_is_no_adapters_tab(start_ui: Callable[..., Ui]) -> None:
@@ -299,7 +340,7 @@ def test_without_the_admin_key_there_is_no_adapters_tab(start_ui: Callable[..., 
 
 
 def _t(kind: Any, text: str = "", model: str = "") -> Turn:
-    return Turn(kind=kind, text=text, model=model, title=model, note="", pending=False)
+    return turn(kind, text, model, model)
 
 
 def test_conversation_drops_markers_errors_and_unanswered_questions() -> None:
