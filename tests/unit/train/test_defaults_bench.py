@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
-from lorastack.train.config import load_config
+import pytest
+
+from lorastack.train.config import TrainConfig, load_config
 from lorastack.train.defaults_bench import (
+    BrandQuality,
     DefaultsReport,
     Goals,
     quality_of,
@@ -67,3 +71,36 @@ def test_the_test_brand_follows_its_own_rules_and_states_its_facts() -> None:
     for rule in config.rules:
         assert all(rule.passes(reply) for reply in replies), rule.label
     assert {row["messages"][0]["content"] for row in rows} == {config.system_prompt}
+
+
+def test_eval_defaults_measures_each_brand_and_reports_the_misses(  # type: ignore[no-untyped-def]
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    measured: list[str] = []
+
+    def measure(config: TrainConfig, *args: Any) -> BrandQuality:
+        measured.append(config.domain)
+        return quality_of(config.domain, 120.0, 30, tmp_path / "run", METRICS)
+
+    monkeypatch.setenv("LORASTACK_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr("lorastack.cli.train.measure_brand", measure)
+    monkeypatch.setattr("lorastack.cli.train.guard_for", lambda domain: None)
+    trailhead = REPO / "tests" / "data" / "trailhead" / "train.yaml"
+    done = cli("eval-defaults", str(trailhead), "--out", str(tmp_path / "out"))
+    assert done.code == 0, done.err
+    assert measured == ["trailhead"]
+    assert "missed: rule max_sentences: 85% < 90%; fact recall 75% < 80%" in done.out
+    assert done.out.strip().splitlines()[-1] == str(tmp_path / "out")
+    saved = json.loads((tmp_path / "out" / "quality.json").read_text())
+    assert [brand["domain"] for brand in saved["brands"]] == ["trailhead"]
+
+
+def test_eval_defaults_names_a_brand_whose_data_is_missing(  # type: ignore[no-untyped-def]
+    cli, tmp_path: Path
+) -> None:
+    config = tmp_path / "train.yaml"
+    config.write_text("domain: nowhere\ndata: /no/such/file.jsonl\n")
+    done = cli("eval-defaults", str(config), "--out", str(tmp_path / "out"))
+    assert done.code != 0
+    assert "nowhere: data /no/such/file.jsonl does not exist" in done.err
+    assert "Traceback" not in done.err
