@@ -313,20 +313,29 @@ class Guard:
         masked = [map_message(message, lambda _: next(replacements)) for message in messages]
         return ProtectedMessages(masked, protected.findings)
 
-    def protect_output(self, text: str, vault: Vault, request_id: str | None = None) -> ScanResult:
-        """Make a whole answer safe to show: output actions, then the user's values restored."""
+    def protect_output(
+        self, text: str, vault: Vault, request_id: str | None = None, *, restore: bool = True
+    ) -> ScanResult:
+        """Make a whole answer safe to show: output actions, then the user's values restored.
+
+        `restore=False` leaves the user's values masked (what may be stored of the answer);
+        `restore` on that text is then what the user would be shown.
+        """
         result = self.scan(text, Direction.OUTPUT, vault, request_id)
         if result.blocked_types:
             raise PiiBlocked(result.blocked_types, "output")
-        result.redacted = self.restore(result.redacted, vault)
+        if restore:
+            result.redacted = self.restore(result.redacted, vault)
         return result
 
     def restore(self, text: str, vault: Vault) -> str:
         """Put back the values this conversation's vault masked, if the policy says so."""
         return vault.restore(text) if self.policy.restore_output else text
 
-    def stream(self, vault: Vault, request_id: str | None = None) -> StreamRedactor:
-        """A `StreamRedactor` for one streamed answer."""
+    def stream(
+        self, vault: Vault, request_id: str | None = None, *, restore: bool = True
+    ) -> StreamRedactor:
+        """A `StreamRedactor` for one streamed answer (`restore`: as `protect_output`)."""
         from lorastack.guardrails.streaming import StreamRedactor
 
-        return StreamRedactor(self, vault, request_id)
+        return StreamRedactor(self, vault, request_id, restore=restore)

@@ -14,7 +14,7 @@ from typing import Any
 from lorastack.guardrails.entities import Direction
 from lorastack.guardrails.guard import Guard
 from lorastack.guardrails.vault import Vault
-from lorastack.texts import map_record
+from lorastack.texts import map_record, record_texts
 
 
 @dataclass
@@ -50,6 +50,10 @@ def scrub_record(
     so a value keeps its placeholder through the conversation.
     """
     vault = Vault()
+    # Records already masked once (captured feedback) hold placeholders: a value found
+    # now must not get one of theirs, or two people would become one.
+    for text in record_texts(record):
+        vault.reserve_literals(text)
     report.records += 1
 
     def scrub(text: str) -> str:

@@ -55,6 +55,7 @@ class StreamRedactor:
         hold_words: int = 2,
         max_hold: int = 96,
         context_chars: int = 80,
+        restore: bool = True,
     ) -> None:
         self.guard = guard
         self.vault = vault
@@ -62,6 +63,9 @@ class StreamRedactor:
         self.hold_words = hold_words
         self.max_hold = max_hold
         self.context_chars = context_chars
+        self.restore = restore
+        """False: released text keeps the user's values masked (whole placeholders: a
+        placeholder is never cut), for a caller that restores, and keeps the masked text."""
         self.findings: list[AppliedFinding] = []
         self._pending = ""
         self._context = ""
@@ -139,4 +143,4 @@ class StreamRedactor:
         self._pending = self._pending[cut:]
         if any(a.action is Action.BLOCK for a in applied):
             raise PiiBlocked([a.type for a in applied if a.action is Action.BLOCK], "output")
-        return self.guard.restore(safe, self.vault)
+        return self.guard.restore(safe, self.vault) if self.restore else safe

@@ -66,3 +66,11 @@ class PiiBlocked(LorastackError):
 
 class PolicyError(LorastackError):
     """A guardrail policy file is missing or invalid."""
+
+
+class DatabaseError(LorastackError):
+    """The database (captured exchanges and feedback) cannot be reached, read or migrated."""
+
+
+class ExchangeNotFound(LorastackError):
+    """A rating names a response id that no stored exchange has (never captured, or purged)."""

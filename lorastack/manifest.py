@@ -116,6 +116,8 @@ class AdapterManifest(_Strict):
     `lorastack eval`, checked by the gateway on every served answer."""
     forced: str | None = None
     """Why it was published although the quality gate refused it (`publish --force`)."""
+    started_from: str | None = None
+    """The version a preference run (`kto`, `dpo`) tuned further (`coffee-shop@v3`)."""
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
     @property
@@ -156,6 +158,16 @@ class CanaryEnd(_Strict):
     at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
 
+class CaptureSetting(_Strict):
+    """Whether the gateway keeps a domain's served answers (masked) to learn from use."""
+
+    enabled: bool = False
+    """On: each answer is stored as the engine saw it, personal data masked, and clients
+    may rate it (`POST /v1/feedback`)."""
+    retention_days: int = Field(default=30, ge=1, le=3650)
+    """Captured exchanges (and their ratings) older than this are purged."""
+
+
 class DomainIndex(BaseModel):
     """Per-domain state that is not part of any single version."""
 
@@ -172,3 +184,5 @@ class DomainIndex(BaseModel):
     canary: Canary | None = None
     """The version that gets a share of the domain's traffic beside `prod`, if any."""
     last_canary: CanaryEnd | None = None
+    capture: CaptureSetting | None = None
+    """Capture of served answers; None (files written before it existed too): off."""

@@ -2,7 +2,7 @@
 
 Layout, one folder per business domain::
 
-    adapters/<domain>/domain.json        aliases and the last version assigned
+    adapters/<domain>/domain.json        aliases, canary, capture, the last version assigned
     adapters/<domain>/v<N>/manifest.json
     adapters/<domain>/v<N>/adapter_config.json
     adapters/<domain>/v<N>/adapter_model.safetensors
@@ -37,6 +37,7 @@ from lorastack.manifest import (
     CanaryEnd,
     CanaryGuard,
     CanaryOutcome,
+    CaptureSetting,
     DomainIndex,
     SystemPromptMode,
     check_alias,
@@ -186,15 +187,20 @@ class AdapterRegistry:
         training: dict[str, Any] | None = None,
         rules: Sequence[BrandRule] = (),
         forced: str | None = None,
+        started_from: str | None = None,
         promote: str | None = None,
+        capture: bool | None = None,
+        retention_days: int | None = None,
     ) -> AdapterManifest:
         """Validate the adapter in `source` and add it as the domain's next version.
 
-        `promote` names an alias to point at the new version in the same step.
+        `promote` names an alias to point at the new version in the same step; `capture`
+        and `retention_days` change the domain's capture setting in it too (None: as is).
         """
         folder = self._domain_dir(domain)
         if promote is not None:
             check_alias(promote)
+        _changed_capture(None, capture, retention_days)  # refused before anything is copied
         adapter = validate_adapter(source, self.models, self.max_rank, base_model)
         folder.mkdir(parents=True, exist_ok=True)
         fsutil.remove_stale_staging(folder)
@@ -224,6 +230,7 @@ class AdapterRegistry:
                     training=training or {},
                     rules=list(rules),
                     forced=forced,
+                    started_from=started_from,
                 )
                 fsutil.write_json_atomic(staging / MANIFEST_FILE, manifest.model_dump(mode="json"))
                 fsutil.fsync_tree(staging)
@@ -232,6 +239,8 @@ class AdapterRegistry:
                 index.last_version = version
                 if promote is not None:
                     _point_alias(index, promote, version)
+                if capture is not None or retention_days is not None:
+                    index.capture = _changed_capture(index.capture, capture, retention_days)
                 self._write_index(index)
         return manifest
 
@@ -356,6 +365,37 @@ class AdapterRegistry:
             _end_canary(index, "auto-stopped" if automatic else "stopped", reason)
             self._write_index(index)
             return index
+
+    def set_capture(
+        self, domain: str, enabled: bool | None = None, retention_days: int | None = None
+    ) -> DomainIndex:
+        """Turn capture of the domain's served answers on or off, or change how long they are
+        kept (None: as it is). Gateways read it with every request: it applies to the next."""
+        _changed_capture(None, enabled, retention_days)  # a bad value: refused before the lock
+        if not self._version_numbers(domain):  # before the lock, which would create the folder
+            raise AdapterNotFound(f"no adapter is published for domain {domain!r}")
+        with fsutil.file_lock(self._domain_dir(domain) / _LOCK_FILE):
+            index = self.index(domain)
+            index.capture = _changed_capture(index.capture, enabled, retention_days)
+            self._write_index(index)
+            return index
+
+
+def _changed_capture(
+    current: CaptureSetting | None, enabled: bool | None, retention_days: int | None
+) -> CaptureSetting:
+    """`current` (default: off, 30 days) with the values given; a bad value is refused."""
+    changes = {"enabled": enabled, "retention_days": retention_days}
+    values = {
+        **(current or CaptureSetting()).model_dump(),
+        **{name: value for name, value in changes.items() if value is not None},
+    }
+    try:
+        return CaptureSetting.model_validate(values)
+    except ValidationError as error:
+        problem = error.errors()[0]
+        where = ".".join(str(part) for part in problem["loc"])
+        raise RegistryError(f"capture {where}: {problem['msg']}") from None
 
 
 def _end_canary(index: DomainIndex, outcome: CanaryOutcome, reason: str) -> None:

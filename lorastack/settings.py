@@ -201,6 +201,10 @@ class Settings(BaseSettings):
     """Base model served when none is named: a name from `lorastack model list`."""
     max_lora_rank: int = 16
     """Largest LoRA rank the registry accepts and the engine reserves memory for."""
+    database_url: str | None = None
+    """Where captured exchanges and feedback live: a SQLAlchemy URL, `sqlite:///PATH` or
+    `postgresql://USER:PASSWORD@HOST:PORT/DB` (PostgreSQL when several gateways share it).
+    None: `sqlite:///<home>/lorastack.db`."""
     engine: EngineSettings = Field(default_factory=EngineSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     ui: UiSettings = Field(default_factory=UiSettings)
@@ -221,6 +225,23 @@ class Settings(BaseSettings):
             allowed = ", ".join(str(r) for r in VLLM_LORA_RANKS)
             raise ValueError(f"must be one of {allowed} (what vLLM supports), got {rank}")
         return rank
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        # Imported here: only a process that sets a URL pays for SQLAlchemy at start.
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            backend = make_url(url).get_backend_name()
+        except ArgumentError:
+            raise ValueError("not a database URL (sqlite:///PATH or postgresql://...)") from None
+        if backend not in ("sqlite", "postgresql", "postgres"):
+            raise ValueError(f"unsupported database {backend!r}: use sqlite or postgresql")
+        return url
 
     @property
     def models_dir(self) -> Path:

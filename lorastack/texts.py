@@ -5,7 +5,7 @@ counting characters all need "every text in this message or record" while
 keeping its shape. `map_*` returns a copy with a function applied to each
 text; `*_texts` lists them (the same walk, collecting). Knows the OpenAI chat
 shapes (string content or a list of content parts), ShareGPT turns
-(`from`/`value`) and the record formats lorastack trains on.
+(`from`/`value`) and the record formats lorastack trains on (preferences too).
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ RECORD_FIELDS = (
     "conversations",
     "prompt",
     "completion",
+    "chosen",
+    "rejected",
     "text",
     "instruction",
     "input",

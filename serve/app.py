@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import ExitStack, asynccontextmanager, contextmanager
 from typing import Any
 
 import httpx
@@ -15,6 +15,7 @@ from starlette.types import ASGIApp
 
 from lorastack import __version__
 from lorastack.errors import BaseModelNotFound
+from lorastack.feedback import FeedbackStore
 from lorastack.guardrails import Detector, JsonlAuditLog, PolicyStore
 from lorastack.guardrails.screening import ScreeningPool
 from lorastack.models import ModelStore
@@ -22,6 +23,7 @@ from lorastack.registry import AdapterRegistry
 from lorastack.serve.adapters import AdapterManager
 from lorastack.serve.admission import Admission
 from lorastack.serve.boundary import RequestBoundary
+from lorastack.serve.capture import ExchangeCapture
 from lorastack.serve.deps import Gateway
 from lorastack.serve.errors import install_error_handlers
 from lorastack.serve.guarding import GuardProvider
@@ -32,7 +34,8 @@ from lorastack.serve.metrics import Metrics
 from lorastack.serve.pool import Endpoint, EnginePool
 from lorastack.serve.prompt_size import PromptLimit
 from lorastack.serve.quality import AnswerQuality
-from lorastack.serve.routes import admin, openai, ops
+from lorastack.serve.ratings import FeedbackService
+from lorastack.serve.routes import admin, feedback, openai, ops
 from lorastack.serve.schemas import CHAT, COMPLETIONS
 from lorastack.serve.service import CompletionService
 from lorastack.serve.supervisor import EngineSupervisor
@@ -59,17 +62,44 @@ def served_model(store: ModelStore, name: str) -> ServedModel:
         return ServedModel(name)
 
 
+@contextmanager
+def open_feedback_store(settings: Settings) -> Iterator[FeedbackStore | None]:
+    """THE ONE PLACE where the gateway opens its feedback store from the settings
+    (`database_url`, `lorastack.db.open_feedback_store`), closed on exit.
+
+    Yields None when the store cannot be opened (the database is down, its schema cannot
+    be migrated, its driver is not installed): the gateway then serves without capture and
+    feedback, and one log line says why. Answers never depend on it.
+    """
+    with ExitStack() as stack:
+        store: FeedbackStore | None = None
+        try:
+            # Imported here: only a gateway that opens a store pays for SQLAlchemy.
+            from lorastack.db import open_feedback_store as open_sql_store
+
+            store = stack.enter_context(open_sql_store(settings))
+        except Exception as error:  # DatabaseError, ImportError: the type and its message
+            logger.error(
+                "capture and feedback are unavailable: the feedback store did not open: %s: %s",
+                type(error).__name__,
+                error,
+            )
+        yield store
+
+
 def build_gateway(
     settings: Settings,
     upstream_urls: list[str],
     client: httpx.AsyncClient,
     *,
     detector: Detector | None,
+    feedback_store: FeedbackStore | None = None,
 ) -> Gateway:
     """The gateway's parts for these engines, from the settings.
 
     `detector` finds personal data for every domain's guard; it may be None only
-    when the settings turn the guardrails off.
+    when the settings turn the guardrails off. `feedback_store` (`open_feedback_store`)
+    keeps captured answers and their ratings; None: neither.
     """
     metrics = Metrics()
     store = ModelStore(settings.models_dir)
@@ -91,11 +121,22 @@ def build_gateway(
     checkpoint = store.get(settings.base_model).path if served.checkpoint_sha256 else None
     prompt_limit = PromptLimit.for_checkpoint(settings.engine.max_model_len, checkpoint)
     quality = AnswerQuality(registry, metrics)
-    service = CompletionService(registry, pool, guards, metrics, served, prompt_limit, quality)
+    capture, ratings = None, None
+    if feedback_store is not None and guards is None:
+        # Nothing would mask what is stored: capture nothing rather than raw personal data.
+        logger.warning("capture and feedback are off: the guardrails are off on this gateway")
+    elif feedback_store is not None and guards is not None:
+        capture = ExchangeCapture(feedback_store, metrics, registry)
+        ratings = FeedbackService(feedback_store, capture, guards, metrics)
+    service = CompletionService(
+        registry, pool, guards, metrics, served, prompt_limit, quality, capture
+    )
     keys = KeyStore.from_settings(
         settings.gateway.api_keys, settings.gateway.keys_file, settings.gateway.admin_key
     )
-    return Gateway(registry, pool, service, keys, metrics, settings.base_model, quality)
+    return Gateway(
+        registry, pool, service, keys, metrics, settings.base_model, quality, capture, ratings
+    )
 
 
 class GatewayApp(FastAPI):
@@ -142,6 +183,8 @@ def create_app(
         guards = gateway.service.guards
         if guards is not None:
             await asyncio.to_thread(guards.prepare)
+        if gateway.capture is not None:
+            gateway.capture.start()
         try:
             yield
         finally:
@@ -150,6 +193,8 @@ def create_app(
             if guards is not None:
                 guards.pool.shutdown()
             gateway.quality.close()
+            if gateway.capture is not None:  # what is queued is written first
+                await asyncio.to_thread(gateway.capture.close)
             if client is not None:
                 await client.aclose()
 
@@ -167,6 +212,7 @@ def create_app(
     app.state.gateway = gateway
     install_error_handlers(app)
     app.include_router(openai.router)
+    app.include_router(feedback.router)
     app.include_router(admin.router)
     app.include_router(ops.router)
     completion_paths = (CHAT.path, COMPLETIONS.path)

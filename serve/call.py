@@ -4,18 +4,26 @@ The request's `Outcome` (boundary.py) learns its domain and version here and, on
 its error code, so that the response is counted once, by the boundary; the latency, time
 to first token and tokens of an answer are recorded here, and so is how its version fared
 (`AnswerQuality`: an answer or an error, and the brand-rule check of what it said).
+
+Each answer gets its `id` here (`response_id`: the same in every chunk of a stream, and
+never the engine's, whose ids a retry or another replica could repeat). When the domain's
+answers are captured, the call keeps the masked conversation and the masked answer, and
+hands them to `ExchangeCapture` once the answer was sent (`after_sent`).
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from lorastack.errors import LorastackError
+from lorastack.serve.capture import ExchangeCapture, PendingExchange
 from lorastack.serve.errors import GatewayError, to_gateway_error
+from lorastack.serve.fields import ANSWER_CHANNELS
 from lorastack.serve.guarding import Screening
 from lorastack.serve.metrics import Metrics
 from lorastack.serve.outcome import Outcome
@@ -34,15 +42,43 @@ class Call:
     metrics: Metrics
     outcome: Outcome
     quality: AnswerQuality | None = None
+    capture: ExchangeCapture | None = None
+    key_hash: str | None = None
+    """The client key's sha256 (hex), kept with a captured exchange."""
     screening: Screening | None = None
     started: float = field(default_factory=time.monotonic)
+    response_id: str = ""
+    """The answer's `id`, as the client gets it."""
     _first_token_seen: bool = False
     _at_engine: bool = False
     _texts: list[str] = field(default_factory=list)
+    _seconds: float = 0.0
+    _prompt: list[dict[str, Any]] | None = None
+    _masked: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.outcome.domain = self.target.label
         self.outcome.version = self.target.version_label
+        self.response_id = f"{self.api.id_prefix}{uuid.uuid4().hex}"
+
+    @property
+    def capturing(self) -> bool:
+        """Whether this answer is captured: the domain's setting is on, this gateway has a
+        store, and the texts are masked (nothing unmasked is ever stored)."""
+        return self.capture is not None and self.target.capture and self.screening is not None
+
+    def keep_prompt(self, messages: list[dict[str, Any]]) -> None:
+        """The conversation as the engine gets it, masked (kept only when capturing).
+
+        Kept by reference: nothing changes a request's messages after screening."""
+        if self.capturing:
+            self._prompt = messages
+
+    def keep_masked(self, choice: int, channel: str, masked: str) -> None:
+        """A piece of the answer as the engine wrote it, masked (the first choice's answer
+        proper is what a captured exchange keeps)."""
+        if choice == 0 and channel in ANSWER_CHANNELS and self.capturing:
+            self._masked.append(masked)
 
     @property
     def request_id(self) -> str:
@@ -75,13 +111,32 @@ class Call:
         seconds = time.monotonic() - self.started
         self.metrics.answered(self.target.label, self.target.version_label, seconds, usage)
         self._texts = texts
+        self._seconds = seconds
         if self.quality is not None:
             self.quality.answered(self.target)
 
-    def check_rules(self) -> None:
-        """Queue the brand-rule check of the finished answer (once it has been sent)."""
+    def after_sent(self) -> None:
+        """The answer has been sent: queue its brand-rule check, and its capture."""
         if self.quality is not None:
             self.quality.check(self.target, self._texts)
+        answer = "".join(self._masked)
+        manifest = self.target.manifest
+        # A choice with only tool calls says nothing to learn from: it is not captured.
+        if not (self.capturing and answer and self._prompt is not None and manifest):
+            return
+        assert self.capture is not None and self.target.domain is not None
+        self.capture.submit(
+            PendingExchange(
+                response_id=self.response_id,
+                domain=self.target.domain,
+                version=manifest.version,
+                key_hash=self.key_hash,
+                messages=self._prompt,
+                answer=answer,
+                latency_s=self._seconds,
+                rules=tuple(manifest.rules),
+            )
+        )
 
     @contextmanager
     def failures_recorded(self) -> Iterator[None]:

@@ -8,11 +8,13 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from lorastack.registry import AdapterRegistry
+from lorastack.serve.capture import ExchangeCapture
 from lorastack.serve.keys import ClientKey, KeyStore
 from lorastack.serve.metrics import Metrics
 from lorastack.serve.outcome import Outcome, new_request_id, outcome_of
 from lorastack.serve.pool import EnginePool
 from lorastack.serve.quality import AnswerQuality
+from lorastack.serve.ratings import FeedbackService
 from lorastack.serve.service import CompletionService
 
 
@@ -27,6 +29,9 @@ class Gateway:
     metrics: Metrics
     base_model: str
     quality: AnswerQuality
+    capture: ExchangeCapture | None = None
+    """None: this gateway captures nothing (no feedback store, or the guardrails are off)."""
+    feedback: FeedbackService | None = None
 
 
 def get_gateway(request: Request) -> Gateway:

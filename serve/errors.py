@@ -22,6 +22,8 @@ from starlette.types import Scope, Send
 
 from lorastack.errors import (
     AdapterNotFound,
+    DatabaseError,
+    ExchangeNotFound,
     GuardUnavailable,
     InvalidName,
     LorastackError,
@@ -126,6 +128,14 @@ class AdapterLoadFailed(GatewayError):
         return {"Retry-After": "1"}
 
 
+class FeedbackUnavailable(GatewayError):
+    """Ratings cannot be stored now: no feedback store here, or it failed."""
+
+    status = 503
+    type = "service_unavailable"
+    code = "feedback_unavailable"
+
+
 class EngineLostModel(LorastackError):
     """The engine does not know the model name it was sent.
 
@@ -154,6 +164,11 @@ def to_gateway_error(error: BaseException) -> GatewayError:
         return EngineUnavailable(
             "personal-data screening is unavailable; try again", code="guardrails_unavailable"
         )
+    if isinstance(error, ExchangeNotFound):
+        return NotFound("no answer with this id to rate for this key", param="response_id")
+    if isinstance(error, DatabaseError):
+        logger.error("feedback store: %s", type(error).__name__)
+        return FeedbackUnavailable("the feedback store is unavailable; try again later")
     if isinstance(error, RegistryCorrupt):
         # The operator's problem, logged with its path; the client learns neither.
         logger.error("%s", error)

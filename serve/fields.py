@@ -79,6 +79,8 @@ _MESSAGE_TEXTS = frozenset({"name", "reasoning_content", "reasoning", "refusal"}
 # The parts of a JSON schema that are prose (masked); the rest is structure (passed).
 _SCHEMA_PROSE = frozenset({"description", "title", "default", "examples", "const", "enum"})
 _ANSWER_TEXTS = ("content", "reasoning_content", "reasoning", "refusal")
+ANSWER_CHANNELS = frozenset({"content", "text"})
+"""The channels (`answer_slots`) holding a choice's answer proper, as `answer_text` reads it."""
 
 
 @dataclass(frozen=True)

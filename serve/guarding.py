@@ -5,6 +5,10 @@ change. `Screening` is one request's use of it: the vault that maps the
 user's values to placeholders, and every scan of the request run on the
 gateway's screening pool (one thread hop each, under the policy's deadline),
 with what was found counted in the metrics.
+
+An answer's text is `Released` twice: as the user is shown it (their own values
+restored) and as the engine wrote it with personal data masked (what capture stores,
+serve/capture.py), from one scan.
 """
 
 from __future__ import annotations
@@ -13,9 +17,11 @@ import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
+from lorastack.errors import PiiBlocked
 from lorastack.guardrails import (
+    Action,
     AppliedFinding,
     AuditSink,
     Detector,
@@ -34,6 +40,15 @@ from lorastack.serve.targets import Target
 T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
+
+
+class Released(NamedTuple):
+    """A piece of an answer made safe."""
+
+    shown: str
+    """What the user gets: the output policy applied, their own values restored."""
+    masked: str
+    """The same before their values came back (`<EMAIL_ADDRESS_1>`): what may be stored."""
 
 
 class GuardProvider:
@@ -128,19 +143,55 @@ class Screening:
         self.masked += protected.masked_count
         return protected.texts
 
-    async def answers(self, texts: list[str]) -> list[str]:
-        """Whole answer texts made safe to show, the user's own values restored."""
+    async def answers(self, texts: list[str]) -> list[Released]:
+        """Whole answer texts made safe: to show (the user's own values restored), and masked."""
 
-        def protect() -> list[ScanResult]:
-            return [self.guard.protect_output(t, self.vault, self._request_id) for t in texts]
+        def protect() -> list[tuple[ScanResult, Released]]:
+            protected = []
+            for text in texts:
+                result = self.guard.protect_output(
+                    text, self.vault, self._request_id, restore=False
+                )
+                shown = self.guard.restore(result.redacted, self.vault)
+                protected.append((result, Released(shown, result.redacted)))
+            return protected
 
-        results = await self.run(protect)
-        for result in results:
+        protected = await self.run(protect)
+        for result, _ in protected:
             self.count(Direction.OUTPUT, result.findings)
-        return [result.redacted for result in results]
+        return [released for _, released in protected]
+
+    async def texts_to_store(self, texts: list[str]) -> list[str]:
+        """Texts masked by the input policy to be stored (a rating's correction, say).
+
+        Unlike `texts`, never passed on unscanned: a failed or late detection raises
+        `GuardUnavailable` whatever the policy's `fail_open` says, and a blocked type
+        raises `PiiBlocked`.
+        """
+
+        def mask() -> list[str]:
+            for text in texts:
+                self.vault.reserve_literals(text)
+            masked, findings = [], []
+            for text in texts:
+                # `find`, not `scan`: it raises where `scan` would fail open.
+                safe, applied = self.guard.apply(
+                    text, self.guard.find(text), Direction.INPUT, self.vault
+                )
+                masked.append(safe)
+                findings.extend(applied)
+            self.guard.record(findings, Direction.INPUT, self._request_id)
+            blocked = sorted({f.type for f in findings if f.action is Action.BLOCK})
+            if blocked:
+                raise PiiBlocked(blocked, "input")
+            self.count(Direction.INPUT, findings)
+            return masked
+
+        return await self.run(mask)
 
     def stream(self) -> StreamScreening:
-        return StreamScreening(self, self.guard.stream(self.vault, self._request_id))
+        redactor = self.guard.stream(self.vault, self._request_id, restore=False)
+        return StreamScreening(self, redactor)
 
     async def run(self, operation: Callable[[], T], fallback: Callable[[], T] | None = None) -> T:
         timeout_s = self.guard.policy.timeout_s
@@ -172,15 +223,18 @@ class StreamScreening:
         self._screening = screening
         self._redactor = redactor
 
-    async def feed(self, text: str, *, last: bool = False) -> str:
-        """The text now safe to show; with `last`, everything held back too."""
+    async def feed(self, text: str, *, last: bool = False) -> Released:
+        """The text now safe; with `last`, everything held back too."""
+        screening = self._screening
 
-        def release() -> str:
-            safe = self._redactor.feed(text) if text else ""
-            return safe + self._redactor.finish() if last else safe
+        def release() -> Released:
+            # The redactor keeps placeholders whole, so each piece restores on its own.
+            masked = self._redactor.feed(text) if text else ""
+            masked = masked + self._redactor.finish() if last else masked
+            return Released(screening.guard.restore(masked, screening.vault), masked)
 
         # No fallback: a stream cannot fail open half-way, its redactor may still be busy.
-        safe = await self._screening.run(release)
+        released = await screening.run(release)
         if last:
-            self._screening.count(Direction.OUTPUT, self._redactor.findings)
-        return safe
+            screening.count(Direction.OUTPUT, self._redactor.findings)
+        return released

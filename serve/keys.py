@@ -44,6 +44,12 @@ class ClientKey:
     def allows(self, domain: str) -> bool:
         return ALL_DOMAINS in self.domains or domain in self.domains
 
+    @property
+    def sha256(self) -> str:
+        """The key's sha256, hex: what stored exchanges and ratings keep of it
+        (`lorastack.feedback.key_hash` of the key itself)."""
+        return self.digest.hex()
+
 
 class _KeyEntry(BaseModel):
     model_config = ConfigDict(extra="forbid")

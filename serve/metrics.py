@@ -97,6 +97,24 @@ class Metrics:
             ["domain"],
             registry=r,
         )
+        self.capture_written = Counter(
+            "lorastack_capture_written",
+            "Captured exchanges written to the feedback store",
+            ["domain"],
+            registry=r,
+        )
+        self.capture_dropped = Counter(
+            "lorastack_capture_dropped",
+            "Captured exchanges lost: queue_full, store_error, shutdown, error",
+            ["domain", "reason"],
+            registry=r,
+        )
+        self.feedback_ratings = Counter(
+            "lorastack_feedback_ratings",
+            "Ratings of served answers, by the version that wrote them",
+            ["domain", "version", "rating"],
+            registry=r,
+        )
         self.canary_auto_stops = Counter(
             "lorastack_canary_auto_stops",
             "Canaries this gateway stopped because they did worse than prod",
@@ -141,6 +159,15 @@ class Metrics:
 
     def rule_check_dropped(self, domain: str) -> None:
         self.rule_checks_dropped.labels(domain).inc()
+
+    def captured(self, domain: str, count: int) -> None:
+        self.capture_written.labels(domain).inc(count)
+
+    def capture_lost(self, domain: str, reason: str, count: int = 1) -> None:
+        self.capture_dropped.labels(domain, reason).inc(count)
+
+    def rated(self, domain: str, version: str, rating: int) -> None:
+        self.feedback_ratings.labels(domain, version, "up" if rating > 0 else "down").inc()
 
     def canary_weight(self, domain: str, percent: float) -> None:
         self.canary_weights.labels(domain).set(percent)

@@ -3,9 +3,10 @@
 Each engine event goes through small steps: a usage-only event is kept for
 the metrics (and passed on if the client asked for usage); each choice's new
 text goes through that choice's stream screening; the event is labelled with
-the version that answered and encoded. What each choice said is kept, so that
-once `[DONE]` went out the whole answer's brand rules can be checked. An error
-after the first byte becomes a last error event, then `[DONE]`.
+the version that answered and the answer's `id`, and encoded. What each choice
+said is kept, so that once `[DONE]` went out the whole answer's brand rules can
+be checked (and, captured, the first choice's answer as the engine wrote it,
+masked). An error after the first byte becomes a last error event, then `[DONE]`.
 """
 
 from __future__ import annotations
@@ -60,9 +61,9 @@ class StreamRelay:
                 if await self._make_safe(event):
                     yield self._encode(event)
             yield sse.DONE
-            # The client has the whole answer: only now is it counted and judged.
+            # The client has the whole answer: only now is it counted, judged and captured.
             self._call.finish(usage, self._texts())
-            self._call.check_rules()
+            self._call.after_sent()
         except Exception as error:  # every failure is answered in the stream itself
             yield sse.encode(self._call.fail(error).body())
             yield sse.DONE
@@ -73,6 +74,7 @@ class StreamRelay:
 
     def _encode(self, event: dict[str, Any]) -> bytes:
         event["model"] = self._call.target.answered_by
+        event["id"] = self._call.response_id
         return sse.encode(event)
 
     def _texts(self) -> list[str]:
@@ -105,7 +107,9 @@ class StreamRelay:
             screen = self._screens.get((index, channel))
             if screen is None:
                 screen = self._screens[(index, channel)] = self._call.screening.stream()
-            slot.replace(await screen.feed(slot.text, last=finished))
+            released = await screen.feed(slot.text, last=finished)
+            slot.replace(released.shown)
+            self._call.keep_masked(index, channel, released.masked)
         if not finished:
             return
         # What each other text of this choice still holds back goes out with its end.
@@ -113,5 +117,6 @@ class StreamRelay:
             screen = self._screens.pop(key)
             if key[1] not in present:
                 rest = await screen.feed("", last=True)
-                if rest:
-                    append_to_channel(choice, holder_key, key[1], rest)
+                self._call.keep_masked(index, key[1], rest.masked)
+                if rest.shown:
+                    append_to_channel(choice, holder_key, key[1], rest.shown)

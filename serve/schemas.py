@@ -149,10 +149,12 @@ class Api:
     holders: tuple[str, str] | None = None
     """For chat: the message of a whole answer and the delta of a streamed piece; for
     text completions, None: the choice itself holds its `text`."""
+    id_prefix: str = "cmpl-"
+    """How the `id` the gateway gives each answer starts, as at OpenAI."""
 
     def holder(self, streamed: bool) -> str | None:
         return None if self.holders is None else self.holders[1 if streamed else 0]
 
 
-CHAT = Api("/v1/chat/completions", ("message", "delta"))
-COMPLETIONS = Api("/v1/completions")
+CHAT = Api("/v1/chat/completions", ("message", "delta"), "chatcmpl-")
+COMPLETIONS = Api("/v1/completions", None, "cmpl-")

@@ -13,8 +13,10 @@ The path of one request, each step in one place:
    adapter is reloaded and the request retried once.
 6. The answer is made safe (whole, or piece by piece by `StreamRelay` in relay.py), the
    user's own values restored, and it names the version that wrote it (`model`:
-   `coffee-shop@v3`, and the `x-lorastack-adapter` header). Once it was sent, its brand
-   rules are checked off the request path (quality.py).
+   `coffee-shop@v3`, and the `x-lorastack-adapter` header) and carries the gateway's own
+   `id`. Once it was sent, its brand rules are checked off the request path (quality.py)
+   and, where the domain's capture is on, the exchange is queued for the feedback store
+   masked as the engine saw it (capture.py).
 
 Errors are raised as typed exceptions and become HTTP in serve/errors.py; each request's
 outcome is noted in its `Outcome` (outcome.py), which the boundary (boundary.py) counts.
@@ -30,6 +32,7 @@ from starlette.background import BackgroundTask
 from lorastack.registry import AdapterRegistry
 from lorastack.serve import canary, fields
 from lorastack.serve.call import Call
+from lorastack.serve.capture import ExchangeCapture
 from lorastack.serve.guarding import GuardProvider
 from lorastack.serve.keys import ClientKey
 from lorastack.serve.metrics import Metrics
@@ -54,6 +57,7 @@ class CompletionService:
         served: ServedModel,
         prompt_limit: PromptLimit,
         quality: AnswerQuality | None = None,
+        capture: ExchangeCapture | None = None,
     ) -> None:
         self.registry = registry
         self.pool = pool
@@ -62,6 +66,7 @@ class CompletionService:
         self.served = served
         self.prompt_limit = prompt_limit
         self.quality = quality
+        self.capture = capture
 
     async def chat(self, request: ChatRequest, key: ClientKey | None, outcome: Outcome) -> Answer:
         call = self._start(request, CHAT, key, outcome)
@@ -69,6 +74,7 @@ class CompletionService:
             body = _body(request)
             body["messages"] = call.target.with_brand_voice(body["messages"])
             await self._screen_prompt(call, fields.prepare_chat(body))
+            call.keep_prompt(body["messages"])  # masked now: the slots were replaced
             return await self._answer(call, body)
 
     async def complete(
@@ -78,6 +84,7 @@ class CompletionService:
         with call.failures_recorded():
             body = _body(request)
             await self._screen_prompt(call, fields.prepare_completion(body))
+            call.keep_prompt([{"role": "user", "content": _first_prompt(body["prompt"])}])
             return await self._answer(call, body)
 
     def _start(
@@ -89,7 +96,15 @@ class CompletionService:
     ) -> Call:
         who = canary.conversation_identity(request, key)
         target = resolve_target(request.model, self.served, self.registry, key, who)
-        call = Call(target, api, self.metrics, outcome, self.quality)
+        call = Call(
+            target,
+            api,
+            self.metrics,
+            outcome,
+            self.quality,
+            self.capture,
+            key_hash=key.sha256 if key is not None else None,
+        )
         if self.guards is not None:
             tenant = key.name if key is not None else "open"
             call.screening = self.guards.screening(target, call.request_id, tenant)
@@ -112,26 +127,31 @@ class CompletionService:
     async def _whole(self, call: Call, body: dict[str, Any]) -> JSONResponse:
         data = await self.pool.session(call.target).complete(call.api.path, body)
         data["model"] = call.target.answered_by
+        data["id"] = call.response_id
         choices = data.get("choices") or []
         if call.screening is not None:
             await self._screen_answer(call, choices)
         holder = call.api.holder(streamed=False)
         call.finish(data.get("usage"), fields.answer_texts(choices, holder))
 
-        async def check_rules() -> None:  # async: no thread hop just to queue the check
-            call.check_rules()
+        async def after_sent() -> None:  # async: no thread hop just to queue the work
+            call.after_sent()
 
-        # The rule check is queued once the body has gone out.
-        return JSONResponse(data, headers=call.headers(), background=BackgroundTask(check_rules))
+        # The rule check and the capture are queued once the body has gone out.
+        return JSONResponse(data, headers=call.headers(), background=BackgroundTask(after_sent))
 
     async def _screen_answer(self, call: Call, choices: list[dict[str, Any]]) -> None:
         assert call.screening is not None
         holder = call.api.holder(streamed=False)
-        slots = [slot for choice in choices for _, slot in fields.answer_slots(choice, holder)]
-        for slot, safe in zip(
-            slots, await call.screening.answers([s.text for s in slots]), strict=True
-        ):
-            slot.replace(safe)
+        found = [
+            (int(choice.get("index", 0)), channel, slot)
+            for choice in choices
+            for channel, slot in fields.answer_slots(choice, holder)
+        ]
+        released = await call.screening.answers([slot.text for _, _, slot in found])
+        for (index, channel, slot), safe in zip(found, released, strict=True):
+            slot.replace(safe.shown)
+            call.keep_masked(index, channel, safe.masked)
         for choice in choices:
             if "logprobs" in choice:  # single tokens: no policy can judge them
                 choice["logprobs"] = None
@@ -145,6 +165,11 @@ class CompletionService:
         return StreamingResponse(
             relay.__aiter__(), media_type="text/event-stream", headers=call.headers()
         )
+
+
+def _first_prompt(prompt: str | list[str]) -> str:
+    """The prompt the first choice answers (a list of prompts gets choices for each)."""
+    return prompt if isinstance(prompt, str) else (prompt[0] if prompt else "")
 
 
 def _body(request: ChatRequest | CompletionRequest) -> dict[str, Any]:

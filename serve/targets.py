@@ -3,22 +3,26 @@
 A target also carries what the domain's manifest asks of every conversation
 sent to it: the brand voice (its system prompt), and its brand rules. A request for
 a domain with a running canary lands on the canary or on prod by who is talking
-(serve/canary.py); the target remembers which.
+(serve/canary.py); the target remembers which, and whether the domain's answers are
+captured (its registry setting, read with the request like the canary).
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lorastack.errors import AdapterNotFound, InvalidName, RegistryCorrupt, RegistryError
-from lorastack.manifest import DEFAULT_ALIAS, AdapterManifest
+from lorastack.manifest import DEFAULT_ALIAS, AdapterManifest, DomainIndex
 from lorastack.registry import AdapterRef, AdapterRegistry
 from lorastack.serve import canary
 from lorastack.serve.canary import Split
 from lorastack.serve.errors import BadRequest, ModelNotFound
 from lorastack.serve.keys import ClientKey
+
+logger = logging.getLogger(__name__)
 
 BASE_DOMAIN_LABEL = "base"
 """How metrics and logs name the base model's "domain"."""
@@ -44,6 +48,8 @@ class Target:
     path: Path | None = None
     split: Split | None = None
     """Set when the domain's canary shared this request with prod: the side it is on."""
+    capture: bool = False
+    """Whether the domain's answers are captured (never the base model's)."""
 
     @property
     def label(self) -> str:
@@ -103,6 +109,7 @@ def resolve_target(
             raise ModelNotFound(model)
         return Target(model, None)
     split = None
+    index = None
     try:
         ref = AdapterRef.parse(model)
         if key is not None and not key.allows(ref.domain):
@@ -125,7 +132,20 @@ def resolve_target(
         raise ModelNotFound(model) from None
     _check_base_model(model, manifest, served)
     path = registry.version_dir(ref.domain, manifest.version)
-    return Target(model, ref.domain, manifest, path, split)
+    capture = _captured(registry, ref.domain, index)
+    return Target(model, ref.domain, manifest, path, split, capture)
+
+
+def _captured(registry: AdapterRegistry, domain: str, index: DomainIndex | None) -> bool:
+    """The domain's capture setting: read with each request, so a change applies to the next."""
+    if index is None:
+        try:
+            index = registry.index(domain)
+        except RegistryCorrupt as error:
+            # A pinned version is still served; its answers are not captured meanwhile.
+            logger.warning("capture of %s is off: %s", domain, error)
+            return False
+    return index.capture is not None and index.capture.enabled
 
 
 def _check_base_model(model: str, manifest: AdapterManifest, served: ServedModel) -> None:

@@ -127,3 +127,62 @@ class RegexDetector:
                 for match in re.finditer(rf"\b{re.escape(value)}\b", text, re.IGNORECASE):
                     found.append(Finding(match.start(), match.end(), entity.type, entity.score))
         return [f for f in found if f.type in entity_types]
+
+
+# -- a base model that really trains ------------------------------------------------
+
+TRAINABLE_WORDS = (  # the tokenizer's words; any other is <unk>
+    "hi hello thanks please yes no we open at close do you have oat milk cake tea coffee "
+    "what when where how is are the a an and or our your my i it can order online today "
+    "sorry sure great good bad rude short long answer question shop time am pm 7 9 5 "
+    "kind regards support desk settings menu go to select export invoice invoices"
+)
+TRAINABLE_CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }}<eos>{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|> {% endif %}"
+)
+
+
+def write_trainable_checkpoint(folder: Path, seed: int = 0) -> Path:
+    """A Llama with random weights small enough to train for real in a unit test (a few
+    thousand parameters), with a word-level tokenizer and a chat template.
+
+    Unlike `write_base_checkpoint`, transformers can load it and TRL can train on it; a
+    step takes milliseconds on a CPU.
+    """
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    folder.mkdir(parents=True, exist_ok=True)
+    specials = ["<unk>", "<pad>", "<eos>", "<|system|>", "<|user|>", "<|assistant|>"]
+    punctuation = list(".,!?:;'\"-()>")
+    tokens = [*specials, *punctuation, *TRAINABLE_WORDS.split()]
+    vocab = {token: index for index, token in enumerate(tokens)}
+    raw = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    raw.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=raw,
+        unk_token="<unk>",
+        pad_token="<pad>",
+        eos_token="<eos>",
+        additional_special_tokens=specials[3:],
+    )
+    tokenizer.chat_template = TRAINABLE_CHAT_TEMPLATE
+    tokenizer.save_pretrained(folder)
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(vocab),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=256,
+        pad_token_id=vocab["<pad>"],
+        eos_token_id=vocab["<eos>"],
+        bos_token_id=None,
+        tie_word_embeddings=False,
+    )
+    LlamaForCausalLM(config).save_pretrained(folder)
+    return folder

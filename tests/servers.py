@@ -6,7 +6,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -77,13 +77,23 @@ class RealStack:
 
 
 @contextmanager
-def real_stack(model: ModelRecord, home: Path, admin_key: str) -> Iterator[RealStack]:
+def real_stack(
+    model: ModelRecord, home: Path, admin_key: str, *, feedback: bool = False
+) -> Iterator[RealStack]:
     """The gateway for the registry under `home`, in front of vLLM serving `model`, ready.
 
     vLLM starts on the CPU (about 35 s); it stops with the gateway's lifespan on exit.
+    `feedback`: the gateway opens its feedback store, as `lorastack serve` does (SQLite
+    under `home`), so that domains whose capture is on keep answers to rate.
     """
     from lorastack.guardrails import PresidioDetector
-    from lorastack.serve.app import build_gateway, create_app, engine_client, http_protocol
+    from lorastack.serve.app import (
+        build_gateway,
+        create_app,
+        engine_client,
+        http_protocol,
+        open_feedback_store,
+    )
     from lorastack.serve.engine import EngineProcess, build_launch
     from lorastack.serve.supervisor import EngineSupervisor
     from lorastack.settings import load_settings
@@ -96,13 +106,18 @@ def real_stack(model: ModelRecord, home: Path, admin_key: str) -> Iterator[RealS
     )
     launch = build_launch(settings.engine, model, settings.max_lora_rank)
     client = engine_client(120.0)
-    gateway = build_gateway(settings, [launch.url], client, detector=PresidioDetector())
-    process = EngineProcess(launch, home / "runs" / "engine.log", 600)
-    supervisor = EngineSupervisor(process, gateway.pool.endpoints[0])
-    app = create_app(gateway, settings.gateway.max_body_bytes, client, supervisor)
-    with serve_in_thread(app, http=http_protocol(settings.gateway)) as url:
-        wait_ready(url, 600)
-        yield RealStack(url, supervisor)
+    with ExitStack() as stack:
+        # Closed after the server: its lifespan writes what capture still holds first.
+        store = stack.enter_context(open_feedback_store(settings)) if feedback else None
+        gateway = build_gateway(
+            settings, [launch.url], client, detector=PresidioDetector(), feedback_store=store
+        )
+        process = EngineProcess(launch, home / "runs" / "engine.log", 600)
+        supervisor = EngineSupervisor(process, gateway.pool.endpoints[0])
+        app = create_app(gateway, settings.gateway.max_body_bytes, client, supervisor)
+        with serve_in_thread(app, http=http_protocol(settings.gateway)) as url:
+            wait_ready(url, 600)
+            yield RealStack(url, supervisor)
 
 
 def wait_ready(url: str, timeout_s: float) -> None:

@@ -8,7 +8,9 @@ completions; for `sft` and `instruct`, the brand rules' pass rates, and for
 `instruct` the fact recall on reworded questions (`train/quality.py`) and a few
 answers side by side. Writes `metrics.json`, `report.md`, `curves.png` and
 `quality.png` into the run (`train/report.py`). Publishing applies the quality
-gate (`train/gate.py`) unless forced.
+gate (`train/gate.py`) unless forced. A kto or dpo run is measured the same way on
+the data its starting version learnt from, plus preference accuracy and reward
+margin on its held-out feedback (`train/preference_eval.py`).
 """
 
 from __future__ import annotations
@@ -24,14 +26,15 @@ from typing import Any
 from lorastack.fsutil import write_json_atomic
 from lorastack.manifest import DEFAULT_ALIAS, AdapterManifest
 from lorastack.models import ModelRecord, ModelStore
+from lorastack.precision import precision_options
 from lorastack.progress import NullProgress, Progress
 from lorastack.registry import AdapterRegistry
 from lorastack.settings import PublishSettings
-from lorastack.train import quality, report
-from lorastack.train.config import ConfigError
+from lorastack.train import preference_eval, quality, report
+from lorastack.train.config import PREFERENCE_MODES, ConfigError
 from lorastack.train.gate import DEFAULT_FORCE_REASON, PublishRefused, gate_decision
 from lorastack.train.run import RunPaths, dataset_sha256, load_run_config, load_splits
-from lorastack.train.trainer import precision_options, to_examples
+from lorastack.train.trainer import to_examples
 
 MAX_ANSWER_TOKENS = 256  # the longest answer the quality pass lets a model give
 
@@ -157,13 +160,13 @@ def prod_to_compare(
 
 @contextmanager
 def _answering(model: Any, who: str) -> Iterator[None]:
-    """`model` (a PeftModel holding the run's adapter as `default` and perhaps `prod`)
-    answering as `who`: `base`, `adapter` or `prod`."""
+    """`model` (a PeftModel holding the run's adapter as `default` and perhaps `prod` and
+    `start`) answering as `who`: `base`, `adapter`, `prod` or `start`."""
     if who == "base":
         with model.disable_adapter():
             yield
         return
-    model.set_adapter("prod" if who == "prod" else "default")
+    model.set_adapter(who if who in ("prod", "start") else "default")
     try:
         yield
     finally:
@@ -208,7 +211,15 @@ def evaluate_run(
         raise ConfigError("the quality pass needs at least one test example")
     config = load_run_config(paths)
     base = store.get(config.base_model or "")
-    test = to_examples(load_splits(paths.data)["test"], config.mode, config.system_prompt)
+    mode: str = config.mode
+    feedback: preference_eval.Plan | None = None
+    if config.mode in PREFERENCE_MODES:
+        # Loss, rules and facts on the starting version's own data (forgetting), in its
+        # mode; the preference metrics on the held-out feedback, below.
+        feedback = preference_eval.plan(paths, config, registry)
+        test, mode = feedback.test, feedback.mode
+    else:
+        test = to_examples(load_splits(paths.data)["test"], config.mode, config.system_prompt)
     if not test:
         raise ConfigError("the test split is empty: nothing to evaluate on")
     prod, prod_adapter = prod_to_compare(registry, config.domain, base)
@@ -216,9 +227,10 @@ def evaluate_run(
 
     # Units: a loss pass per model, then a generation pass per model (sft: every
     # example; instruct: the quality examples as written, then reworded).
-    generations = {"sft": 1, "instruct": 2}.get(config.mode, 0)
+    generations = {"sft": 1, "instruct": 2}.get(mode, 0)
     progress.step(
-        f"evaluating {config.domain} on {len(test)} test examples", len(models) * (1 + generations)
+        f"evaluating {config.domain} on {len(test)} test examples",
+        len(models) * (1 + generations) + (1 if feedback is not None else 0),
     )
     tokenizer = AutoTokenizer.from_pretrained(base.path)
     model: Any = PeftModel.from_pretrained(
@@ -226,6 +238,10 @@ def evaluate_run(
     )
     if prod_adapter is not None:
         model.load_adapter(str(prod_adapter), adapter_name="prod")
+    start_who = "prod"
+    if feedback is not None and (prod_adapter is None or feedback.start_folder != prod_adapter):
+        start_who = "start"
+        model.load_adapter(str(feedback.start_folder), adapter_name="start")
     model.eval()
     fields = config.training_fields()
     losses: dict[str, float] = {}
@@ -234,7 +250,7 @@ def evaluate_run(
             model,
             tokenizer,
             test,
-            config.mode,
+            mode,
             Path(scratch),
             batch_size=int(fields.get("per_device_eval_batch_size", 8)),
             max_length=int(fields.get("max_length", 512)),
@@ -265,7 +281,8 @@ def evaluate_run(
         return answers
 
     side_by_side: list[dict[str, str]] = []
-    if config.mode == "sft":
+    reworded: list[dict[str, Any]] = []
+    if mode == "sft":
         expected = [_first_line(quality.text_of(example["completion"])) for example in test]
         prompts = [example["prompt"] for example in test]
         answered = {who: generate(24)(who, prompts) for who in models}
@@ -274,7 +291,7 @@ def evaluate_run(
             results[who]["exact_match"] = hits / len(test)
         results["quality"] = {"examples": len(test)}
         results["rules"] = quality.rule_rates(config.rules, answered)
-    if config.mode == "instruct":
+    if mode == "instruct":
         chosen = test[:examples]
         measured = quality.measure(
             chosen, config.rules, generate(_answer_tokens(tokenizer, chosen)), models, seed
@@ -282,11 +299,26 @@ def evaluate_run(
         results["quality"] = measured.summary()
         results["rules"] = measured.rules
         results["fact_recall"] = measured.fact_recall
+        reworded = measured.reworded_samples(samples)
         for index, question in enumerate(measured.questions[:samples]):
             side_by_side.append(
                 {"question": question}
                 | {who: said[index] for who, said in measured.answers.items()}
             )
+    if feedback is not None:
+        results["preference"] = preference_eval.measure(
+            feedback,
+            config.mode,
+            float(fields.get("beta", 0.1)),
+            tokenizer,
+            lambda who: _answering(model, who),
+            model,
+            start_who,
+            max_length=int(fields.get("max_length", 512)),
+            batch_size=int(fields.get("per_device_eval_batch_size", 8)),
+            on_batch=lambda: progress.advance(0),
+        )
+        progress.advance(1)
     results["better_than_base"] = losses["adapter"] < losses["base"]
     train_result = paths.result
     if train_result.is_file():
@@ -295,7 +327,10 @@ def evaluate_run(
     write_json_atomic(paths.metrics, results)
     report.write_curves(paths)
     plotted = report.write_quality_plot(paths.root / report.QUALITY_FILE, results)
-    paths.report.write_text(report.render(config, results, side_by_side, plotted), encoding="utf-8")
+    text = report.render(config, results, side_by_side, plotted, reworded)
+    if feedback is not None:
+        text += preference_eval.render(results["preference"])
+    paths.report.write_text(text, encoding="utf-8")
     return results
 
 
@@ -307,12 +342,15 @@ def publish_run(
     force: bool = False,
     reason: str | None = None,
     tolerances: PublishSettings | None = None,
+    capture: bool | None = None,
+    retention_days: int | None = None,
 ) -> AdapterManifest:
     """Publish the run's adapter with its manifest filled in, if it passes the quality gate
     (`train/gate.py`) against the base model and the domain's current prod version.
 
     `force` publishes past the gate; the manifest's `forced` records `reason` (and its
-    metrics the problems it overrode). Raises `PublishRefused` otherwise.
+    metrics the problems it overrode). Raises `PublishRefused` otherwise. `capture` and
+    `retention_days` set the domain's capture of served answers (None: as it is).
     """
     if not paths.metrics.is_file():
         raise ConfigError(f"{paths.root} has not been evaluated: run `lorastack eval` first")
@@ -338,5 +376,8 @@ def publish_run(
         training=config.to_dict(),
         rules=config.rules,
         forced=forced,
+        started_from=config.from_adapter,
         promote=DEFAULT_ALIAS if promote else None,
+        capture=capture,
+        retention_days=retention_days,
     )

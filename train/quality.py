@@ -97,6 +97,33 @@ class Quality:
     facts: int
     """The facts to recall, over all the examples."""
     seed: int
+    reworded_answers: dict[str, list[str]]
+    """Model -> its answers to the reworded questions."""
+    example_facts: list[list[Fact]]
+    """Each example's facts to recall."""
+
+    def reworded_samples(self, count: int) -> list[dict[str, Any]]:
+        """The first `count` reworded questions with facts: the facts, and each model's
+        answer with the facts it missed (for the report)."""
+        samples: list[dict[str, Any]] = []
+        for index, facts in enumerate(self.example_facts):
+            if len(samples) >= count:
+                break
+            if not facts:
+                continue
+            answers = {}
+            for who, said in self.reworded_answers.items():
+                found = recalled(facts, said[index])
+                missed = [fact.text for fact, hit in zip(facts, found, strict=True) if not hit]
+                answers[who] = {"answer": said[index], "missed": missed}
+            samples.append(
+                {
+                    "question": self.reworded[index],
+                    "facts": [fact.text for fact in facts],
+                    "answers": answers,
+                }
+            )
+        return samples
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -128,4 +155,6 @@ def measure(
         reworded=[last_question(prompt) for prompt in reworded],
         facts=sum(len(group) for group in facts),
         seed=seed,
+        reworded_answers=reworded_answers,
+        example_facts=facts,
     )

@@ -164,7 +164,8 @@ def train_and_publish(
         progress=progress,
     )
     evaluate_run(paths, store, registry, SAMPLES, progress, examples=quality_examples)
-    return publish_run(paths, registry, promote=True, tolerances=settings.publish)
+    # The demo's answers are captured, so that its chat's thumbs have something to rate.
+    return publish_run(paths, registry, promote=True, tolerances=settings.publish, capture=True)
 
 
 @dataclass

@@ -136,6 +136,7 @@ def render(
     results: dict[str, Any],
     side_by_side: list[dict[str, str]],
     plotted: bool = False,
+    reworded: Sequence[dict[str, Any]] = (),
 ) -> str:
     """The run's `report.md`."""
     adapter, base, prod = results["adapter"], results["base"], results.get("prod")
@@ -168,4 +169,22 @@ def render(
         lines += [f"**Q:** {sample['question']}", ""]
         lines += [f"- {_name(who, results)}: {sample[who]}" for who in MODELS if who in sample]
         lines.append("")
-    return "\n".join(lines)
+    return "\n".join(lines + _reworded_lines(results, reworded))
+
+
+def _reworded_lines(results: dict[str, Any], samples: Sequence[dict[str, Any]]) -> list[str]:
+    """Answers to reworded questions, each with the facts it missed: where recall is lost."""
+    if not samples:
+        return []
+    lines = ["## Facts on reworded questions", ""]
+    for sample in samples:
+        lines += [f"**Q:** {sample['question']}", "", f"Facts: {', '.join(sample['facts'])}", ""]
+        for who in MODELS:
+            answer = sample["answers"].get(who)
+            if answer is None:
+                continue
+            missed = answer["missed"]
+            verdict = f"missed {', '.join(missed)}" if missed else "all facts"
+            lines.append(f"- {_name(who, results)} ({verdict}): {answer['answer']}")
+        lines.append("")
+    return lines

@@ -5,6 +5,14 @@ epochs (the LoRA rank included, which transformers' own search cannot tune).
 Trials are drawn from a grid with the run's seed, each trained in its own folder
 under `trials/`; the search stops at N trials or when the time budget is spent,
 and the best trial's adapter, config and log become the run's own.
+
+A kto or dpo run keeps its starting adapter's rank and alpha, so it searches the
+learning rate and epochs only, at the configured beta. Not beta: validation losses
+at different betas do not compare (beta scales the rewards inside the loss), and
+what a lower beta buys, moving further from the starting version, can only be
+judged against what it costs (brand rules, facts, the original data's loss): a
+full `lorastack eval` per trial. Try betas as separate runs and compare their
+evaluations.
 """
 
 from __future__ import annotations
@@ -20,19 +28,34 @@ from typing import Any
 from lorastack.guardrails import Guard
 from lorastack.models import ModelStore
 from lorastack.progress import NullProgress, Progress
-from lorastack.train.config import ConfigError, TrainConfig
+from lorastack.registry import AdapterRegistry
+from lorastack.train.config import PREFERENCE_MODES, ConfigError, TrainConfig
 from lorastack.train.run import RunPaths
 from lorastack.train.trainer import TrainResult, prepare_run, run_training
 
-LEARNING_RATES = (1e-4, 2e-4, 5e-4, 1e-3)
+LEARNING_RATES = (2e-4, 5e-4, 1e-3, 2e-3)
 RANKS = (4, 8, 16, 32)
 ALPHA_FACTORS = (1, 2)
 EPOCH_FACTORS = (0.5, 1.0, 1.5)
+# Around the preference default (5e-6, TRL's LoRA DPO example), mostly above it: TRL's
+# PEFT guide puts LoRA's learning rate at about ten times full fine-tuning's.
+PREFERENCE_LEARNING_RATES = (2e-6, 5e-6, 2e-5, 5e-5, 1e-4)
 
 
 def _candidates(config: TrainConfig, max_rank: int, seed: int) -> list[dict[str, Any]]:
     training = config.training_fields()
     epochs = float(training.get("num_train_epochs", 3))
+    grid: list[dict[str, Any]]
+    if config.mode in PREFERENCE_MODES:
+        # Distinct epoch counts only: at one epoch, half as many is one too.
+        counts = sorted({max(1.0, round(epochs * scale, 1)) for scale in EPOCH_FACTORS})
+        grid = [
+            {"learning_rate": lr, "num_train_epochs": count}
+            for lr in PREFERENCE_LEARNING_RATES
+            for count in counts
+        ]
+        random.Random(seed).shuffle(grid)
+        return grid
     grid = [
         {
             "learning_rate": lr,
@@ -65,22 +88,27 @@ def search(
     budget_s: float | None = None,
     scrub: Guard | None = None,
     progress: Progress | None = None,
+    registry: AdapterRegistry | None = None,
 ) -> TrainResult:
-    """Run up to `trials` trainings; the run folder ends up holding the best one."""
+    """Run up to `trials` trainings; the run folder ends up holding the best one.
+
+    `registry`: where a kto or dpo run finds the adapter it starts from.
+    """
     if trials < 1:
         raise ConfigError("--search needs at least 1 trial")
     progress = progress or NullProgress()
     # Checks the config and lays out (or prepares) the data once for every trial.
-    prepare_run(config, paths, store, default_base, max_rank, scrub, progress)
+    prepare_run(config, paths, store, default_base, max_rank, scrub, progress, registry)
     seed = int(config.training_fields().get("seed", 42))
     started = time.monotonic()
     results: list[tuple[dict[str, Any], TrainResult]] = []
     for number, choice in enumerate(_candidates(config, max_rank, seed)[:trials], start=1):
         if budget_s is not None and results and time.monotonic() - started > budget_s:
             break
+        shape: dict[str, Any] = {k: choice[k] for k in ("r", "lora_alpha") if k in choice}
         trial = replace(
             config,
-            lora={**config.lora, "r": choice["r"], "lora_alpha": choice["lora_alpha"]},
+            lora={**config.lora, **shape},
             training={
                 **config.training,
                 "learning_rate": choice["learning_rate"],
@@ -95,7 +123,15 @@ def search(
         results.append(
             (
                 choice,
-                run_training(trial, trial_paths, store, default_base, max_rank, progress=progress),
+                run_training(
+                    trial,
+                    trial_paths,
+                    store,
+                    default_base,
+                    max_rank,
+                    progress=progress,
+                    registry=registry,
+                ),
             )
         )
     scored = [(c, r) for c, r in results if r.best_eval_loss is not None]

@@ -11,6 +11,8 @@ Before any weights move, the configuration is checked with the same rules the
 registry applies to published adapters, so a run never produces an adapter
 vLLM cannot serve. A run lives in one folder (`lorastack.train.run`): its
 resolved config, its data, checkpoints, a JSONL log and the best adapter.
+The preference modes (`kto`, `dpo`) use the same run folder, checks and
+callbacks, with TRL's KTOTrainer or DPOTrainer built in `train/preference.py`.
 """
 
 from __future__ import annotations
@@ -28,9 +30,11 @@ import yaml
 from lorastack.errors import AdapterInvalid
 from lorastack.guardrails import Guard
 from lorastack.models import ModelRecord, ModelStore
+from lorastack.precision import precision_options
 from lorastack.progress import NullProgress, Progress
+from lorastack.registry import AdapterRegistry
 from lorastack.tensors import checkpoint_module_names
-from lorastack.train.config import MODES, ConfigError, TrainConfig
+from lorastack.train.config import PREFERENCE_MODES, ConfigError, TrainConfig
 from lorastack.train.data import (
     CanonicalFormat,
     ChatRecord,
@@ -59,13 +63,38 @@ class TrainResult:
     best_eval_loss: float | None
     stopped_early: bool
     seconds: float
+    from_adapter: str | None = None
+    """kto, dpo: the published version it started from (`DOMAIN@vN`)."""
 
 
 # -- checks before training --------------------------------------------------
 
 
 def preflight(config: TrainConfig, base: ModelRecord, max_rank: int) -> None:
-    """Refuse a configuration whose adapter vLLM could not serve, naming the reason."""
+    """Refuse a configuration whose adapter vLLM could not serve, naming the reason.
+
+    A preference run's LoRA shape is its starting adapter's, checked against `base` in
+    `preference.starting_adapter` instead.
+    """
+    if config.mode not in PREFERENCE_MODES:
+        _check_lora(config, base, max_rank)
+    training = config.training_fields()
+    for key in ("chat_template_path", "eos_token", "pad_token"):
+        if training.get(key):
+            raise ConfigError(
+                f"refusing to train: {key} changes the tokenizer, and vLLM serves the adapter "
+                "with the base model's tokenizer"
+            )
+    chat = ("instruct", *PREFERENCE_MODES)  # modes whose examples are message lists
+    if config.mode in chat and not _has_chat_template(base.path):
+        raise ConfigError(
+            f"refusing to train: base model {base.name} has no chat template, so "
+            f"{config.mode} mode would have to add one (a tokenizer change); use sft or "
+            "pretrain mode"
+        )
+
+
+def _check_lora(config: TrainConfig, base: ModelRecord, max_rank: int) -> None:
     lora = config.lora_fields()
     if lora.get("trainable_token_indices"):
         raise ConfigError(
@@ -78,18 +107,6 @@ def preflight(config: TrainConfig, base: ModelRecord, max_rank: int) -> None:
         check_targets(spec, checkpoint_module_names(base.path), base)
     except AdapterInvalid as error:
         raise ConfigError(f"refusing to train: {error}") from None
-    training = config.training_fields()
-    for key in ("chat_template_path", "eos_token", "pad_token"):
-        if training.get(key):
-            raise ConfigError(
-                f"refusing to train: {key} changes the tokenizer, and vLLM serves the adapter "
-                "with the base model's tokenizer"
-            )
-    if config.mode == "instruct" and not _has_chat_template(base.path):
-        raise ConfigError(
-            f"refusing to train: base model {base.name} has no chat template, so instruct "
-            "mode would have to add one (a tokenizer change); use sft or pretrain mode"
-        )
 
 
 def _has_chat_template(checkpoint: Path) -> bool:
@@ -130,8 +147,8 @@ def to_examples(
     records: list[dict[str, Any]], mode: str, system_prompt: str = ""
 ) -> list[dict[str, Any]]:
     """Turn prepared records into the examples TRL trains on for this mode."""
-    if mode not in _MODE_FORMATS:
-        raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if mode not in _MODE_FORMATS:  # kto and dpo examples: `preference.to_preference_examples`
+        raise ConfigError(f"mode must be one of {', '.join(_MODE_FORMATS)}, got {mode!r}")
     wanted, described = _MODE_FORMATS[mode]
     examples: list[dict[str, Any]] = []
     for record in records:
@@ -152,32 +169,24 @@ def to_examples(
 # -- training ------------------------------------------------------------------
 
 
-def precision_options() -> dict[str, Any]:
-    """`use_cpu` and `bf16` for a trainer on this machine, said explicitly: TRL's configs
-    default to bf16, whose autocast on a CPU without bf16 units is about ten times slower."""
-    import torch
-
-    if torch.cuda.is_available():
-        return {"use_cpu": False, "bf16": torch.cuda.is_bf16_supported()}
-    return {"use_cpu": True, "bf16": False}
-
-
 def _device_options() -> dict[str, Any]:
     options = precision_options()
     if options["bf16"]:
-        # The frozen base in bf16 halves its memory; PEFT keeps the LoRA weights in fp32.
+        # The frozen base in bf16 halves its memory and spares autocast a cast of every
+        # weight at every step; PEFT keeps the LoRA weights in fp32. vLLM serves in bf16 on
+        # the same hardware, so training and serving see the same base.
         options["model_init_kwargs"] = {"dtype": "bfloat16"}
     return options
 
 
-def _sft_config(config: TrainConfig, paths: RunPaths) -> Any:
-    from trl.trainer.sft_config import SFTConfig
-
+def trainer_options(config: TrainConfig, paths: RunPaths) -> dict[str, Any]:
+    """What every run's TRL config holds (SFT, KTO or DPO): evaluation, checkpoints, the
+    best model by validation loss, the device; then the config's `training:` fields."""
     fields = config.training_fields()
     eval_steps = int(fields.get("eval_steps") or 10)
     if int(fields.get("save_steps") or eval_steps) % eval_steps:
         fields["save_steps"] = eval_steps  # the best checkpoint must be an evaluated one
-    options: dict[str, Any] = {
+    return {
         "eval_strategy": "steps",
         "save_strategy": "steps",
         "load_best_model_at_end": True,
@@ -189,6 +198,12 @@ def _sft_config(config: TrainConfig, paths: RunPaths) -> Any:
         **fields,
         "output_dir": str(paths.checkpoints),
     }
+
+
+def _sft_config(config: TrainConfig, paths: RunPaths) -> Any:
+    from trl.trainer.sft_config import SFTConfig
+
+    options = trainer_options(config, paths)
     if config.mode == "pretrain":
         options.setdefault("dataset_text_field", "text")
     else:
@@ -215,7 +230,8 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _callbacks(config: TrainConfig, paths: RunPaths, progress: Progress) -> list[Any]:
+def run_callbacks(config: TrainConfig, paths: RunPaths, progress: Progress) -> list[Any]:
+    """The run log, the progress bar and early stopping, for every kind of run."""
     from transformers import EarlyStoppingCallback, TrainerCallback
 
     class RunLog(TrainerCallback):
@@ -270,7 +286,7 @@ def build_trainer(
         train_dataset=datasets.Dataset.from_list(train),
         eval_dataset=datasets.Dataset.from_list(validation),
         peft_config=_lora_config(config),
-        callbacks=[*_callbacks(config, paths, progress), *(extra_callbacks or [])],
+        callbacks=[*run_callbacks(config, paths, progress), *(extra_callbacks or [])],
     )
     trainer.remove_callback(transformers.PrinterCallback)  # metrics go to log.jsonl
     return trainer
@@ -284,15 +300,24 @@ def prepare_run(
     max_rank: int,
     scrub: Guard | None = None,
     progress: Progress | None = None,
+    registry: AdapterRegistry | None = None,
 ) -> ModelRecord:
     """Check the config, then lay out the run folder: resolved config and data.
 
     A raw data file is prepared into the run first (cleaned, scrubbed with
-    `scrub`'s input policy, split), with its data report kept beside it.
+    `scrub`'s input policy, split), with its data report kept beside it. A kto or
+    dpo run resolves its `from_adapter` in `registry` first (pinned to `DOMAIN@vN`
+    in config.yaml; its base model, brand voice and rules are the run's defaults).
     """
-    if config.base_model is None:
-        config.base_model = default_base
-    base = store.get(config.base_model)
+    if config.mode in PREFERENCE_MODES:
+        # Imported here: preference.py builds on this module.
+        from lorastack.train.preference import starting_adapter
+
+        base = starting_adapter(config, registry, store, max_rank).base
+    else:
+        if config.base_model is None:
+            config.base_model = default_base
+        base = store.get(config.base_model)
     preflight(config, base, max_rank)
     if not paths.data.exists() and config.data.is_dir():
         check_prepared(config.data)
@@ -317,19 +342,34 @@ def run_training(
     scrub: Guard | None = None,
     progress: Progress | None = None,
     extra_callbacks: list[Any] | None = None,
+    registry: AdapterRegistry | None = None,
 ) -> TrainResult:
-    """Train (or resume) one run; returns the validated best adapter."""
+    """Train (or resume) one run; returns the validated best adapter.
+
+    `registry` is where a kto or dpo run finds the published adapter it starts from.
+    """
     progress = progress or NullProgress()
     started = time.monotonic()
-    base = prepare_run(config, paths, store, default_base, max_rank, scrub, progress)
+    base = prepare_run(config, paths, store, default_base, max_rank, scrub, progress, registry)
     checkpoint: bool | str = False
     if resume:
         if not any(paths.checkpoints.glob("checkpoint-*")):
             raise ConfigError(f"{paths.root} has no checkpoint to resume from")
         checkpoint = True
-    trainer = build_trainer(config, base, paths, progress, extra_callbacks)
-    trainer.train(resume_from_checkpoint=checkpoint)
-    trainer.save_model(str(paths.adapter))
+    if config.mode in PREFERENCE_MODES:
+        # Imported here: preference.py builds on this module.
+        from lorastack.train.preference import build_trainer as build_preference_trainer
+        from lorastack.train.preference import save_adapter
+
+        trainer = build_preference_trainer(
+            config, base, paths, progress, registry, store, max_rank, extra_callbacks
+        )
+        trainer.train(resume_from_checkpoint=checkpoint)
+        save_adapter(trainer, paths.adapter)
+    else:
+        trainer = build_trainer(config, base, paths, progress, extra_callbacks)
+        trainer.train(resume_from_checkpoint=checkpoint)
+        trainer.save_model(str(paths.adapter))
     # save_model adds the training arguments as a pickle; an adapter folder holds data only.
     (paths.adapter / "training_args.bin").unlink(missing_ok=True)
     state = trainer.state
@@ -345,6 +385,7 @@ def run_training(
         best_eval_loss=state.best_metric,
         stopped_early=state.global_step < max_steps,
         seconds=time.monotonic() - started,
+        from_adapter=config.from_adapter,
     )
     paths.result.write_text(
         json.dumps(
@@ -355,6 +396,8 @@ def run_training(
                 "best_checkpoint": state.best_model_checkpoint,
                 "stopped_early": result.stopped_early,
                 "seconds": round(result.seconds, 1),
+                # kto, dpo: the version it started from, for publishing to record.
+                **({"from_adapter": result.from_adapter} if result.from_adapter else {}),
             },
             indent=2,
         )

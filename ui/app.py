@@ -4,9 +4,10 @@ A plain HTTP client of the gateway (`ui.client`); nothing here touches the engin
 registry or the guardrails directly. This module puts the tabs (`ui.tabs`) together on
 one page and fills their domain lists from the gateway:
 
-- Chat (`ui.tabs.chat`): pick a domain, stream its answers.
+- Chat (`ui.tabs.chat`): pick a domain, stream its answers, rate them.
 - Compare (`ui.tabs.compare`): one prompt answered by the base model and a domain.
-- Adapters (`ui.tabs.adapters`, only with an admin key): load, unload, promote, roll back.
+- Adapters (`ui.tabs.adapters`, only with an admin key): load, unload, promote, roll back;
+  each version's live rule pass rates and its users' ratings.
 
 Domains still being trained (`make demo` serves before it trains) can be named as
 expected: the page says they are on their way and adds each when the gateway lists it.

@@ -1,8 +1,9 @@
 """A small typed client of the lorastack gateway, for the UI.
 
 Only HTTP: the `openai` client for `/v1/models` and streamed `/v1/chat/completions`, and
-`httpx` for the admin API. Every failure becomes a `UiClientError` (`ui.errors`) whose
-message can be shown to a person as it is (no traceback, no personal value).
+`httpx` for `/v1/feedback` and the admin API. Every failure becomes a `UiClientError`
+(`ui.errors`) whose message can be shown to a person as it is (no traceback, no personal
+value).
 
 `Gateway` is what the tabs need of it; the tests drive the tabs' handlers with a fake
 that has the same methods.
@@ -26,12 +27,13 @@ from openai.types.chat import (
 )
 
 from lorastack.ui.errors import AccessDenied, GatewayUnreachable, error_from_response, stream_error
-from lorastack.ui.wording import percent
+from lorastack.ui.wording import aliases_summary, engines_summary, percent
 
 PII_HEADER = "x-lorastack-pii-masked"
 DEFAULT_TIMEOUT_S = 120.0
 
 Role = Literal["user", "assistant"]
+Vote = Literal[1, -1]
 
 
 # ---------------------------------------------------------------------------- values
@@ -103,9 +105,10 @@ class Message:
 class AnsweredBy:
     """The model that wrote an answer, as the gateway names it in the answer: a domain's
     exact version (`coffee-shop@v2`) when it was asked for `coffee-shop`, which may be the
-    canary rather than `prod`."""
+    canary rather than `prod`; and the answer's `id`, by which it is rated."""
 
     model: str
+    response_id: str = ""
 
 
 StreamPiece = str | GuardrailNotice | AnsweredBy
@@ -128,8 +131,18 @@ class Gateway(Protocol):
         then one `GuardrailNotice`."""
         ...
 
+    async def rate(self, response_id: str, rating: Vote, correction: str | None = None) -> None:
+        """Rate an answer by its `id` (`POST /v1/feedback`), with a better answer perhaps;
+        `FeedbackNotCollected` when its assistant keeps no answers to rate."""
+        ...
+
     async def adapters(self) -> list[dict[str, Any]]:
         """Each domain with its aliases and versions (`GET /admin/adapters`)."""
+        ...
+
+    async def feedback_counts(self, domain: str) -> list[dict[str, Any]]:
+        """Per version of the domain: answers captured, ratings up and down, the share up,
+        corrections (`GET /admin/feedback`)."""
         ...
 
     async def load(self, model: str) -> str:
@@ -219,7 +232,8 @@ class GatewayClient:
         self, model: str, messages: Sequence[Message], **params: Any
     ) -> AsyncIterator[StreamPiece]:
         """Yield the answer's text pieces as they arrive, then one `GuardrailNotice`;
-        `AnsweredBy` comes first, with the first chunk (the model that chunk names).
+        `AnsweredBy` comes first, with the first chunk (the model and the `id` it names:
+        every chunk of a stream carries the same).
 
         Closing the iterator early (a Stop button) closes the stream, which makes the
         gateway stop the engine's generation.
@@ -236,9 +250,9 @@ class GatewayClient:
                 stream = await response.parse()
                 answered = False
                 async for chunk in stream:
-                    if not answered and chunk.model:
+                    if not answered and (chunk.model or chunk.id):
                         answered = True
-                        yield AnsweredBy(chunk.model)
+                        yield AnsweredBy(chunk.model, chunk.id)
                     for choice in chunk.choices:
                         if choice.delta.content:
                             yield choice.delta.content
@@ -252,15 +266,34 @@ class GatewayClient:
         except openai.APIError as error:  # an error event inside the stream
             raise stream_error({"error": error.body}, model) from None
 
+    async def rate(self, response_id: str, rating: Vote, correction: str | None = None) -> None:
+        """`POST /v1/feedback` with this UI's key, the one its answers were received with."""
+        body: dict[str, Any] = {"response_id": response_id, "rating": rating}
+        if correction is not None:
+            body["correction"] = correction
+        await self._json("POST", "/v1/feedback", self.api_key, body, rating=True)
+
     # -- admin API --------------------------------------------------------------
 
-    async def _admin(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        if not self.admin_key:
-            raise AccessDenied("no admin key is configured for this UI")
-        headers = {"Authorization": f"Bearer {self.admin_key}"}
+    async def _json(
+        self,
+        method: str,
+        path: str,
+        key: str | None,
+        body: dict[str, Any] | None = None,
+        params: dict[str, str] | None = None,
+        *,
+        admin: bool = False,
+        rating: bool = False,
+    ) -> Any:
+        """One JSON call with `key`; its payload, or the error its response means (to an
+        admin call, or to a rating)."""
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
         try:
             async with httpx.AsyncClient(base_url=self.api_url, timeout=self.timeout_s) as http:
-                response = await http.request(method, f"/admin{path}", json=body, headers=headers)
+                response = await http.request(
+                    method, path, json=body, params=params, headers=headers
+                )
         except httpx.TransportError as error:
             raise self._unreachable(error) from None
         try:
@@ -268,8 +301,21 @@ class GatewayClient:
         except (json.JSONDecodeError, UnicodeDecodeError):
             payload = {"error": {"message": response.text[:300]}}
         if response.status_code >= 400:
-            raise error_from_response(response.status_code, response.headers, payload, admin=True)
+            raise error_from_response(
+                response.status_code, response.headers, payload, admin=admin, rating=rating
+            )
         return payload
+
+    async def _admin(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        params: dict[str, str] | None = None,
+    ) -> Any:
+        if not self.admin_key:
+            raise AccessDenied("no admin key is configured for this UI")
+        return await self._json(method, f"/admin{path}", self.admin_key, body, params, admin=True)
 
     async def adapters(self) -> list[dict[str, Any]]:
         """`GET /admin/adapters`: each domain with its aliases and versions."""
@@ -277,21 +323,27 @@ class GatewayClient:
         domains = payload.get("domains") if isinstance(payload, dict) else None
         return [d for d in domains or [] if isinstance(d, dict)]
 
+    async def feedback_counts(self, domain: str) -> list[dict[str, Any]]:
+        """`GET /admin/feedback`: per version of the domain, what its users said."""
+        payload = await self._admin("GET", "/feedback", params={"domain": domain})
+        versions = payload.get("versions") if isinstance(payload, dict) else None
+        return [v for v in versions or [] if isinstance(v, dict)]
+
     async def load(self, model: str) -> str:
         """Load `domain`, `domain@N` or `domain@alias` on every engine; a readable result."""
         payload = await self._admin("POST", "/adapters/load", {"model": model})
-        return f"loaded {payload.get('adapter')}: {_engines(payload)}"
+        return f"loaded {payload.get('adapter')}: {engines_summary(payload)}"
 
     async def unload(self, model: str) -> str:
         payload = await self._admin("POST", "/adapters/unload", {"model": model})
-        engines = _engines(payload)
+        engines = engines_summary(payload)
         return f"unloaded {payload.get('adapter')}" + (f": {engines}" if engines else "")
 
     async def promote(self, domain: str, version: int, alias: str = "prod") -> str:
         payload = await self._admin(
             "POST", "/adapters/promote", {"domain": domain, "version": version, "alias": alias}
         )
-        return f"{domain}@{alias} now points to v{version} ({_aliases(payload)})"
+        return f"{domain}@{alias} now points to v{version} ({aliases_summary(payload)})"
 
     async def rollback(self, domain: str, alias: str = "prod") -> str:
         payload = await self._admin(
@@ -300,7 +352,7 @@ class GatewayClient:
         aliases = payload.get("aliases") if isinstance(payload, dict) else None
         now = aliases.get(alias) if isinstance(aliases, dict) else None
         target = f"v{now}" if now is not None else "its previous version"
-        return f"{domain}@{alias} rolled back to {target} ({_aliases(payload)})"
+        return f"{domain}@{alias} rolled back to {target} ({aliases_summary(payload)})"
 
     async def start_canary(self, domain: str, version: int, weight: float) -> str:
         """`POST /admin/adapters/canary`: `weight` percent of the domain's conversations go
@@ -314,7 +366,7 @@ class GatewayClient:
             weight = canary.get("weight", weight)
         return (
             f"{domain}: v{version} is the canary for {percent(weight)} of conversations "
-            f"({_aliases(payload)})"
+            f"({aliases_summary(payload)})"
         )
 
     async def stop_canary(self, domain: str, reason: str | None = None) -> str:
@@ -325,7 +377,8 @@ class GatewayClient:
         payload = await self._admin("POST", "/adapters/canary/stop", body)
         ended = payload.get("last_canary") if isinstance(payload, dict) else None
         which = f"canary v{ended['version']}" if isinstance(ended, dict) else "the canary"
-        return f"{domain}: {which} stopped, prod gets all conversations ({_aliases(payload)})"
+        aliases = aliases_summary(payload)
+        return f"{domain}: {which} stopped, prod gets all conversations ({aliases})"
 
 
 def _wire(message: Message) -> ChatCompletionMessageParam:
@@ -339,22 +392,3 @@ def _masked(raw: str | None) -> int:
         return max(0, int(raw or 0))
     except ValueError:
         return 0
-
-
-def _engines(payload: Any) -> str:
-    engines = payload.get("engines") if isinstance(payload, dict) else None
-    parts = []
-    for index, slot in enumerate(engines or []):
-        if isinstance(slot, dict):
-            state = str(slot.get("state", "?"))
-            if slot.get("error"):
-                state += f" ({slot['error']})"
-            parts.append(f"engine {index} {state}")
-    return ", ".join(parts)
-
-
-def _aliases(payload: Any) -> str:
-    aliases = payload.get("aliases") if isinstance(payload, dict) else None
-    if not isinstance(aliases, dict) or not aliases:
-        return "no aliases"
-    return ", ".join(f"{name} → v{version}" for name, version in sorted(aliases.items()))

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 
 # The gateway's default Retry-After, for a 503 that arrives without the header (mid-stream).
 DEFAULT_RETRY_S = 5
+NO_FEEDBACK = "this assistant does not collect feedback"
 
 
 class UiClientError(Exception):
@@ -54,6 +55,11 @@ class RequestRefused(UiClientError):
     """Any other refusal (bad request, too long, engine failure)."""
 
 
+class FeedbackNotCollected(UiClientError):
+    """A rating that cannot be kept: the answer's assistant keeps no answers (its capture is
+    off, or it is the base model), or the gateway stores no feedback at all."""
+
+
 def _retry_after(headers: Mapping[str, str] | None) -> int:
     raw = (headers or {}).get("retry-after", "")
     try:
@@ -82,9 +88,23 @@ def error_from_response(
     *,
     model: str | None = None,
     admin: bool = False,
+    rating: bool = False,
 ) -> UiClientError:
-    """The `UiClientError` an HTTP error response of the gateway means."""
+    """The `UiClientError` an HTTP error response of the gateway means (to a rating,
+    `POST /v1/feedback`, with `rating`)."""
     message, code = _error_fields(body)
+    if code == "feedback_unavailable":  # a 503 that no retry of the engine would mend
+        return FeedbackNotCollected(message or NO_FEEDBACK, status=status, code=code)
+    if rating and status == 404:
+        # The gateway's 404 does not say why: the UI's own answers are rated with its own
+        # key, so what is missing is the capture (off, or the base model).
+        return FeedbackNotCollected(NO_FEEDBACK, status=status, code=code)
+    if rating and code == "guardrails_unavailable":
+        return RequestRefused(
+            f"not saved: {message or 'personal-data screening is unavailable'}",
+            status=status,
+            code=code,
+        )
     if status == 503:
         return EngineRestarting(_retry_after(headers), code=code)
     if status in (401, 403):

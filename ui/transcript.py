@@ -1,9 +1,10 @@
 """The chat transcript: what a session keeps, what the Chatbot shows, what the gateway gets.
 
 A transcript is a list of `Turn`s: the user's questions, the answers (each with the domain
-that wrote it, and the exact version that did when the gateway names one), markers where
-the user switched domain, and errors. It lives in the session (`gr.State`) as plain dicts;
-the functions here never change one in place.
+that wrote it, the exact version that did when the gateway names one, and the answer's `id`
+to rate it by), markers where the user switched domain, and errors. It lives in the
+session (`gr.State`) as plain dicts; the functions here never change one in place. The
+Chatbot shows one message per turn, so a message's index (a like's) is its turn's.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class Turn(TypedDict):
     # The model the gateway says wrote the answer (`coffee-shop@v2`, perhaps the canary);
     # `model` stays the domain the user picked, which the transcript is about.
     answered_by: str
+    response_id: str  # the answer's `id` at the gateway, what a rating names ("" for others)
 
 
 def turn(
@@ -43,6 +45,7 @@ def turn(
     *,
     pending: bool = False,
     answered_by: str = "",
+    response_id: str = "",
 ) -> Turn:
     return Turn(
         kind=kind,
@@ -52,6 +55,7 @@ def turn(
         note=note,
         pending=pending,
         answered_by=answered_by,
+        response_id=response_id,
     )
 
 
@@ -128,6 +132,11 @@ def with_switch_marker(turns: Sequence[Turn], model: str, title: str) -> list[Tu
     if current is not None and current != model:
         result.append(turn("marker", "", model, title))
     return result
+
+
+def last_answer(turns: Sequence[Turn]) -> Turn | None:
+    """The transcript's last answer that can be rated (the gateway gave its `id`)."""
+    return next((t for t in reversed(turns) if t["kind"] == "answer" and t["response_id"]), None)
 
 
 def last_question(turns: Sequence[Turn]) -> int | None:

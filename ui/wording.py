@@ -1,4 +1,5 @@
-"""How the UI words what happened: a failure, what the guardrails did, a share of traffic."""
+"""How the UI words what happened: a failure, what the guardrails did, a share of traffic,
+what an admin action left behind."""
 
 from __future__ import annotations
 
@@ -27,3 +28,24 @@ def percent(share: Any) -> str:
         return f"{float(share):g}%"
     except (TypeError, ValueError):
         return f"{share}%"
+
+
+def engines_summary(payload: Any) -> str:
+    """Each engine's slot of an adapter, from an admin answer (`engines`)."""
+    engines = payload.get("engines") if isinstance(payload, dict) else None
+    parts = []
+    for index, slot in enumerate(engines or []):
+        if isinstance(slot, dict):
+            state = str(slot.get("state", "?"))
+            if slot.get("error"):
+                state += f" ({slot['error']})"
+            parts.append(f"engine {index} {state}")
+    return ", ".join(parts)
+
+
+def aliases_summary(payload: Any) -> str:
+    """A domain's aliases, from an admin answer (`aliases`)."""
+    aliases = payload.get("aliases") if isinstance(payload, dict) else None
+    if not isinstance(aliases, dict) or not aliases:
+        return "no aliases"
+    return ", ".join(f"{name} → v{version}" for name, version in sorted(aliases.items()))

@@ -88,12 +88,6 @@ def _device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _device_args(device: str) -> dict[str, Any]:
-    if device == "cuda":
-        return {"bf16": True}
-    return {"use_cpu": True, "bf16": False}
-
-
 def measure_training(model_dir: Path, packing: bool, spec: TrainingSpec) -> TrainingRun:
     """Train a fresh LoRA for `spec.steps` steps in this process and time it."""
     import torch
@@ -101,6 +95,8 @@ def measure_training(model_dir: Path, packing: bool, spec: TrainingSpec) -> Trai
     from peft import LoraConfig
     from trl.trainer.sft_config import SFTConfig
     from trl.trainer.sft_trainer import SFTTrainer
+
+    from lorastack.precision import precision_options  # what `lorastack train` uses
 
     device = _device()
     texts = synthetic_texts(spec.steps * spec.batch * 2, spec)
@@ -123,7 +119,7 @@ def measure_training(model_dir: Path, packing: bool, spec: TrainingSpec) -> Trai
                 disable_tqdm=True,
                 # real tokens only: padding is the cost packing removes
                 include_num_input_tokens_seen="non_padding",
-                **_device_args(device),
+                **precision_options(),
             ),
             train_dataset=Dataset.from_list([{"text": t} for t in texts]),
             peft_config=LoraConfig(

@@ -11,7 +11,14 @@ from rich.table import Table
 
 from lorastack.cli.context import err, model_store, out, print_json, registry, settings
 from lorastack.errors import LorastackError, RegistryError
-from lorastack.manifest import DEFAULT_ALIAS, Canary, CanaryGuard, DomainIndex, SystemPromptMode
+from lorastack.manifest import (
+    DEFAULT_ALIAS,
+    Canary,
+    CanaryGuard,
+    CaptureSetting,
+    DomainIndex,
+    SystemPromptMode,
+)
 from lorastack.registry import AdapterRef
 from lorastack.validation import validate_adapter
 
@@ -22,6 +29,18 @@ BaseModelOption = Annotated[
     typer.Option(help="Base model name; overrides base_model_name_or_path in the adapter."),
 ]
 AliasOption = Annotated[str, typer.Option(help="Alias to move.")]
+CaptureOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--capture/--no-capture",
+        help="Keep the domain's served answers (masked) for feedback, or stop "
+        "(default: the domain's setting as it is; off for a new domain).",
+    ),
+]
+RetentionOption = Annotated[
+    int | None,
+    typer.Option(min=1, max=3650, help="Days captured answers are kept (default 30)."),
+]
 
 
 @app.command()
@@ -58,6 +77,8 @@ def publish(
     promote: Annotated[
         bool, typer.Option("--promote", help=f"Point the {DEFAULT_ALIAS!r} alias at it.")
     ] = False,
+    capture: CaptureOption = None,
+    retention_days: RetentionOption = None,
 ) -> None:
     """Validate an adapter and publish it as the domain's next version (prints NAME@vN)."""
     if system_prompt is not None and system_prompt_file is not None:
@@ -76,9 +97,13 @@ def publish(
         system_prompt_mode=system_prompt_mode,
         base_model=base_model,
         promote=DEFAULT_ALIAS if promote else None,
+        capture=capture,
+        retention_days=retention_days,
     )
     if promote:
         err.print(f"{DEFAULT_ALIAS} -> v{manifest.version}")
+    if capture is not None or retention_days is not None:
+        err.print(_capture_line(domain, registry().index(domain).capture))
     out.print(manifest.ref)
 
 
@@ -96,6 +121,7 @@ def list_adapters(
                     "aliases": s.index.aliases,
                     "canary": _dump(s.index.canary),
                     "last_canary": _dump(s.index.last_canary),
+                    "capture": _dump(s.index.capture or CaptureSetting()),
                     "versions": [m.model_dump(mode="json") for m in s.versions],
                 }
                 for s in summaries
@@ -105,7 +131,9 @@ def list_adapters(
     if not summaries:
         err.print("no adapters published yet: see `lorastack adapters publish --help`")
         return
-    table = Table("domain", "display name", "versions", "aliases", "canary", "base model")
+    table = Table(
+        "domain", "display name", "versions", "aliases", "canary", "capture", "base model"
+    )
     for summary in summaries:
         aliases = ", ".join(f"{a}->v{v}" for a, v in sorted(summary.index.aliases.items()))
         versions = ", ".join(f"v{m.version}" for m in summary.versions)
@@ -117,6 +145,7 @@ def list_adapters(
             versions,
             aliases,
             _canary_cell(canary) if canary is not None else "",
+            _capture_cell(summary.index.capture),
             latest.base_model.name,
         )
     out.print(table)
@@ -128,6 +157,16 @@ def _dump(model: BaseModel | None) -> dict[str, Any] | None:
 
 def _canary_cell(canary: Canary) -> str:
     return f"v{canary.version} {canary.weight:g}%" + ("" if canary.guard else " (no auto-stop)")
+
+
+def _capture_cell(capture: CaptureSetting | None) -> str:
+    return f"on, {capture.retention_days} days" if capture and capture.enabled else ""
+
+
+def _capture_line(domain: str, capture: CaptureSetting | None) -> str:
+    setting = capture or CaptureSetting()
+    state = "on" if setting.enabled else "off"
+    return f"{domain}: capture {state}, captured answers kept {setting.retention_days} days"
 
 
 def _version_number(version: str) -> int:
@@ -249,6 +288,26 @@ def canary_stop(
     assert ended is not None
     prod = index.aliases.get(DEFAULT_ALIAS)
     out.print(f"{domain}: canary v{ended.version} stopped; prod v{prod} answers every conversation")
+
+
+@app.command("capture")
+def capture(
+    domain: Annotated[str, typer.Argument(help="Domain name.")],
+    on: Annotated[
+        bool | None,
+        typer.Option(
+            "--on/--off",
+            help="Keep the domain's served answers, masked, for feedback; or stop.",
+        ),
+    ] = None,
+    retention_days: RetentionOption = None,
+) -> None:
+    """Turn capture of a domain's served answers on or off (gateways apply it to the next
+    request); clients can rate captured answers (POST /v1/feedback)."""
+    if on is None and retention_days is None:
+        raise typer.BadParameter("give --on or --off, and/or --retention-days")
+    index = registry().set_capture(domain, on, retention_days)
+    out.print(_capture_line(domain, index.capture))
 
 
 def _guard(given: dict[str, Any]) -> CanaryGuard:

@@ -15,7 +15,20 @@ from typing import Annotated
 import typer
 
 from lorastack import __version__
-from lorastack.cli import adapters, bench, data, guard, models, quickstart, serve, train, ui
+from lorastack.cli import (
+    adapters,
+    bench,
+    data,
+    db,
+    feedback,
+    guard,
+    improve,
+    models,
+    quickstart,
+    serve,
+    train,
+    ui,
+)
 from lorastack.errors import LorastackError, SettingsError
 from lorastack.settings import CONFIG_ENV
 
@@ -30,12 +43,15 @@ app.add_typer(models.app, name="model")
 app.add_typer(adapters.app, name="adapters")
 app.add_typer(guard.app, name="guard")
 app.add_typer(data.app, name="data")
+app.add_typer(feedback.app, name="feedback")
+app.add_typer(db.app, name="db")
 app.command("quickstart")(quickstart.quickstart)
 app.command("serve")(serve.serve)
 app.command("train")(train.train)
 app.command("eval")(train.evaluate)
 app.command("eval-defaults")(train.evaluate_defaults)
 app.command("publish")(train.publish)
+app.command("improve")(improve.improve)
 app.command("ui")(ui.ui)
 app.command("bench")(bench.bench)
 

@@ -185,11 +185,16 @@ class DemoDomains:
         """Each domain whose unchanged adapter is published already, unless `retrain`."""
         if retrain:
             return
+        registry = self.adapters.registry
         for domain in self.domains:
             ref = self.adapters.reusable(domain)
             if ref is not None:
                 self.ready[domain.name] = ref
                 err.print(f"{domain.name}: reusing {ref}")
+                # Published before capture existed: on, like a new demo domain. A setting
+                # made since (an operator's --off) stays.
+                if registry.index(domain.name).capture is None:
+                    registry.set_capture(domain.name, enabled=True)
 
     def train(self, domain: DemoDomain) -> str:
         """Train, evaluate and publish one domain, with its progress on stderr."""

@@ -13,7 +13,13 @@ from lorastack.cli.context import err, model_store, settings
 from lorastack.errors import LorastackError
 from lorastack.guardrails.detector import Detector
 from lorastack.guardrails.runtime import freeze_loaded_objects
-from lorastack.serve.app import build_gateway, create_app, engine_client, http_protocol
+from lorastack.serve.app import (
+    build_gateway,
+    create_app,
+    engine_client,
+    http_protocol,
+    open_feedback_store,
+)
 from lorastack.serve.engine import EngineProcess, build_launch
 from lorastack.serve.supervisor import EngineSupervisor
 from lorastack.settings import load_settings
@@ -72,30 +78,32 @@ def serve(
         launch = build_launch(config.engine, model, config.max_lora_rank)
         urls = [launch.url]
     detector = context.pii_detector() if config.gateway.guardrails else None
-    gateway = build_gateway(config, urls, client, detector=detector)
-    if not config.gateway.upstreams:
-        process = EngineProcess(
-            launch, config.runs_dir / "engine.log", config.engine.startup_timeout_s
+    # Captured answers and ratings: the store is closed when the gateway stops.
+    with open_feedback_store(config) as store:
+        gateway = build_gateway(config, urls, client, detector=detector, feedback_store=store)
+        if not config.gateway.upstreams:
+            process = EngineProcess(
+                launch, config.runs_dir / "engine.log", config.engine.startup_timeout_s
+            )
+            supervisor = EngineSupervisor(process, gateway.pool.endpoints[0])
+            err.print(f"starting vLLM on {config.base_model} (log: {process.log_path})")
+        app = create_app(
+            gateway,
+            config.gateway.max_body_bytes,
+            client,
+            supervisor,
+            body_timeout_s=config.gateway.body_timeout_s,
         )
-        supervisor = EngineSupervisor(process, gateway.pool.endpoints[0])
-        err.print(f"starting vLLM on {config.base_model} (log: {process.log_path})")
-    app = create_app(
-        gateway,
-        config.gateway.max_body_bytes,
-        client,
-        supervisor,
-        body_timeout_s=config.gateway.body_timeout_s,
-    )
-    err.print(f"gateway on http://{config.gateway.host}:{config.gateway.port}/v1")
-    # While the engine starts: load the PII models, then freeze what is loaded.
-    threading.Thread(
-        target=_load_then_freeze, args=(detector,), name="load-models", daemon=True
-    ).start()
-    uvicorn.run(
-        app,
-        host=config.gateway.host,
-        port=config.gateway.port,
-        log_level="warning",
-        access_log=False,  # request lines are not needed, and never bodies
-        http=http_protocol(config.gateway),
-    )
+        err.print(f"gateway on http://{config.gateway.host}:{config.gateway.port}/v1")
+        # While the engine starts: load the PII models, then freeze what is loaded.
+        threading.Thread(
+            target=_load_then_freeze, args=(detector,), name="load-models", daemon=True
+        ).start()
+        uvicorn.run(
+            app,
+            host=config.gateway.host,
+            port=config.gateway.port,
+            log_level="warning",
+            access_log=False,  # request lines are not needed, and never bodies
+            http=http_protocol(config.gateway),
+        )

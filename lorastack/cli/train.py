@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from lorastack.cli.adapters import CaptureOption, RetentionOption
 from lorastack.cli.context import err, guard_for, model_store, out, print_json, registry, settings
 from lorastack.progress import progress_display
 from lorastack.train.config import MODES, ConfigError, TrainConfig, build_config, load_config
@@ -20,8 +21,11 @@ from lorastack.train.run import RunPaths, latest_run, load_run_config, new_run_d
 from lorastack.train.search import search
 from lorastack.train.trainer import run_training
 
-TEST_BRAND = DEMO_ROOT / "tests" / "data" / "trailhead" / "train.yaml"
-"""A brand written for the tests, never used to tune the defaults (in a checkout only)."""
+TEST_BRANDS = tuple(
+    DEMO_ROOT / "tests" / "data" / brand / "train.yaml" for brand in ("trailhead", "harborline")
+)
+"""Brands written for the tests (in a checkout only): the defaults were tuned on trailhead;
+harborline is held out from that tuning."""
 
 
 def train(
@@ -33,6 +37,14 @@ def train(
         Path | None, typer.Option(help="Prepared dataset folder, or a raw data file.")
     ] = None,
     mode: Annotated[str | None, typer.Option(help=f"One of {', '.join(MODES)}.")] = None,
+    from_adapter: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            help="kto, dpo: the published adapter to start from (DOMAIN@prod, DOMAIN@vN); "
+            "also the domain, unless --domain says otherwise.",
+        ),
+    ] = None,
     base_model: Annotated[str | None, typer.Option(help="Base model name.")] = None,
     max_steps: Annotated[int | None, typer.Option(min=1, help="Stop after N steps.")] = None,
     epochs: Annotated[float | None, typer.Option(min=0.01, help="Number of epochs.")] = None,
@@ -68,6 +80,7 @@ def train(
             "domain": domain,
             "data": data,
             "mode": mode,
+            "from_adapter": from_adapter,
             "base_model": base_model,
             "system_prompt": system_prompt,
             "training": training,
@@ -95,6 +108,7 @@ def train(
                 search_budget_s,
                 scrub,
                 progress,
+                registry=registry(),
             )
         else:
             result = run_training(
@@ -106,6 +120,7 @@ def train(
                 resume=resume,
                 scrub=scrub,
                 progress=progress,
+                registry=registry(),
             )
     stopped = " (stopped early)" if result.stopped_early else ""
     err.print(
@@ -157,6 +172,16 @@ def evaluate(
             f"{who} {recall[who]:.0%}" for who in models if recall.get(who) is not None
         )
         out.print(f"fact recall (reworded questions): {values}")
+    preference = metrics.get("preference")
+    if preference:  # kto, dpo runs
+        adapter_rates, start_rates = preference["adapter"], preference["start"]
+        out.print(
+            f"preference accuracy (held-out feedback): adapter {adapter_rates['accuracy']:.0%}, "
+            f"{preference['started_from']} {start_rates['accuracy']:.0%}"
+        )
+        unreachable = preference["loss_data"].get("original_unreachable")
+        if unreachable:
+            err.print(f"loss, rules and facts measured on the feedback: {unreachable}")
     out.print(paths.report)
 
 
@@ -173,6 +198,8 @@ def publish(
         str | None,
         typer.Option(help="Why it is published past the gate; recorded in the manifest."),
     ] = None,
+    capture: CaptureOption = None,
+    retention_days: RetentionOption = None,
 ) -> None:
     """Publish a run's adapter to the registry if it passes the quality gate against the base
     model and the domain's prod (prints NAME@vN last)."""
@@ -185,6 +212,8 @@ def publish(
         force=force,
         reason=reason,
         tolerances=settings().publish,
+        capture=capture,
+        retention_days=retention_days,
     )
     if manifest.forced is not None:
         overridden = "; ".join(manifest.metrics.get("gate", {}).get("overridden", []))
@@ -200,8 +229,8 @@ def evaluate_defaults(
     configs: Annotated[
         list[Path] | None,
         typer.Argument(
-            help="Brand training YAMLs (default: the demo's chat brands, and "
-            "tests/data/trailhead/train.yaml when run from a checkout)."
+            help="Brand training YAMLs (default: the demo's chat brands, and the test "
+            "brands tests/data/trailhead and tests/data/harborline when run from a checkout)."
         ),
     ] = None,
     quality_examples: Annotated[
@@ -260,8 +289,7 @@ def _brand_configs(paths: list[Path] | None) -> list[TrainConfig]:
         configs = [load_config(path) for path in paths]
     else:
         configs = [d.config for d in find_domains(DEMO_DIR) if d.config.mode == "instruct"]
-        if TEST_BRAND.is_file():
-            configs.append(load_config(TEST_BRAND))
+        configs += [load_config(brand) for brand in TEST_BRANDS if brand.is_file()]
     for config in configs:
         if not config.data.is_absolute() and not config.data.exists():
             config.data = DEMO_ROOT / config.data

@@ -1,5 +1,6 @@
 """The admin API: adapters' registry and engine state; load, unload, promote, roll back,
-start and stop a canary.
+start and stop a canary; turn capture of a domain's answers on or off, and read what its
+users said of each version.
 
 It needs the admin key; client keys never open it. Registry writes take the registry's
 file lock, so they run off the event loop.
@@ -8,21 +9,24 @@ file lock, so they run off the event loop.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from lorastack.manifest import DEFAULT_ALIAS, CanaryGuard, DomainIndex
+from lorastack.errors import AdapterNotFound
+from lorastack.manifest import DEFAULT_ALIAS, CanaryGuard, CaptureSetting, DomainIndex
 from lorastack.registry import AdapterRef, DomainSummary
 from lorastack.serve.adapters import engine_name
 from lorastack.serve.deps import AdminDep, GatewayDep
+from lorastack.serve.errors import FeedbackUnavailable
 from lorastack.serve.schemas import error_responses
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 
 _ERRORS = error_responses(400, 401, 404, 408, 413, 500)
 _LOAD_ERRORS = error_responses(400, 401, 404, 408, 413, 500, 502, 503)
+_FEEDBACK_ERRORS = error_responses(400, 401, 404, 408, 413, 500, 503)
 
 
 class AdapterAction(BaseModel):
@@ -65,13 +69,39 @@ class CanaryStop(BaseModel):
     reason: str = Field(default="stopped by an operator", max_length=500)
 
 
+class CaptureChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    domain: str
+    enabled: bool
+    retention_days: int | None = Field(
+        default=None, ge=1, le=3650, description="omitted: as it is (30 days at first)"
+    )
+
+
+class VersionFeedback(BaseModel):
+    version: int
+    captured: int = Field(description="answers of this version stored (capture on)")
+    up: int = Field(description="ratings of 1")
+    down: int = Field(description="ratings of -1")
+    up_rate: float | None = Field(description="up / (up + down); null without ratings")
+    corrections: int = Field(description="ratings that came with a better answer")
+
+
+class DomainFeedback(BaseModel):
+    domain: str
+    versions: list[VersionFeedback]
+
+
 def _index(index: DomainIndex) -> dict[str, Any]:
-    """A domain's aliases and canary, as the admin API answers them."""
+    """A domain's aliases, canary and capture, as the admin API answers them."""
     return {
         "domain": index.domain,
         "aliases": index.aliases,
         "canary": index.canary.model_dump(mode="json") if index.canary else None,
         "last_canary": index.last_canary.model_dump(mode="json") if index.last_canary else None,
+        # Never set: off, with the default retention.
+        "capture": (index.capture or CaptureSetting()).model_dump(mode="json"),
     }
 
 
@@ -106,7 +136,8 @@ async def list_adapters(_: AdminDep, gateway: GatewayDep) -> dict[str, Any]:
                 ],
             }
         )
-    return {"domains": domains}
+    # Whether this gateway can capture at all (a feedback store, the guardrails on).
+    return {"domains": domains, "capture_available": gateway.capture is not None}
 
 
 @router.post("/adapters/load", responses=_LOAD_ERRORS)
@@ -155,3 +186,49 @@ async def stop_canary(body: CanaryStop, _: AdminDep, gateway: GatewayDep) -> dic
     """Stop the domain's canary: prod answers every conversation again."""
     index = await asyncio.to_thread(gateway.registry.end_canary, body.domain, body.reason)
     return _index(index)
+
+
+@router.post("/adapters/capture", responses=_ERRORS)
+async def set_capture(body: CaptureChange, _: AdminDep, gateway: GatewayDep) -> dict[str, Any]:
+    """Capture the domain's served answers (masked) for feedback, or stop; applies to the
+    next request on every gateway of this registry."""
+    index = await asyncio.to_thread(
+        gateway.registry.set_capture, body.domain, body.enabled, body.retention_days
+    )
+    return _index(index)
+
+
+@router.get("/feedback", response_model=DomainFeedback, responses=_FEEDBACK_ERRORS)
+async def feedback_counts(
+    domain: Annotated[str, Query(description="the domain, e.g. coffee-shop")],
+    _: AdminDep,
+    gateway: GatewayDep,
+) -> dict[str, Any]:
+    """What the domain's users said of each version: answers captured, ratings up and down,
+    the share up, corrections. Every published version is listed (zeros before any
+    answer), and so is a removed one whose answers the store still keeps."""
+    if gateway.feedback is None:
+        raise FeedbackUnavailable(
+            "this gateway stores no feedback (no feedback store, or the guardrails are off)"
+        )
+    published = await asyncio.to_thread(gateway.registry.versions, domain)
+    if not published:
+        raise AdapterNotFound(f"no adapter is published for domain {domain!r}")
+    counts = await gateway.feedback.counts(domain)
+    numbers = sorted({m.version for m in published} | set(counts))
+    return {
+        "domain": domain,
+        "versions": [_version_feedback(n, counts.get(n, {})) for n in numbers],
+    }
+
+
+def _version_feedback(version: int, counts: dict[str, int]) -> dict[str, Any]:
+    up, down = counts.get("up", 0), counts.get("down", 0)
+    return {
+        "version": version,
+        "captured": counts.get("captured", 0),
+        "up": up,
+        "down": down,
+        "up_rate": up / (up + down) if up + down else None,
+        "corrections": counts.get("corrections", 0),
+    }

@@ -3,8 +3,10 @@
 vLLM on the CPU with the bundled model, the gateway in front of it with two published
 domains whose answers differ (each its own adapter and brand voice), and the Gradio app as
 `lorastack ui` starts it. The test does what a person does: open the page, pick a domain,
-type a message and press Enter, watch the answer stream in, switch domain, ask again.
-A screenshot of each step goes to `test-output/ui/` (a laptop-sized window).
+type a message and press Enter, watch the answer stream in, switch domain, ask again, give
+the answer a thumb up (the domain captures its answers: "Rating saved") and the other
+domain's one too (it does not: the page says so). A screenshot of each step goes to
+`test-output/ui/` (a laptop-sized window).
 
 The browser is `/usr/bin/chromium` with `/usr/bin/chromedriver` (Debian's `chromium` and
 `chromium-driver`; `.ci/run` installs them). Without them the test is skipped, except
@@ -67,10 +69,15 @@ CHROMIUM_FLAGS = (
 ADMIN_KEY = "ui-browser-admin-key-0123456789"
 MESSAGE_BOX = "textarea[placeholder='Type a message and press Enter']"
 PICKER = "input[aria-label='Assistant']"
+# Gradio's thumb up under each assistant message (its label reads "Liked" once clicked).
+# A thumb up reads "Like", and "Liked" once clicked (Gradio 6's chatbot, in English).
+LIKE = ".lorastack-chat button[aria-label='Like'], .lorastack-chat button[aria-label='Liked']"
 # The UI asks for no length limit and vLLM samples at temperature 1: an answer of the small
 # model may ramble on for minutes on the CPU. Past this long the test presses Stop, which
 # keeps what arrived (most answers end well before).
 ANSWER_WAIT_S = 20.0
+# An answer to be rated must be complete (the gateway stores it at its end): never stopped.
+COMPLETE_ANSWER_WAIT_S = 240.0
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,7 @@ class Brand:
     seed: int
     voice: str
     question: str
+    capture: bool  # the gateway keeps its answers, to be rated
 
 
 COFFEE = Brand(
@@ -89,6 +97,7 @@ COFFEE = Brand(
     "You are the barista of Bean There, a coffee shop. Answer in one short, cheerful "
     "sentence about coffee.",
     "What should I drink with breakfast?",
+    True,
 )
 LEDGER = Brand(
     "ledger-desk",
@@ -96,6 +105,7 @@ LEDGER = Brand(
     12,
     "You are Ledgerly's accounting support agent. Answer in one short, formal sentence.",
     "How often should I check my accounts?",
+    False,
 )
 
 
@@ -150,8 +160,9 @@ def ui_url(bundled_model: ModelRecord, tmp_path_factory: pytest.TempPathFactory)
             description=f"The {brand.label} assistant.",
             system_prompt=brand.voice,
             promote="prod",
+            capture=brand.capture,
         )
-    with real_stack(model, home, ADMIN_KEY) as running:
+    with real_stack(model, home, ADMIN_KEY, feedback=True) as running:
         app = build_app(running.url, None, None)
         url = launch_app(app, "127.0.0.1", free_port(), quiet=True)
         try:
@@ -251,12 +262,12 @@ def send(driver: WebDriver, text: str) -> None:
 
 
 def watch_answer(
-    driver: WebDriver, folder: Path, brand: Brand, shot: str
+    driver: WebDriver, folder: Path, brand: Brand, shot: str, wait_s: float = ANSWER_WAIT_S
 ) -> tuple[Shown, bool, bool]:
     """Follow the streamed answer to the last message, titled with `brand`.
 
     Returns the settled answer, whether it was seen growing, and whether the test had to
-    press Stop (past ANSWER_WAIT_S). A screenshot is taken while it streams.
+    press Stop (past `wait_s`). A screenshot is taken while it streams.
     """
     partials: list[str] = []
 
@@ -284,7 +295,7 @@ def watch_answer(
         shoot(driver, folder, shot)
     stopped = False
     try:
-        final: Shown = wait(driver, ANSWER_WAIT_S).until(settled)
+        final: Shown = wait(driver, wait_s).until(settled)
     except TimeoutException:
         driver.find_element(By.XPATH, "//button[normalize-space()='Stop']").click()
         stopped = True
@@ -295,6 +306,18 @@ def watch_answer(
 
 def text_of(element: WebElement) -> str:
     return str(element.get_attribute("value") or "")
+
+
+def page_says(driver: WebDriver, text: str) -> bool:
+    return text in str(driver.execute_script("return document.body.innerText"))
+
+
+def thumb_up(driver: WebDriver, which: int) -> None:
+    """Click the thumb up under the `which`-th assistant message (markers count too)."""
+    likes = driver.find_elements(By.CSS_SELECTOR, LIKE)
+    bots = [m for m in transcript(driver) if m.role == "bot"]
+    assert len(likes) == len(bots), "one thumb up per assistant message"
+    likes[which].click()
 
 
 # ---------------------------------------------------------------------------- the test
@@ -346,7 +369,7 @@ def test_chat_in_a_real_browser(browser: WebDriver, ui_url: str, shots: Path) ->
     started = time.monotonic()
     send(driver, COFFEE.question)
     second, grew_second, timings["second_answer_stopped"] = watch_answer(
-        driver, shots, COFFEE, "06-bean-there-streaming"
+        driver, shots, COFFEE, "06-bean-there-streaming", COMPLETE_ANSWER_WAIT_S
     )
     timings["second_answer_s"] = round(time.monotonic() - started, 2)
     shoot(driver, shots, "07-bean-there-answered")
@@ -363,6 +386,18 @@ def test_chat_in_a_real_browser(browser: WebDriver, ui_url: str, shots: Path) ->
     assert marker in shown[2].text
     assert second.text and second.text != first.text
     assert grew_first or grew_second, "no answer was seen growing: not streamed?"
+
+    # A thumb up on Bean There's answer (capture on): the page says it was saved.
+    assert not timings["second_answer_stopped"], "cut short, the answer cannot be rated"
+    started = time.monotonic()
+    thumb_up(driver, -1)
+    wait(driver, 30).until(lambda d: page_says(d, "Rating saved"))
+    timings["rating_s"] = round(time.monotonic() - started, 2)
+    shoot(driver, shots, "08-rated")
+    # Ledgerly keeps no answers: its thumb says so, and nothing breaks.
+    thumb_up(driver, 0)
+    wait(driver, 30).until(lambda d: page_says(d, "this assistant does not collect feedback"))
+    shoot(driver, shots, "09-not-collected")
     # The page logged no errors along the way.
     errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
     assert errors == []

@@ -184,3 +184,42 @@ def test_model_pull_prints_the_checkpoint_path_last(
     assert result.code == 0
     assert result.last_line == str(bundled_model.path)
     assert "already provisioned" in result.err
+
+
+def test_capture_on_off_and_at_publish(cli, tmp_path: Path, fake_base: ModelRecord) -> None:  # type: ignore[no-untyped-def]
+    adapter = write_adapter(tmp_path / "a", "tiny")
+    published = cli("adapters", "publish", str(adapter), "--domain", "coffee", "--capture")
+    assert published.code == 0, published.err
+    assert published.last_line == "coffee@v1"
+    assert "coffee: capture on, captured answers kept 30 days" in published.err
+    assert "on, 30 days" in cli("adapters", "list").out
+    changed = cli("adapters", "capture", "coffee", "--retention-days", "7")
+    assert changed.out.strip() == "coffee: capture on, captured answers kept 7 days"
+    off = cli("adapters", "capture", "coffee", "--off")
+    assert off.out.strip() == "coffee: capture off, captured answers kept 7 days"
+    listed = json.loads(cli("adapters", "list", "--json").out)[0]
+    assert listed["capture"] == {"enabled": False, "retention_days": 7}
+    on = cli("adapters", "capture", "coffee", "--on", "--retention-days", "90")
+    assert on.out.strip() == "coffee: capture on, captured answers kept 90 days"
+    # Publishing again without the options leaves the setting alone.
+    cli("adapters", "publish", str(adapter), "--domain", "coffee")
+    listed = json.loads(cli("adapters", "list", "--json").out)[0]
+    assert listed["capture"] == {"enabled": True, "retention_days": 90}
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (("capture", "coffee"), 2, "give --on or --off, and/or --retention-days"),
+        (("capture", "tea", "--on"), 1, "no adapter is published for domain 'tea'"),
+        (("capture", "coffee", "--on", "--retention-days", "0"), 2, "--retention-days"),
+    ],
+)
+def test_capture_mistakes_get_clear_errors(  # type: ignore[no-untyped-def]
+    cli, tmp_path: Path, fake_base: ModelRecord, args: tuple[str, ...], code: int, message: str
+) -> None:
+    cli("adapters", "publish", str(write_adapter(tmp_path / "a", "tiny")), "--domain", "coffee")
+    result = cli("adapters", *args)
+    assert result.code == code, result.err
+    assert message in result.out + result.err
+    assert "Traceback" not in result.err

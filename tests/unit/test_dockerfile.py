@@ -417,7 +417,10 @@ def test_the_package_data_is_in_the_build_context() -> None:
     tool = pyproject()["tool"]["setuptools"]
     shipped = []
     for package, globs in tool["package-data"].items():
-        folder = ROOT / tool["package-dir"][package]
+        # A subpackage lives under its nearest mapped parent (`lorastack.db.migrations`).
+        parent = max((p for p in tool["package-dir"] if f"{package}.".startswith(f"{p}.")), key=len)
+        inner = package.removeprefix(parent).strip(".").replace(".", "/")
+        folder = ROOT / tool["package-dir"][parent] / inner
         shipped += [p.relative_to(ROOT).as_posix() for g in globs for p in folder.glob(g)]
     assert any(path.startswith("train/demo/") for path in shipped)
     assert [path for path in shipped if _ignored(path, patterns)] == []

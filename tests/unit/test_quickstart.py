@@ -109,6 +109,7 @@ def test_an_unchanged_domain_is_reused_and_a_changed_one_retrained(
     assert _ensure(folder) == ("coffee@v1", False)
     assert fake_training.evaluate_options["examples"] == DEFAULT_EXAMPLES
     assert fake_training.publish_options["tolerances"] == PublishSettings()
+    assert fake_training.publish_options["capture"] is True  # the demo's answers are captured
     assert _ensure(folder) == ("coffee@v1", True)
     assert len(fake_training.trained) == 1
 
@@ -256,6 +257,15 @@ def test_no_serve_prints_each_domain_and_its_version(
     assert result.out.strip() == "coffee: coffee@v1"
     again = cli("quickstart", "--examples", str(folder), "--no-serve")
     assert "reusing coffee@v1" in again.err
+    # A demo domain published before capture existed is captured once reused...
+    registry = fake_training.registry
+    capture = registry.index("coffee").capture
+    assert capture is not None and capture.enabled
+    # ...but an operator's choice since stays.
+    registry.set_capture("coffee", False)
+    cli("quickstart", "--examples", str(folder), "--no-serve")
+    capture = registry.index("coffee").capture
+    assert capture is not None and not capture.enabled
 
 
 class FakeService:

@@ -1,3 +1,4 @@
+import json
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -7,7 +8,7 @@ import pytest
 
 from lorastack import fsutil
 from lorastack.errors import AdapterInvalid, AdapterNotFound, InvalidName, RegistryError
-from lorastack.manifest import MANIFEST_FILE, CanaryGuard
+from lorastack.manifest import MANIFEST_FILE, CanaryGuard, CaptureSetting
 from lorastack.models import ModelRecord, ModelStore
 from lorastack.registry import AdapterRegistry
 from tests.fakes import write_adapter
@@ -298,3 +299,57 @@ def test_the_canary_version_cannot_be_removed(registry: AdapterRegistry, tmp_pat
     registry.end_canary("coffee")
     registry.remove("coffee", 2)
     assert [m.version for m in registry.versions("coffee")] == [1]
+
+
+def test_capture_is_off_until_set_and_kept_across_publishes(
+    registry: AdapterRegistry, tmp_path: Path
+) -> None:
+    _publish(registry, tmp_path, 0)
+    assert registry.index("coffee").capture is None  # off
+    index = registry.set_capture("coffee", True)
+    assert index.capture == CaptureSetting(enabled=True, retention_days=30)
+    assert registry.set_capture("coffee", retention_days=7).capture == CaptureSetting(
+        enabled=True, retention_days=7
+    )
+    _publish(registry, tmp_path, 1)  # a new version leaves the setting as it is
+    assert registry.index("coffee").capture == CaptureSetting(enabled=True, retention_days=7)
+    _publish(registry, tmp_path, 2, capture=False)
+    assert registry.index("coffee").capture == CaptureSetting(enabled=False, retention_days=7)
+    assert registry.index("coffee").last_version == 3
+
+
+def test_capture_mistakes_are_refused_before_anything_is_written(
+    registry: AdapterRegistry, tmp_path: Path
+) -> None:
+    with pytest.raises(RegistryError, match="retention_days"):
+        _publish(registry, tmp_path, 0, capture=True, retention_days=0)
+    assert registry.domains() == []
+    with pytest.raises(AdapterNotFound):
+        registry.set_capture("tea", True)
+    assert not (registry.root / "tea").exists()
+    _publish(registry, tmp_path, 0, capture=True, retention_days=90)
+    assert registry.index("coffee").capture == CaptureSetting(enabled=True, retention_days=90)
+    for days in (0, -1, 3651):
+        with pytest.raises(RegistryError, match="retention_days"):
+            registry.set_capture("coffee", True, days)
+    assert registry.index("coffee").capture == CaptureSetting(enabled=True, retention_days=90)
+
+
+def test_a_domain_json_written_before_capture_still_loads(
+    registry: AdapterRegistry, tmp_path: Path
+) -> None:
+    _publish(registry, tmp_path, 0)
+    path = registry.root / "coffee" / "domain.json"
+    old = {  # as an older lorastack wrote it: no `capture`
+        "schema_version": 1,
+        "domain": "coffee",
+        "last_version": 1,
+        "aliases": {"prod": 1},
+        "alias_history": {},
+        "canary": None,
+        "last_canary": None,
+    }
+    path.write_text(json.dumps(old))
+    index = registry.index("coffee")
+    assert index.capture is None and index.aliases == {"prod": 1}
+    assert registry.set_capture("coffee", True).aliases == {"prod": 1}

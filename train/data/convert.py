@@ -1,7 +1,8 @@
 """Record formats: detect a record's format, validate it, convert it to canonical form.
 
-Five input formats are accepted (OpenAI chat `messages`, `prompt`/`completion`,
-`text`, Alpaca and ShareGPT); Alpaca becomes prompt/completion and ShareGPT
+Seven input formats are accepted (OpenAI chat `messages`, `prompt`/`completion`,
+`text`, Alpaca, ShareGPT, and TRL's preference formats: `prompt`/`chosen`/`rejected`
+and `prompt`/`completion`/`label`); Alpaca becomes prompt/completion and ShareGPT
 becomes messages. Each problem names the offending field, so the pipeline can
 report it with the file and line it came from.
 """
@@ -10,15 +11,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from lorastack.train.data.records import (
     DataError,
     InputFormat,
     Message,
-    PromptCompletionRecord,
     Record,
     Role,
+    normalize_text,
 )
 
 
@@ -38,6 +39,13 @@ def detect_format(record: Mapping[str, Any]) -> InputFormat | None:
         return "messages"
     if "conversations" in keys:
         return "sharegpt"
+    if {"chosen", "rejected"} <= keys:
+        return "preference"
+    if {"prompt", "completion", "label"} <= keys and not isinstance(record["label"], str):
+        # A string label is a classification dataset's extra column (CSV cells are all
+        # strings): that stays prompt/completion. Anything else means KTO, and a label
+        # that is not true or false is then reported as such.
+        return "unpaired-preference"
     if {"prompt", "completion"} <= keys:
         return "prompt-completion"
     if {"instruction", "output"} <= keys:
@@ -188,7 +196,11 @@ def convert_record(value: Any, fmt: InputFormat) -> Record:
         _check_chat(turns, "conversations", _SHAREGPT_ROLES, "from")
         return {"messages": turns}
     if fmt == "prompt-completion":
-        return _prompt_completion(value)
+        return cast(Record, _prompt_and_answers(value, fmt, ("completion",)))
+    if fmt == "preference":
+        return _preference(value)
+    if fmt == "unpaired-preference":
+        return _unpaired_preference(value)
     if fmt == "alpaca":
         instruction = _string(_required(value, "instruction", fmt), "instruction")
         extra = value.get("input")
@@ -199,34 +211,70 @@ def convert_record(value: Any, fmt: InputFormat) -> Record:
     return {"text": _string(_required(value, "text", fmt), "text")}
 
 
-def _prompt_completion(value: Mapping[str, Any]) -> PromptCompletionRecord:
-    prompt = _required(value, "prompt", "prompt-completion")
-    completion = _required(value, "completion", "prompt-completion")
+def _prompt_and_answers(
+    value: Mapping[str, Any], fmt: InputFormat, answers: tuple[str, ...]
+) -> dict[str, Any]:
+    """`prompt` and the answer fields: all strings, or (TRL's conversational form) a
+    prompt of messages with a user turn and answers of assistant messages."""
+    if "prompt" not in value and {"chosen", "rejected"} <= set(value):
+        # TRL's implicit-prompt form (whole conversations in chosen and rejected).
+        raise InvalidRecord(
+            "prompt", "missing (the prompt's turns go in `prompt`, not in chosen and rejected)"
+        )
+    prompt = _required(value, "prompt", fmt)
+    given = {name: _required(value, name, fmt) for name in answers}
     if isinstance(prompt, str):
-        if not isinstance(completion, str):
-            raise InvalidRecord(
-                "completion", f"expected a string like the prompt, got {json_type(completion)}"
-            )
-        return {"prompt": prompt, "completion": completion}
+        for name, answer in given.items():
+            if not isinstance(answer, str):
+                raise InvalidRecord(
+                    name, f"expected a string like the prompt, got {json_type(answer)}"
+                )
+        return {"prompt": prompt, **given}
     if not isinstance(prompt, list):
         raise InvalidRecord(
             "prompt", f"expected a string or a list of messages, got {json_type(prompt)}"
         )
     prompt_messages = _messages(prompt, "prompt", _OPENAI_ROLES, "role", "content")
-    if not isinstance(completion, list):
-        raise InvalidRecord(
-            "completion",
-            f"expected a list of messages like the prompt, got {json_type(completion)}",
-        )
-    completion_messages = _messages(completion, "completion", _OPENAI_ROLES, "role", "content")
+    parsed: dict[str, list[Message]] = {}
+    for name, answer in given.items():
+        if not isinstance(answer, list):
+            raise InvalidRecord(
+                name, f"expected a list of messages like the prompt, got {json_type(answer)}"
+            )
+        parsed[name] = _messages(answer, name, _OPENAI_ROLES, "role", "content")
     _check_system_first(prompt_messages, "prompt", "role")
     if not any(m["role"] == "user" for m in prompt_messages):
         raise InvalidRecord("prompt", "needs at least one user turn")
-    if not completion_messages:
-        raise InvalidRecord("completion", "needs at least one assistant turn")
-    for index, message in enumerate(completion_messages):
-        if message["role"] != "assistant":
-            raise InvalidRecord(
-                f"completion[{index}].role", f"expected 'assistant', got {_show(message['role'])}"
-            )
-    return {"prompt": prompt_messages, "completion": completion_messages}
+    for name, messages in parsed.items():
+        if not messages:
+            raise InvalidRecord(name, "needs at least one assistant turn")
+        for index, message in enumerate(messages):
+            if message["role"] != "assistant":
+                raise InvalidRecord(
+                    f"{name}[{index}].role", f"expected 'assistant', got {_show(message['role'])}"
+                )
+    return {"prompt": prompt_messages, **parsed}
+
+
+def _answer_text(answer: str | list[Message]) -> str:
+    if isinstance(answer, str):
+        return normalize_text(answer)
+    return normalize_text("\n".join(m["content"] for m in answer))
+
+
+def _preference(value: Mapping[str, Any]) -> Record:
+    record = _prompt_and_answers(value, "preference", ("chosen", "rejected"))
+    # Compared as the pipeline will see them (whitespace normalised): a pair that only
+    # differs in spacing teaches nothing, and DPO's loss on it is a constant.
+    if _answer_text(record["chosen"]) == _answer_text(record["rejected"]):
+        raise InvalidRecord("rejected", "the same as chosen (a preference needs two answers)")
+    return cast(Record, record)
+
+
+def _unpaired_preference(value: Mapping[str, Any]) -> Record:
+    record = _prompt_and_answers(value, "unpaired-preference", ("completion",))
+    label = _required(value, "label", "unpaired-preference")
+    if not isinstance(label, bool):
+        # 1 and "true" are refused too: guessing what they mean could flip a label.
+        raise InvalidRecord("label", f"expected true or false, got {json_type(label)}")
+    return cast(Record, {**record, "label": label})

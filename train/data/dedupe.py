@@ -13,7 +13,7 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 
-from lorastack.train.data.records import Record, record_turns
+from lorastack.train.data.records import Record, record_format, record_label, record_turns
 
 _NOT_WORD = re.compile(r"[^\w\s]|_")
 _SHINGLE_WORDS = 3
@@ -32,21 +32,33 @@ def exact_key(record: Record) -> str:
     return json.dumps(record, sort_keys=True, ensure_ascii=False)
 
 
+def _label(record: Record) -> str | None:
+    """An unpaired preference's label: the same answer rated good once and bad once is two
+    examples, never duplicates of each other, however alike their texts."""
+    return record_label(record) if record_format(record) == "unpaired-preference" else None
+
+
 def near_key(record: Record) -> str:
-    return "\x1f".join(f"{role}\x1e{_loose(text)}" for role, text in record_turns(record))
+    key = "\x1f".join(f"{role}\x1e{_loose(text)}" for role, text in record_turns(record))
+    label = _label(record)
+    return key if label is None else f"{key}\x1flabel\x1e{label}"
 
 
 def shingles(record: Record) -> frozenset[str]:
-    """Word 3-grams of a record's loose text, each turn tagged with its role."""
+    """Word 3-grams of a record's loose text, each turn tagged with its role (and each
+    3-gram with the record's label, if it has one: records of two labels share none)."""
     words: list[str] = []
     for role, text in record_turns(record):
         words.append(f"<{role}>")
         words.extend(_loose(text).split())
     if len(words) <= _SHINGLE_WORDS:
-        return frozenset([" ".join(words)])
-    return frozenset(
-        " ".join(words[i : i + _SHINGLE_WORDS]) for i in range(len(words) - _SHINGLE_WORDS + 1)
-    )
+        grams = [" ".join(words)]
+    else:
+        grams = [
+            " ".join(words[i : i + _SHINGLE_WORDS]) for i in range(len(words) - _SHINGLE_WORDS + 1)
+        ]
+    label = _label(record)
+    return frozenset(grams if label is None else (f"<{label}> {gram}" for gram in grams))
 
 
 def _jaccard(a: frozenset[str], b: frozenset[str]) -> float:

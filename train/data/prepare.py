@@ -6,14 +6,16 @@ its own module of this package:
 1. read JSONL/JSON, CSV, Parquet files and `datasets` folders (`readers`);
 2. detect each file's record format and convert every record to one canonical
    format, reporting each problem with file, line and field (`convert`):
-   OpenAI chat `messages`, `prompt`/`completion` or `text` (Alpaca becomes
-   prompt/completion, ShareGPT becomes messages);
+   OpenAI chat `messages`, `prompt`/`completion`, `text` (Alpaca becomes
+   prompt/completion, ShareGPT becomes messages), or TRL's preference formats
+   (`prompt`/`chosen`/`rejected` for DPO, `prompt`/`completion`/`label` for KTO);
 3. normalise whitespace, drop empty and over-long records (`records`);
 4. scrub personal data with the guard's input policy (the placeholders the
    gateway will use at serving time);
 5. add the brand-voice system prompt to chats that have none;
 6. remove exact, near-exact and (optionally) MinHash near duplicates (`dedupe`);
-7. split deterministically, stratified by label for classification data (`split`);
+7. split deterministically, stratified by label for classification data and
+   unpaired preferences (`split`);
 8. augment the train split only (`lorastack.train.augment`);
 9. write the splits and a report into a new folder, atomically (`write`, `report`).
 
@@ -138,8 +140,9 @@ def _file_format(path: Path, rows: Sequence[Row]) -> InputFormat | None:
     fields = ", ".join(sorted(map(str, objects[0]))) or "none"
     raise DataError(
         f"cannot tell the record format of {path}: its first record has the fields {fields}; "
-        "expected messages, prompt+completion, text, instruction+output (Alpaca) or "
-        "conversations (ShareGPT); pass --format to force one"
+        "expected messages, prompt+completion, text, instruction+output (Alpaca), "
+        "conversations (ShareGPT), prompt+chosen+rejected (preference) or "
+        "prompt+completion+label (unpaired preference); pass --format to force one"
     )
 
 
@@ -198,11 +201,13 @@ def _check_one_format(summaries: Sequence[SourceSummary], examples: Sequence[Exa
     # TRL needs one shape per dataset: plain strings or message lists, not both.
     shapes: dict[bool, Location] = {}
     for example in examples:
-        if record_format(example.record) == "prompt-completion":
+        if record_format(example.record) not in ("messages", "text"):
             shapes.setdefault(is_conversational(example.record), example.location)
     if len(shapes) > 1:
+        kind = record_format(examples[0].record)
+        noun = "prompt/completion" if kind == "prompt-completion" else kind
         raise DataError(
-            "cannot mix plain prompt/completion strings "
+            f"cannot mix plain {noun} strings "
             f"({shapes[False]}) with conversational message lists ({shapes[True]}) in one dataset"
         )
 

@@ -1,9 +1,11 @@
 """The canonical training records and what the rest of the data pipeline asks of them.
 
-Every input format becomes one of three canonical formats (TRL's): OpenAI chat
-`messages`, `prompt`/`completion` (both strings, or both message lists) or
-`text`. The helpers here read and rewrite records of those shapes; the walk
-over their texts is `lorastack.texts`.
+Every input format becomes one of five canonical formats (TRL's): OpenAI chat
+`messages`, `prompt`/`completion` (both strings, or both message lists),
+`text`, and the two preference formats: `preference` (`prompt`, `chosen`,
+`rejected`: DPO) and `unpaired-preference` (`prompt`, `completion`, `label`:
+KTO). The helpers here read and rewrite records of those shapes; the walk over
+their texts is `lorastack.texts`.
 """
 
 from __future__ import annotations
@@ -19,21 +21,35 @@ from lorastack.texts import map_record, message_texts, record_texts
 Role = Literal["system", "user", "assistant"]
 ROLES: tuple[Role, ...] = ("system", "user", "assistant")
 
-InputFormat = Literal["messages", "prompt-completion", "text", "alpaca", "sharegpt"]
+InputFormat = Literal[
+    "messages",
+    "prompt-completion",
+    "text",
+    "alpaca",
+    "sharegpt",
+    "preference",
+    "unpaired-preference",
+]
 INPUT_FORMATS: tuple[InputFormat, ...] = (
     "messages",
     "prompt-completion",
     "text",
     "alpaca",
     "sharegpt",
+    "preference",
+    "unpaired-preference",
 )
-CanonicalFormat = Literal["messages", "prompt-completion", "text"]
+CanonicalFormat = Literal[
+    "messages", "prompt-completion", "text", "preference", "unpaired-preference"
+]
 CANONICAL: dict[InputFormat, CanonicalFormat] = {
     "messages": "messages",
     "sharegpt": "messages",
     "prompt-completion": "prompt-completion",
     "alpaca": "prompt-completion",
     "text": "text",
+    "preference": "preference",
+    "unpaired-preference": "unpaired-preference",
 }
 
 
@@ -61,7 +77,25 @@ class TextRecord(TypedDict):
     text: str
 
 
-Record = ChatRecord | PromptCompletionRecord | TextRecord
+class PreferenceRecord(TypedDict):
+    """A prompt, a better and a worse answer: TRL's preference format (DPO)."""
+
+    prompt: str | list[Message]
+    chosen: str | list[Message]
+    rejected: str | list[Message]
+
+
+class UnpairedPreferenceRecord(TypedDict):
+    """A prompt, an answer and whether it is a good one: TRL's unpaired preference (KTO)."""
+
+    prompt: str | list[Message]
+    completion: str | list[Message]
+    label: bool
+
+
+Record = (
+    ChatRecord | PromptCompletionRecord | TextRecord | PreferenceRecord | UnpairedPreferenceRecord
+)
 
 
 class DataError(LorastackError):
@@ -69,11 +103,15 @@ class DataError(LorastackError):
 
 
 def record_format(record: Record) -> CanonicalFormat:
-    """Which of the three canonical formats a (valid, canonical) record is."""
+    """Which of the canonical formats a (valid, canonical) record is."""
     if "messages" in record:
         return "messages"
     if "text" in record:
         return "text"
+    if "chosen" in record:
+        return "preference"
+    if "label" in record:
+        return "unpaired-preference"
     return "prompt-completion"
 
 
@@ -83,11 +121,15 @@ def map_texts(record: Record, transform: Callable[[str], str]) -> Record:
 
 
 # The fields of a canonical record, in the order a model reads them.
-_TURN_FIELDS = ("messages", "prompt", "completion", "text")
+_TURN_FIELDS = ("messages", "prompt", "completion", "chosen", "rejected", "text")
+# A preference's two answers are both assistant turns: their turns are named after the
+# side they are on, so that keys built from turns tell chosen from rejected.
+_SIDES = ("chosen", "rejected")
 
 
 def record_turns(record: Record) -> list[tuple[str, str]]:
-    """(role, text) for every text of a record; prompt/completion strings use those names."""
+    """(role, text) for every text of a record; prompt/completion strings use those names,
+    and so does every text of a preference's `chosen` and `rejected` answers."""
     fields: dict[str, object] = dict(record)
     turns: list[tuple[str, str]] = []
     for name in _TURN_FIELDS:
@@ -96,7 +138,11 @@ def record_turns(record: Record) -> list[tuple[str, str]]:
             turns.append((name, value))
         elif isinstance(value, list):
             messages = cast(list[Message], value)
-            turns.extend((m["role"], text) for m in messages for text in message_texts(m))
+            turns.extend(
+                (name if name in _SIDES else m["role"], text)
+                for m in messages
+                for text in message_texts(m)
+            )
     return turns
 
 
@@ -111,14 +157,22 @@ def without_empty_system(record: Record) -> Record:
     def keep(messages: list[Message]) -> list[Message]:
         return [m for m in messages if m["role"] != "system" or m["content"]]
 
-    kind = record_format(record)
-    if kind == "messages":
+    if record_format(record) == "messages":
         return {"messages": keep(cast(ChatRecord, record)["messages"])}
-    if kind == "prompt-completion":
-        pair = cast(PromptCompletionRecord, record)
-        if isinstance(pair["prompt"], list):
-            return {"prompt": keep(pair["prompt"]), "completion": pair["completion"]}
+    prompt = _prompt(record)
+    if isinstance(prompt, list):
+        return _with_prompt(record, keep(prompt))
     return record
+
+
+def _prompt(record: Record) -> str | list[Message] | None:
+    """The prompt of a record that has one (every format but chats and text)."""
+    return cast(dict[str, "str | list[Message]"], record).get("prompt")
+
+
+def _with_prompt(record: Record, prompt: list[Message]) -> Record:
+    """A copy of a prompt-based record with another prompt, its other fields as they are."""
+    return cast(Record, {**record, "prompt": prompt})
 
 
 def is_empty(record: Record) -> bool:
@@ -129,29 +183,29 @@ def is_empty(record: Record) -> bool:
 def add_system_prompt(record: Record, system_prompt: str) -> Record:
     """Chats (and conversational prompts) without a system message get `system_prompt` first."""
     system: Message = {"role": "system", "content": system_prompt}
-    kind = record_format(record)
-    if kind == "messages":
+    if record_format(record) == "messages":
         messages = cast(ChatRecord, record)["messages"]
         if messages and messages[0]["role"] != "system":
             return {"messages": [system, *messages]}
-    elif kind == "prompt-completion":
-        pair = cast(PromptCompletionRecord, record)
-        prompt = pair["prompt"]
-        if isinstance(prompt, list) and prompt and prompt[0]["role"] != "system":
-            return {"prompt": [system, *prompt], "completion": pair["completion"]}
+        return record
+    prompt = _prompt(record)
+    if isinstance(prompt, list) and prompt and prompt[0]["role"] != "system":
+        return _with_prompt(record, [system, *prompt])
     return record
 
 
 def is_conversational(record: Record) -> bool:
-    """A prompt/completion record made of message lists (one shape per dataset)."""
-    return record_format(record) == "prompt-completion" and isinstance(
-        cast(PromptCompletionRecord, record)["prompt"], list
-    )
+    """A prompt-based record made of message lists (one shape per dataset)."""
+    return isinstance(_prompt(record), list)
 
 
 def record_label(record: Record) -> str | None:
-    """The completion as a label (prompt/completion records only)."""
-    if record_format(record) != "prompt-completion":
+    """The record's label: a prompt/completion's completion, an unpaired preference's
+    `label` ("true" or "false"); None for the other formats."""
+    kind = record_format(record)
+    if kind == "unpaired-preference":
+        return "true" if cast(UnpairedPreferenceRecord, record)["label"] else "false"
+    if kind != "prompt-completion":
         return None
     completion = cast(PromptCompletionRecord, record)["completion"]
     if isinstance(completion, str):

@@ -10,7 +10,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from lorastack.fsutil import (
@@ -37,12 +37,19 @@ def _looks_prepared(folder: Path) -> bool:
     return (folder / REPORT_JSON).is_file() or not any(folder.iterdir())
 
 
-def write_dataset(out: Path, prepared: PreparedSplits, progress: Progress | None = None) -> Path:
+def write_dataset(
+    out: Path,
+    prepared: PreparedSplits,
+    progress: Progress | None = None,
+    extra: Mapping[str, str] | None = None,
+) -> Path:
     """Write the splits and the report into `out`, which appears complete or not at all.
 
     Everything is written into a hidden staging folder next to `out` and
     renamed into place; a previous dataset in `out` is replaced in the same
     way. A folder that is not a prepared dataset is never overwritten.
+    `extra` maps more file names to their text (another report, written with
+    the rest, so that it can never describe a different dataset).
     """
     progress = progress or NullProgress()
     if out.exists() and (not out.is_dir() or not _looks_prepared(out)):
@@ -50,6 +57,10 @@ def write_dataset(out: Path, prepared: PreparedSplits, progress: Progress | None
     parent = out.parent
     remove_stale_staging(parent)  # leftovers of runs that were killed mid-write
     splits = prepared.by_name()
+    own = {REPORT_JSON, REPORT_MD, *(split_file(name) for name in splits)}
+    for name in extra or {}:
+        if Path(name).name != name or name.startswith(".") or name in own:
+            raise DataError(f"cannot write an extra file named {name!r} into a dataset")
     progress.step(f"writing {out}", total=sum(len(records) for records in splits.values()))
     with staging_dir(parent) as staging:
         for name, records in splits.items():
@@ -59,6 +70,8 @@ def write_dataset(out: Path, prepared: PreparedSplits, progress: Progress | None
         report = json.dumps(prepared.report.to_dict(), indent=2, sort_keys=True, ensure_ascii=False)
         (staging / REPORT_JSON).write_text(report + "\n", encoding="utf-8")
         (staging / REPORT_MD).write_text(prepared.report.to_markdown(), encoding="utf-8")
+        for name, text in (extra or {}).items():
+            (staging / name).write_text(text, encoding="utf-8")
         fsync_tree(staging)
         _swap_into_place(staging, out)
     return out

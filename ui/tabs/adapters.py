@@ -1,18 +1,21 @@
 """The Adapters tab (only with an admin key): the registry, what each engine holds and how
-each version does with live traffic; load, unload, promote and roll back adapters, and
-start or stop a canary, through the gateway's admin API."""
+each version does with live traffic (its brand rules' pass rates, and what users said of
+its answers: captured, thumbs up and down, the share up, corrections); load, unload,
+promote and roll back adapters, and start or stop a canary, through the gateway's admin
+API."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import partial
-from typing import Any
+from typing import Any, TypeGuard
 
 import gradio as gr
 
 from lorastack.ui.client import Gateway
-from lorastack.ui.errors import UiClientError
+from lorastack.ui.errors import FeedbackNotCollected, UiClientError
 from lorastack.ui.wording import percent, warning
 
 ADAPTER_HEADERS = [
@@ -22,12 +25,15 @@ ADAPTER_HEADERS = [
     "aliases, canary",
     "metrics",
     "live",
+    "feedback",
     "loaded",
 ]
 DONE_ICON = "\N{CHECK MARK}"
 
 # The table's value, or `gr.update()` to leave it as it is.
 Table = Any
+# Domain -> its versions' feedback counts, as `GET /admin/feedback` lists them.
+Feedback = Mapping[str, Sequence[Mapping[str, Any]]]
 
 
 class _BadInput(Exception):
@@ -35,13 +41,18 @@ class _BadInput(Exception):
     nothing is sent."""
 
 
-def adapter_rows(domains: Sequence[Mapping[str, Any]]) -> list[list[str]]:
-    """One table row per published version, from `GET /admin/adapters`."""
+def adapter_rows(
+    domains: Sequence[Mapping[str, Any]], feedback: Feedback | None = None
+) -> list[list[str]]:
+    """One table row per published version, from `GET /admin/adapters` (and, per domain,
+    `GET /admin/feedback`)."""
     rows: list[list[str]] = []
     for entry in domains:
         aliases = entry.get("aliases") or {}
         canary = _mapping(entry.get("canary"))
         last_canary = _mapping(entry.get("last_canary"))
+        capturing = _capturing(entry)
+        counts = {c.get("version"): c for c in (feedback or {}).get(str(entry.get("domain")), ())}
         for version in entry.get("versions") or []:
             number = version.get("version")
             # An engine that unloaded the adapter keeps an `absent` slot: not worth a mention.
@@ -57,6 +68,7 @@ def adapter_rows(domains: Sequence[Mapping[str, Any]]) -> list[list[str]]:
                     _standing(number, aliases, canary, last_canary),
                     _metrics_summary(version.get("metrics")),
                     _live_summary(version.get("serving")),
+                    _feedback_summary(counts.get(number), capturing),
                     loaded or "not loaded",
                 ]
             )
@@ -123,12 +135,34 @@ def _live_summary(serving: Any) -> str:
     return ", ".join(rates) + (f" ({', '.join(counts)})" if counts else "")
 
 
+def _capturing(entry: Mapping[str, Any]) -> bool:
+    return bool(_mapping(entry.get("capture")).get("enabled"))
+
+
+def _feedback_summary(counts: Mapping[str, Any] | None, capturing: bool) -> str:
+    """What users said of a version's answers ("40 captured, 12 up, 3 down (80% up),
+    2 corrections"); empty when nothing was captured and the domain captures nothing."""
+    counts = counts or {}
+    captured, up, down = (counts.get(k) for k in ("captured", "up", "down"))
+    if not (capturing or any(_is_number(n) and n for n in (captured, up, down))):
+        return ""
+    parts = [f"{captured if _is_number(captured) else 0} captured"]
+    if _is_number(up) and _is_number(down) and up + down:
+        rate = counts.get("up_rate")
+        share = f" ({_pass_rate(rate)} up)" if _is_number(rate) else ""
+        parts.append(f"{up} up, {down} down{share}")
+    corrections = counts.get("corrections")
+    if _is_number(corrections) and corrections:
+        parts.append(f"{corrections} correction" + ("" if corrections == 1 else "s"))
+    return ", ".join(parts)
+
+
 def _pass_rate(rate: float) -> str:
     # Rounded down: a rule that failed even once never reads as 100%.
     return f"{math.floor(rate * 100 + 1e-9)}%"
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
@@ -138,9 +172,35 @@ def _is_number(value: Any) -> bool:
 async def on_refresh(client: Gateway) -> tuple[Table, str]:
     """(the table, the result line): the table as the gateway has it now."""
     try:
-        return adapter_rows(await client.adapters()), ""
+        domains = await client.adapters()
     except UiClientError as error:
         return gr.update(), warning(error)
+    feedback, problem = await _feedback(client, domains)
+    return adapter_rows(domains, feedback), "" if problem is None else warning(problem)
+
+
+async def _feedback(
+    client: Gateway, domains: Sequence[Mapping[str, Any]]
+) -> tuple[Feedback, UiClientError | None]:
+    """Each domain's feedback counts, and the first failure worth a word: a gateway that
+    keeps no feedback leaves the column empty, unless a domain captures its answers."""
+    names = [str(d["domain"]) for d in domains if d.get("domain")]
+    capturing = {str(d["domain"]) for d in domains if d.get("domain") and _capturing(d)}
+    results = await asyncio.gather(
+        *(client.feedback_counts(name) for name in names), return_exceptions=True
+    )
+    feedback: dict[str, Sequence[Mapping[str, Any]]] = {}
+    problem: UiClientError | None = None
+    for name, result in zip(names, results, strict=True):
+        if isinstance(result, FeedbackNotCollected) and name not in capturing:
+            continue
+        if isinstance(result, UiClientError):
+            problem = problem or result
+        elif isinstance(result, BaseException):
+            raise result  # a bug, not a refusal: Gradio reports it
+        else:
+            feedback[name] = result
+    return feedback, problem
 
 
 async def _act(client: Gateway, action: Callable[[], Awaitable[str]]) -> tuple[str, Table]:
@@ -224,7 +284,9 @@ def build(client: Gateway) -> None:
     """Lay out the tab (inside a `gr.Tab`) and wire its events."""
     gr.Markdown(
         "The adapter registry, what each engine holds and how each version does with live "
-        "traffic (each rule's pass rate). Actions use the admin key."
+        "traffic: each rule's pass rate, and what users said of its answers (captured, thumbs "
+        "up and down, the share up, corrections; where the domain captures answers). "
+        "Actions use the admin key."
     )
     with gr.Row():
         refresh = gr.Button("\N{CLOCKWISE OPEN CIRCLE ARROW} Refresh", size="sm")

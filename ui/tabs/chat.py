@@ -1,8 +1,12 @@
-"""The Chat tab: pick a domain (the `model`) and stream its answers.
+"""The Chat tab: pick a domain (the `model`) and stream its answers; rate them.
 
 Switching domain keeps the transcript and marks the switch; each answer is titled with
 the domain that wrote it, and names the version that did (`coffee-shop@v2`, which may be a
 canary) when the gateway says which.
+
+Every answer has the Chatbot's thumbs up and down, and the last one an "Improve this
+answer" box: both send `POST /v1/feedback` for the answer's `id`, and a line under the
+chat says whether the rating was saved (a domain whose capture is off keeps none).
 """
 
 from __future__ import annotations
@@ -15,23 +19,26 @@ from typing import Any
 import gradio as gr
 
 from lorastack.ui.catalogue import Catalogue, describe
-from lorastack.ui.client import AnsweredBy, Gateway, GuardrailNotice
+from lorastack.ui.client import AnsweredBy, Gateway, GuardrailNotice, Vote
 from lorastack.ui.errors import UiClientError
 from lorastack.ui.streaming import ANSWER_PARAMS
 from lorastack.ui.tabs import CONCURRENCY_LIMIT
 from lorastack.ui.transcript import (
     Turn,
     conversation,
+    last_answer,
     last_question,
     render,
     settled,
     turn,
     with_switch_marker,
 )
-from lorastack.ui.wording import notice_text
+from lorastack.ui.wording import notice_text, warning
 
 # The Chatbot's messages, the session's transcript, the guardrail notice, the message box.
 ChatOutput = tuple[list[dict[str, Any]], list[Turn], str, str]
+
+RATED = {1: "\N{THUMBS UP SIGN} Rating saved", -1: "\N{THUMBS DOWN SIGN} Rating saved"}
 
 
 def _shown(turns: list[Turn], notice: str = "") -> ChatOutput:
@@ -58,7 +65,7 @@ async def _answer(
                 notice = piece
                 continue
             if isinstance(piece, AnsweredBy):
-                reply = {**reply, "answered_by": piece.model}
+                reply = {**reply, "answered_by": piece.model, "response_id": piece.response_id}
                 turns[-1] = {**reply, "text": "".join(pieces)}
                 continue
             pieces.append(piece)
@@ -128,6 +135,45 @@ async def on_switch(
     return render(turns), turns, describe(found)
 
 
+async def _rate(
+    client: Gateway, answer: Turn, vote: Vote, correction: str | None = None
+) -> tuple[bool, str]:
+    """Rate one answer of the transcript: (saved, what to say of it, a refusal included)."""
+    if answer["pending"]:
+        # Its exchange is stored once the answer is complete: a rating now would miss it.
+        return False, warning("wait for the answer to finish, then rate it")
+    try:
+        await client.rate(answer["response_id"], vote, correction)
+    except UiClientError as error:
+        return False, warning(error)
+    return True, RATED[vote] + (", with your better answer" if correction else "")
+
+
+async def on_like(client: Gateway, turns: list[Turn], like: gr.LikeData) -> str:
+    """A thumb up or down on a message of the Chatbot: rate the answer it shows."""
+    if like.liked == "":  # the thumb clicked again, to unselect it
+        return "Ratings are kept: this one stays saved."
+    index = like.index if isinstance(like.index, int) else -1
+    shown = turns[index] if 0 <= index < len(turns) else None
+    if shown is None or shown["kind"] != "answer" or not shown["response_id"]:
+        return warning("only an assistant's answer can be rated")
+    _, said = await _rate(client, shown, 1 if like.liked is True else -1)
+    return said
+
+
+async def on_improve(client: Gateway, text: str, turns: list[Turn]) -> tuple[str, Any]:
+    """Send a better answer to the last question, with a thumb down on the last answer:
+    (what became of it, the box: emptied once it is saved)."""
+    text = (text or "").strip()
+    answer = last_answer(turns)
+    if answer is None:
+        return warning("there is no answer to improve yet"), gr.update()
+    if not text:
+        return warning("write the better answer first"), gr.update()
+    saved, said = await _rate(client, answer, -1, text)
+    return said, "" if saved else gr.update()
+
+
 # ---------------------------------------------------------------------------- layout
 
 
@@ -167,7 +213,7 @@ def build(client: Gateway, catalogue: Catalogue) -> ChatParts:
         elem_classes=["lorastack-chat"],
         buttons=["copy", "copy_all"],
         placeholder="Ask the selected assistant anything.",
-        feedback_options=None,
+        feedback_options=("Like", "Dislike"),  # thumbs under each answer (`.like` below)
     )
     with gr.Row():
         message = gr.Textbox(
@@ -184,6 +230,15 @@ def build(client: Gateway, catalogue: Catalogue) -> ChatParts:
                 retry = gr.Button("Retry", size="sm", min_width=60)
                 clear = gr.Button("Clear", size="sm", min_width=60)
     notice = gr.Markdown()  # the guardrail notice of the last answer
+    rated = gr.Markdown()  # what became of the last rating
+    with gr.Accordion("Improve this answer", open=False):
+        correction = gr.Textbox(
+            show_label=False,
+            placeholder="A better answer to the last question (sent with a thumb down)",
+            lines=2,
+            max_lines=8,
+        )
+        improve = gr.Button("Send the better answer", size="sm")
 
     chat_outputs = [chatbot, turns_state, notice, message]
     sending = gr.on(
@@ -213,6 +268,24 @@ def build(client: Gateway, catalogue: Catalogue) -> ChatParts:
     # follow, or the next answer brings the old conversation back (and sends it on).
     chatbot.clear(
         on_clear, None, chat_outputs, cancels=[sending, retrying], api_visibility="private"
+    )
+
+    async def like(turns: list[Turn], data: gr.LikeData) -> str:
+        # Not a partial: Gradio hands the LikeData to the parameter typed so, which it
+        # cannot see through a partial.
+        return await on_like(client, turns, data)
+
+    rating_options: dict[str, Any] = {
+        "concurrency_limit": CONCURRENCY_LIMIT,
+        "show_progress": "hidden",
+    }
+    chatbot.like(like, turns_state, rated, api_name="rate_answer", **rating_options)
+    improve.click(
+        partial(on_improve, client),
+        [correction, turns_state],
+        [rated, correction],
+        api_name="improve_answer",
+        **rating_options,
     )
     # `input`, not `change`: filling the list on page load is not a switch.
     domain.input(

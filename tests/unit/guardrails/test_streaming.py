@@ -81,6 +81,23 @@ def test_every_chunking_gives_the_batch_result(answer: str, restore: bool) -> No
         _assert_safe(_stream(guard, vault, chunks), expected, restore)
 
 
+@pytest.mark.parametrize("answer", ANSWERS)
+def test_without_restoring_each_piece_restores_to_what_the_user_is_shown(answer: str) -> None:
+    # What capture stores (the user's values masked) and what the user sees come from one
+    # scan: each masked piece holds whole placeholders, so restoring it piece by piece
+    # gives the restoring stream's text.
+    guard, vault = _setup(restore=True)
+    masked_whole = guard.protect_output(answer, vault, restore=False).redacted
+    assert guard.restore(masked_whole, vault) == guard.protect_output(answer, vault).redacted
+    for chunks in _chunkings(answer):
+        redactor = guard.stream(vault, restore=False)
+        masked = [redactor.feed(chunk) for chunk in chunks] + [redactor.finish()]
+        assert "".join(masked) == masked_whole
+        assert "Jane Porter" not in masked_whole and "jane@example.com" not in masked_whole
+        shown = [guard.restore(piece, vault) for piece in masked]
+        assert "".join(shown) == "".join(_stream(guard, vault, chunks))
+
+
 def test_restored_values_are_the_users_own() -> None:
     guard, vault = _setup(restore=True)
     output = "".join(_stream(guard, vault, list(ANSWERS[2])))

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from lorastack.feedback import FeedbackStore
 from lorastack.guardrails import Detector
 from lorastack.registry import AdapterRegistry
 from lorastack.serve.app import build_gateway, create_app, engine_client, http_protocol
@@ -54,17 +55,28 @@ class Running:
 def start_gateway(
     fake: FakeUpstream, publish: Callable[..., Any]
 ) -> Iterator[Callable[..., Running]]:
-    """Start a gateway (settings overridable) on a real port; two domains are published."""
+    """Start a gateway (settings overridable, a feedback store optional) on a real port; two
+    domains are published."""
     publish("coffee-shop", 1, display_name="Bean There", system_prompt=COFFEE_VOICE, promote="prod")
     publish("ledger-desk", 2, display_name="Ledgerly Support")
     stack: list[Any] = []
 
-    def start(detector: Detector | None = None, **gateway_settings: Any) -> Running:
+    def start(
+        detector: Detector | None = None,
+        feedback_store: FeedbackStore | None = None,
+        **gateway_settings: Any,
+    ) -> Running:
         settings = load_settings(
             base_model="tiny", gateway={"admin_key": ADMIN_KEY, **gateway_settings}
         )
         client = engine_client(30.0)
-        gateway = build_gateway(settings, [fake.url], client, detector=detector or RegexDetector())
+        gateway = build_gateway(
+            settings,
+            [fake.url],
+            client,
+            detector=detector or RegexDetector(),
+            feedback_store=feedback_store,
+        )
         app = create_app(
             gateway,
             settings.gateway.max_body_bytes,

@@ -310,7 +310,7 @@ def test_admin_starts_and_stops_a_canary(gw: Running, publish: Any) -> None:
     started = gw.client.post("/admin/adapters/canary", json=body, headers=ADMIN)
     assert started.status_code == 200, started.text
     index = started.json()
-    assert set(index) == {"domain", "aliases", "canary", "last_canary"}
+    assert set(index) == {"domain", "aliases", "canary", "last_canary", "capture"}
     assert index["aliases"] == {"prod": 1}
     assert index["canary"]["version"] == 2 and index["canary"]["weight"] == 10
     assert index["canary"]["guard"] == {"min_answers": 20, "error_margin": 0.05, "rule_margin": 0.2}

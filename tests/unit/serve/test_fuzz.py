@@ -8,6 +8,7 @@ examples per operation, in front of the scripted fake engine.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
+from tests.fake_feedback import MemoryFeedbackStore
 from tests.unit.serve.conftest import ADMIN_KEY, Running
 
 CHECKS = [
@@ -30,6 +32,12 @@ CHECKS = [
     response_schema_conformance,
 ]
 EXAMPLES_PER_OPERATION = 40
+
+
+@pytest.fixture
+def gw(start_gateway: Callable[..., Running]) -> Running:
+    """A gateway with every part: a feedback store too (without one, feedback is a 503)."""
+    return start_gateway(feedback_store=MemoryFeedbackStore())
 
 
 def _fuzz(operation: Any, mode: GenerationMode) -> None:

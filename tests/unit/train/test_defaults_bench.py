@@ -63,8 +63,9 @@ def test_the_report_shows_adapter_against_base_and_the_verdict(tmp_path: Path) -
     ]
 
 
-def test_the_test_brand_follows_its_own_rules_and_states_its_facts() -> None:
-    config = load_config(REPO / "tests" / "data" / "trailhead" / "train.yaml")
+@pytest.mark.parametrize("brand", ["trailhead", "harborline"])
+def test_the_test_brands_follow_their_own_rules(brand: str) -> None:
+    config = load_config(REPO / "tests" / "data" / brand / "train.yaml")
     rows = [json.loads(line) for line in (REPO / config.data).read_text().splitlines()]
     replies = [row["messages"][-1]["content"] for row in rows]
     assert len(replies) >= 100

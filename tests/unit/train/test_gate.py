@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
+from lorastack.manifest import CaptureSetting
 from lorastack.models import ModelRecord
 from lorastack.registry import AdapterRegistry
 from lorastack.settings import PublishSettings
@@ -236,3 +237,13 @@ def test_an_unevaluated_run_is_refused(
     paths.metrics.unlink()
     with pytest.raises(ConfigError, match="has not been evaluated"):
         publish_run(paths, registry, force=True)
+
+
+def test_publish_sets_the_domains_capture(  # type: ignore[no-untyped-def]
+    cli, registry: AdapterRegistry, tmp_path: Path, fake_base: ModelRecord
+) -> None:
+    prod = _promote_a_prod(registry, tmp_path)
+    paths = _run(tmp_path, _metrics(prod_version=prod))
+    result = cli("publish", str(paths.root), "--capture", "--retention-days", "14")
+    assert result.code == 0, result.err
+    assert registry.index("coffee").capture == CaptureSetting(enabled=True, retention_days=14)

@@ -85,6 +85,28 @@ def test_rules_on_answers_as_asked_and_recall_on_the_reworded_ones() -> None:
     assert voiced == [True] * 12
 
 
+def test_reworded_samples_show_each_answer_and_the_facts_it_missed() -> None:
+    models = ScriptedModels(
+        {
+            ("adapter", False): ["-", "-"],
+            ("adapter", True): ["Open 7am to 6pm on Monday.", "It is $4.20."],
+            ("base", False): ["-", "-"],
+            ("base", True): ["No idea.", "No idea."],
+        }
+    )
+    quality = measure(EXAMPLES, RULES, models, ["adapter", "base"], seed=4)
+    first, second = quality.reworded_samples(5)
+    assert first["question"] == quality.reworded[0]
+    assert first["facts"] == ["7am", "6pm", "Monday", "Friday"]
+    assert first["answers"]["adapter"] == {
+        "answer": "Open 7am to 6pm on Monday.",
+        "missed": ["Friday"],
+    }
+    assert first["answers"]["base"]["missed"] == first["facts"]
+    assert second["answers"]["adapter"]["missed"] == []
+    assert quality.reworded_samples(1) == [first]
+
+
 def test_facts_the_prompt_already_gives_do_not_count() -> None:
     example = _example(
         "Are you open on Christmas Day?", "Not on Christmas Day, back on Boxing Day."
@@ -155,6 +177,21 @@ def test_the_report_shows_base_adapter_and_prod_side_by_side(tmp_path: Path) -> 
     assert "| fact recall | 20% | 40% | 60% |" in text
     assert f"![brand rules and fact recall]({report.QUALITY_FILE})" in text
     assert f"- adapter: Yes! {CUP}" in text and "- prod (v3): Yes." in text
+    assert "Facts on reworded questions" not in text
+
+    reworded = {
+        "question": "Quick question: how much is a latte?",
+        "facts": ["$4.20"],
+        "answers": {
+            "adapter": {"answer": "It is $4.20.", "missed": []},
+            "prod": {"answer": "It is $5.", "missed": ["$4.20"]},
+        },
+    }
+    text = report.render(config, results, [sample], plotted=True, reworded=[reworded])
+    section = text[text.index("## Facts on reworded questions") :]
+    assert "**Q:** Quick question: how much is a latte?" in section
+    assert "- adapter (all facts): It is $4.20." in section
+    assert "- prod (v3) (missed $4.20): It is $5." in section
 
 
 def test_the_quality_plot_is_written_when_something_was_measured(tmp_path: Path) -> None:

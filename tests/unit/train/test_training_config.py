@@ -164,7 +164,17 @@ def test_every_shipped_training_config_parses() -> None:
 @pytest.mark.parametrize(
     ("cuda", "bf16", "expected"),
     [
-        (False, False, {"use_cpu": True, "bf16": False}),
+        (False, False, {"use_cpu": True, "bf16": False, "gradient_checkpointing": False}),
+        (
+            False,
+            True,
+            {
+                "use_cpu": True,
+                "bf16": True,
+                "gradient_checkpointing": False,
+                "model_init_kwargs": {"dtype": "bfloat16"},
+            },
+        ),
         (True, False, {"use_cpu": False, "bf16": False}),
         (
             True,
@@ -178,11 +188,32 @@ def test_the_device_and_precision_are_chosen_from_the_hardware(
 ) -> None:
     import torch
 
+    from lorastack import precision
     from lorastack.train import trainer
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *_: bf16)
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: bf16)
     assert trainer._device_options() == expected
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        ("fpu sse avx2 avx512f avx512_bf16 avx512_vnni", True),
+        ("fpu sse amx_tile amx_bf16", True),
+        ("fpu sse avx2 avx512f", False),
+    ],
+)
+def test_a_cpu_computes_in_bf16_only_with_bf16_units(
+    tmp_path: Path, flags: str, expected: bool
+) -> None:
+    from lorastack.precision import cpu_has_bf16
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nmodel name\t: x\nflags\t\t: {flags}\n\n")
+    assert cpu_has_bf16(cpuinfo) is expected
+    assert cpu_has_bf16(tmp_path / "missing") is False
 
 
 def test_resume_finds_the_domains_own_latest_run_only(tmp_path: Path) -> None:

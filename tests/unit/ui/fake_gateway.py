@@ -14,9 +14,14 @@ word-sized pieces, then `GuardrailNotice(0)`, like the fake engine behind a real
 (without naming the version that answered: script `AnsweredBy` for that); a model it does
 not list fails with `UnknownDomain`, as the gateway's 404 reads.
 
+Ratings (`rate`) are recorded in `calls`; one of an id in `uncaptured` is refused as the
+gateway refuses an answer it did not capture (`FeedbackNotCollected`).
+
 The admin calls act on `adapter_table` (its own copy), in the shape of `GET /admin/adapters`:
 starting a canary sets the domain's `canary`, stopping it moves it to `last_canary`, and
 the gateway's refusals (no such domain, no canary running) read as they would.
+`feedback_counts` answers from `feedback_table` (domain -> `GET /admin/feedback`'s
+`versions`), and no versions for a domain of `adapter_table` it lacks.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from lorastack.ui.client import Domain, GuardrailNotice, Message, StreamPiece
+from lorastack.ui.client import Domain, GuardrailNotice, Message, StreamPiece, Vote
 from lorastack.ui.errors import UiClientError, error_from_response
 
 T = TypeVar("T")
@@ -84,6 +89,8 @@ class FakeGateway:
 
     domains: list[Domain] = field(default_factory=default_domains)
     adapter_table: list[dict[str, Any]] = field(default_factory=list)
+    feedback_table: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    uncaptured: set[str] = field(default_factory=set)  # response ids rated with a 404
     # Method name -> the error every call of it raises (`list_domains`, `adapters`, `load`...).
     errors: dict[str, UiClientError] = field(default_factory=dict)
     chats: list[ChatCall] = field(default_factory=list)
@@ -139,11 +146,22 @@ class FakeGateway:
         if method in self.errors:
             raise self.errors[method]
 
+    async def rate(self, response_id: str, rating: Vote, correction: str | None = None) -> None:
+        await self._call("rate", response_id, rating, correction)
+        if response_id in self.uncaptured:
+            raise error_from_response(404, None, {"error": {"code": "not_found"}}, rating=True)
+
     # -- admin API --------------------------------------------------------------
 
     async def adapters(self) -> list[dict[str, Any]]:
         await self._call("adapters")
         return list(self.adapter_table)
+
+    async def feedback_counts(self, domain: str) -> list[dict[str, Any]]:
+        await self._call("feedback_counts", domain)
+        if domain not in self.feedback_table:
+            self._domain(domain)  # a 404 for a domain the table lacks
+        return list(self.feedback_table.get(domain, []))
 
     async def load(self, model: str) -> str:
         await self._call("load", model)

@@ -103,6 +103,10 @@ TABLE: list[dict[str, Any]] = [
 ]
 
 
+# What the tab reads to show the table: the registry, then each domain's feedback counts.
+READ = [("adapters",), ("feedback_counts", "coffee-shop"), ("feedback_counts", "ledger-desk")]
+
+
 @pytest.fixture
 def gateway() -> FakeGateway:
     return FakeGateway(adapter_table=TABLE)
@@ -118,6 +122,7 @@ def test_one_row_per_version() -> None:
             "old, canary rolled back: prod keeps all traffic",
             "",
             "",
+            "",
             "not loaded",
         ],
         [
@@ -128,6 +133,7 @@ def test_one_row_per_version() -> None:
             # Numbers only, four at the most: nested, textual and true/false values are left out.
             "eval_loss 1.235, perplexity 3, bleu 0.5, rouge 0.25",
             "trail-tip 90%, max_sentences 100% (12 answers)",
+            "",  # no feedback read, and no capture
             "engine 0: ready, engine 2: loading",  # an `absent` slot is not worth a mention
         ],
         [
@@ -137,9 +143,10 @@ def test_one_row_per_version() -> None:
             "canary 25%",
             "",
             "trail-tip 66%, max_sentences 99% (3 answers, 1 error)",
+            "",
             "engine 0: ready",
         ],
-        ["ledger-desk", "v1", "Ledgerly Support", "prod", "", "", "not loaded"],
+        ["ledger-desk", "v1", "Ledgerly Support", "prod", "", "", "", "not loaded"],
         [
             "ledger-desk",
             "v2",
@@ -147,6 +154,7 @@ def test_one_row_per_version() -> None:
             "canary auto-stopped: rule trail-tip passed 40%, prod 90%",
             "",
             "trail-tip 40% (1 answer)",
+            "",
             "not loaded",
         ],
     ]
@@ -203,7 +211,7 @@ def test_actions_report_their_result_and_refresh_the_table(gateway: FakeGateway)
     status, table = run(adapters.on_load(gateway, " ledger-desk "))
     assert status == f"{DONE} loaded ledger-desk: engine 0 ready"
     assert table == adapters.adapter_rows(TABLE)
-    assert gateway.calls == [("load", "ledger-desk"), ("adapters",)]
+    assert gateway.calls == [("load", "ledger-desk"), *READ]
 
     status, _ = run(adapters.on_unload(gateway, "ledger-desk@1"))
     assert status == f"{DONE} unloaded ledger-desk@1"
@@ -212,23 +220,23 @@ def test_actions_report_their_result_and_refresh_the_table(gateway: FakeGateway)
     assert status == f"{DONE} coffee-shop@prod now points to v2"  # prod by default
     status, _ = run(adapters.on_rollback(gateway, " coffee-shop ", "canary"))
     assert status == f"{DONE} coffee-shop@canary rolled back"
-    assert gateway.calls[-2] == ("rollback", "coffee-shop", "canary")
+    assert gateway.calls[-1 - len(READ)] == ("rollback", "coffee-shop", "canary")
 
 
 def test_a_canary_is_started_and_stopped_and_the_table_shows_it(gateway: FakeGateway) -> None:
     status, table = run(adapters.on_start_canary(gateway, " ledger-desk ", 2.0, 25.0))
     assert status == f"{DONE} ledger-desk: v2 is the canary for 25% of conversations"
-    assert gateway.calls == [("start_canary", "ledger-desk", 2, 25.0), ("adapters",)]
+    assert gateway.calls == [("start_canary", "ledger-desk", 2, 25.0), *READ]
     assert table[-1][:4] == ["ledger-desk", "v2", "Ledgerly Support", "canary 25%"]
 
     status, table = run(adapters.on_stop_canary(gateway, "ledger-desk", "  too chatty "))
     assert status == f"{DONE} ledger-desk: canary v2 stopped, prod gets all conversations"
-    assert gateway.calls[-2] == ("stop_canary", "ledger-desk", "too chatty")
+    assert gateway.calls[-1 - len(READ)] == ("stop_canary", "ledger-desk", "too chatty")
     assert table[-1][3] == "canary stopped: too chatty"
 
     run(adapters.on_start_canary(gateway, "coffee-shop", 3, 50))
     run(adapters.on_stop_canary(gateway, "coffee-shop", "   "))
-    assert gateway.calls[-2] == ("stop_canary", "coffee-shop", None)  # no reason: none sent
+    assert gateway.calls[-1 - len(READ)] == ("stop_canary", "coffee-shop", None)  # none sent
 
 
 @pytest.mark.parametrize(
@@ -302,4 +310,4 @@ def test_an_empty_field_is_said_and_nothing_is_sent(
     status, table = run(action(gateway))
     assert status.startswith(f"{WARNING} {said}")
     assert table == adapters.adapter_rows(TABLE)
-    assert gateway.calls == [("adapters",)]  # only the table was read again
+    assert gateway.calls == READ  # only the table was read again

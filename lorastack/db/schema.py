@@ -1,0 +1,116 @@
+"""The tables, as the code sees them at the newest migration.
+
+The migrations in `migrations/versions/` create and change the real tables; they never
+import this module, so an old migration keeps meaning what it meant when it was written.
+A test compares this metadata with a database migrated to head.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Named constraints, so that a later migration can drop or alter one by name on every
+# backend (SQLite and PostgreSQL would otherwise each invent their own).
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every backend.
+
+    PostgreSQL keeps the zone (`timestamptz`); SQLite stores text without one and hands back
+    naive values. Everything is stored as UTC and comes back aware, in UTC. A naive value is
+    refused: its zone is a guess, and a wrong guess shifts what `purge` removes.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value.isoformat()}: give a timezone-aware one")
+        value = value.astimezone(UTC)
+        # SQLite's text form compares in order only when every value has the same zone.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+# SQLite auto-increments only an INTEGER primary key; elsewhere ids get 64 bits.
+_RatingId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class ExchangeRow(Base):
+    """One served answer (`lorastack.feedback.Exchange`)."""
+
+    __tablename__ = "exchanges"
+
+    response_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    domain: Mapped[str] = mapped_column(String(255))
+    version: Mapped[int] = mapped_column(Integer)
+    key_hash: Mapped[str | None] = mapped_column(String(64))
+    # Indexed: the retries of one conversation share it.
+    prompt_hash: Mapped[str] = mapped_column(String(64), index=True)
+    messages: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    answer: Mapped[str] = mapped_column(Text)
+    latency_s: Mapped[float] = mapped_column(Float)
+    rules: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+    __table_args__ = (
+        # Every read is one domain's exchanges over a time window, and purge is by age.
+        Index("ix_exchanges_domain_created_at", "domain", "created_at"),
+    )
+
+
+class RatingRow(Base):
+    """A client's verdict on one exchange (`lorastack.feedback.Rating`)."""
+
+    __tablename__ = "ratings"
+
+    id: Mapped[int] = mapped_column(_RatingId, primary_key=True, autoincrement=True)
+    response_id: Mapped[str] = mapped_column(
+        String(255), ForeignKey("exchanges.response_id", ondelete="CASCADE"), index=True
+    )
+    rating: Mapped[int] = mapped_column(SmallInteger)
+    key_hash: Mapped[str | None] = mapped_column(String(64))
+    correction: Mapped[str | None] = mapped_column(Text)
+    comment: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+    __table_args__ = (CheckConstraint("rating IN (1, -1)", name="vote"),)

@@ -1,0 +1,152 @@
+"""What a feedback export did: `export.json` for machines, `export.md` for people.
+
+Written beside the prepared dataset's own report (`report.json`, `report.md`), which says
+what the data checks then did with the rows: this one says where the rows came from and
+which feedback gave none, and why.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from lorastack.train.data import DataReport
+from lorastack.train.data.records import CanonicalFormat
+
+EXPORT_JSON = "export.json"
+EXPORT_MD = "export.md"
+
+Source = Literal["upvoted_answer", "downvoted_answer", "correction", "retry_pair"]
+SOURCES: dict[Source, str] = {
+    "upvoted_answer": "an up-voted answer",
+    "downvoted_answer": "a down-voted answer",
+    "correction": "a user's correction",
+    "retry_pair": "an up-voted retry over the down-voted answer before it",
+}
+
+# What was left out, and what each count counts. Every format reports the first three.
+REASONS: dict[str, str] = {
+    "no_rating": "exchanges nobody rated",
+    "superseded_rating": "ratings replaced by a later rating of the same exchange",
+    "correction_same_as_answer": "corrections equal to the answer (whitespace aside)",
+    "no_correction_or_retry": "rated exchanges with neither a correction nor a retry pair",
+    "retry_not_rated": "down-voted exchanges whose later retries nobody rated",
+    "retry_same_answer": "down-voted exchanges whose up-voted retry gave the same answer",
+    "down_vote_without_correction": "down-voted exchanges without a correction",
+}
+_FORMAT_REASONS: dict[str, tuple[str, ...]] = {
+    "kto": (),
+    "dpo": ("no_correction_or_retry", "retry_not_rated", "retry_same_answer"),
+    "sft": ("down_vote_without_correction",),
+}
+
+
+@dataclass
+class ExportReport:
+    """Counts of one export, from the store to the rows handed to the data checks."""
+
+    domain: str
+    format: str
+    """kto, dpo or sft."""
+    record_format: CanonicalFormat
+    since: datetime | None
+    exchanges: int = 0
+    """Exchanges read (rated or not)."""
+    rated: int = 0
+    ratings: int = 0
+    votes: Counter[str] = field(default_factory=Counter)
+    """The latest vote of each rated exchange: `up` and `down`."""
+    corrections: int = 0
+    """Latest ratings with a correction."""
+    rows: Counter[str] = field(default_factory=Counter)
+    """Rows by source (`SOURCES`)."""
+    labels: Counter[str] = field(default_factory=Counter)
+    """KTO rows by label (`true`, `false`)."""
+    dropped: dict[str, int] = field(default_factory=dict)
+    prepared: DataReport | None = None
+    """What the data checks then did (set once they ran)."""
+
+    def __post_init__(self) -> None:
+        names = ("no_rating", "superseded_rating", "correction_same_as_answer")
+        self.dropped = {name: 0 for name in (*names, *_FORMAT_REASONS[self.format])}
+
+    def drop(self, reason: str, count: int = 1) -> None:
+        self.dropped[reason] = self.dropped.get(reason, 0) + count
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "domain": self.domain,
+            "format": self.format,
+            "record_format": self.record_format,
+            "since": self.since.isoformat() if self.since else None,
+            "exchanges": {"read": self.exchanges, "rated": self.rated},
+            "ratings": {
+                "total": self.ratings,
+                "latest": {"up": self.votes["up"], "down": self.votes["down"]},
+                "corrections": self.corrections,
+            },
+            "rows": {"total": sum(self.rows.values()), **dict(sorted(self.rows.items()))},
+            "dropped": dict(self.dropped),
+        }
+        if self.format == "kto":
+            data["labels"] = {"true": self.labels["true"], "false": self.labels["false"]}
+        if self.prepared is not None:
+            data["prepared"] = {
+                "kept": self.prepared.kept,
+                "dropped": {k: v for k, v in self.prepared.dropped.items() if v},
+                "splits": dict(self.prepared.splits),
+            }
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+    def to_markdown(self) -> str:
+        window = f"captured since {self.since.isoformat()}" if self.since else "captured"
+        lines = [
+            "# Feedback export",
+            "",
+            f"Domain **{self.domain}**, format **{self.format}** (`{self.record_format}` "
+            f"records), from every exchange {window}.",
+            "",
+            f"Exchanges read: {self.exchanges}, rated: {self.rated} ({self.ratings} ratings). "
+            f"Latest votes: {self.votes['up']} up, {self.votes['down']} down; "
+            f"corrections: {self.corrections}.",
+            "",
+            "## Rows",
+            "",
+            "| source | rows |",
+            "|---|---|",
+            *(
+                f"| {SOURCES[source]} | {self.rows[source]} |"
+                for source in SOURCES
+                if self.rows[source]
+            ),
+            f"| total | {sum(self.rows.values())} |",
+        ]
+        if self.format == "kto":
+            lines += [
+                "",
+                f"Labels: {self.labels['true']} desirable (`true`), "
+                f"{self.labels['false']} undesirable (`false`).",
+            ]
+        lines += ["", "## Left out", "", "| reason | count | of |", "|---|---|---|"]
+        lines += [
+            f"| {reason} | {count} | {REASONS.get(reason, '')} |"
+            for reason, count in self.dropped.items()
+        ]
+        if self.prepared is not None:
+            checks = self.prepared
+            dropped = ", ".join(f"{k} {v}" for k, v in checks.dropped.items() if v) or "none"
+            splits = ", ".join(f"{k} {v}" for k, v in checks.splits.items())
+            lines += [
+                "",
+                "## Data checks",
+                "",
+                f"Kept {checks.kept} of {checks.read} rows ({splits}); dropped: {dropped}. "
+                "The details are in `report.md`.",
+            ]
+        return "\n".join(lines) + "\n"
