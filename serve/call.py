@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lorastack.errors import LorastackError
+from lorastack.feedback import Exchange
 from lorastack.serve.capture import ExchangeCapture, PendingExchange
 from lorastack.serve.errors import GatewayError, to_gateway_error
 from lorastack.serve.fields import ANSWER_CHANNELS
@@ -127,13 +128,15 @@ class Call:
         assert self.capture is not None and self.target.domain is not None
         self.capture.submit(
             PendingExchange(
-                response_id=self.response_id,
-                domain=self.target.domain,
-                version=manifest.version,
-                key_hash=self.key_hash,
-                messages=self._prompt,
-                answer=answer,
-                latency_s=self._seconds,
+                Exchange(
+                    response_id=self.response_id,
+                    domain=self.target.domain,
+                    version=manifest.version,
+                    key_hash=self.key_hash,
+                    messages=self._prompt,
+                    answer=answer,
+                    latency_s=self._seconds,
+                ),
                 rules=tuple(manifest.rules),
             )
         )

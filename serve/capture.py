@@ -21,14 +21,14 @@ and waits for it. `close` writes what is queued, within a time limit.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import timedelta
 
 from lorastack.errors import LorastackError
 from lorastack.feedback import Exchange, FeedbackStore, utc_now
@@ -50,32 +50,25 @@ CLOSE_TIMEOUT_S = 10.0
 class PendingExchange:
     """A served answer, masked, before its rules were checked and it was stored."""
 
-    response_id: str
-    domain: str
-    version: int
-    key_hash: str | None
-    messages: list[dict[str, Any]]
-    """The conversation as sent to the engine (masked, brand voice included)."""
-    answer: str
-    """The first choice's answer as the engine wrote it, personal data masked."""
-    latency_s: float
+    record: Exchange
+    """The exchange as it will be stored, its rule results not yet checked."""
     rules: tuple[BrandRule, ...]
-    created_at: datetime = field(default_factory=utc_now)
+    """The answering version's brand rules, checked on the writer thread."""
     queued_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def response_id(self) -> str:
+        return self.record.response_id
+
+    @property
+    def domain(self) -> str:
+        return self.record.domain
 
     def exchange(self) -> Exchange:
         """The record to store; its rule results computed now (on the writer thread)."""
-        return Exchange(
-            response_id=self.response_id,
-            domain=self.domain,
-            version=self.version,
-            key_hash=self.key_hash,
-            messages=self.messages,
-            answer=self.answer,
-            latency_s=self.latency_s,
-            rules=check_answer(self.rules, self.answer) if self.rules else {},
-            created_at=self.created_at,
-        )
+        if not self.rules:
+            return self.record
+        return dataclasses.replace(self.record, rules=check_answer(self.rules, self.record.answer))
 
 
 class ExchangeCapture:

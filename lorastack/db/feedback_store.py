@@ -17,7 +17,7 @@ from lorastack.db.engine import WRITES, database_errors, database_url, make_engi
 from lorastack.db.migrate import upgrade
 from lorastack.db.schema import ExchangeRow, RatingRow
 from lorastack.errors import DatabaseError, ExchangeNotFound
-from lorastack.feedback import Exchange, RatedExchange, Rating, Vote
+from lorastack.feedback import Exchange, RatedExchange, Rating
 from lorastack.settings import Settings
 
 _VOTES = (1, -1)
@@ -230,22 +230,8 @@ def _fields_of(source: object, record: type[Any]) -> dict[str, Any]:
 
 
 def _rating_row(rating: Rating) -> RatingRow:
-    return RatingRow(
-        response_id=rating.response_id,
-        rating=rating.rating,
-        key_hash=rating.key_hash,
-        correction=rating.correction,
-        comment=rating.comment,
-        created_at=rating.created_at,
-    )
+    return RatingRow(**_fields_of(rating, Rating))
 
 
 def _rating(row: RatingRow) -> Rating:
-    return Rating(
-        response_id=row.response_id,
-        rating=cast(Vote, row.rating),
-        key_hash=row.key_hash,
-        correction=row.correction,
-        comment=row.comment,
-        created_at=row.created_at,
-    )
+    return Rating(**_fields_of(row, Rating))  # the column holds only votes: 1 or -1

@@ -13,13 +13,13 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable
-from typing import Literal, TypedDict, cast
+from typing import Literal, TypedDict, cast, get_args
 
 from lorastack.errors import LorastackError
 from lorastack.texts import map_record, message_texts, record_texts
 
 Role = Literal["system", "user", "assistant"]
-ROLES: tuple[Role, ...] = ("system", "user", "assistant")
+ROLES: tuple[Role, ...] = get_args(Role)
 
 InputFormat = Literal[
     "messages",
@@ -30,15 +30,7 @@ InputFormat = Literal[
     "preference",
     "unpaired-preference",
 ]
-INPUT_FORMATS: tuple[InputFormat, ...] = (
-    "messages",
-    "prompt-completion",
-    "text",
-    "alpaca",
-    "sharegpt",
-    "preference",
-    "unpaired-preference",
-)
+INPUT_FORMATS: tuple[InputFormat, ...] = get_args(InputFormat)
 CanonicalFormat = Literal[
     "messages", "prompt-completion", "text", "preference", "unpaired-preference"
 ]

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from lorastack.errors import DatabaseError
-from lorastack.feedback import key_hash, utc_now
+from lorastack.feedback import Exchange, key_hash, utc_now
 from lorastack.registry import AdapterRegistry
 from lorastack.rules import BrandRule
 from lorastack.serve.app import open_feedback_store
@@ -253,7 +253,9 @@ def test_guardrails_off_capture_nothing(
 
 
 def _pending(number: int, domain: str = "d") -> PendingExchange:
-    return PendingExchange(f"id-{number}", domain, 1, None, [], f"answer {number}", 0.1, ())
+    return PendingExchange(
+        Exchange(f"id-{number}", domain, 1, None, [], f"answer {number}", 0.1), ()
+    )
 
 
 def test_the_writer_batches_and_close_writes_what_is_queued() -> None:
@@ -288,9 +290,9 @@ def test_retention_purges_each_domains_old_exchanges(
     publish("kept", 1, capture=True, retention_days=7)
     publish("never-captured", 2)
     store = MemoryFeedbackStore()
-    old = PendingExchange("old", "kept", 1, None, [], "a", 0.1, (), utc_now() - timedelta(8))
-    recent = PendingExchange("new", "kept", 1, None, [], "a", 0.1, (), utc_now())
-    store.add_exchanges([old.exchange(), recent.exchange()])
+    old = Exchange("old", "kept", 1, None, [], "a", 0.1, created_at=utc_now() - timedelta(8))
+    recent = Exchange("new", "kept", 1, None, [], "a", 0.1, created_at=utc_now())
+    store.add_exchanges([old, recent])
     capture = ExchangeCapture(store, Metrics(), registry)
     capture.start()  # purges once it is idle
     assert store.wait_for(lambda: "old" not in store.exchanges_by_id)
