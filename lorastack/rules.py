@@ -121,6 +121,12 @@ class BrandRule(BaseModel):
             value = ", ".join(value)
         return f"{self.kind}: {value}" if self.kind != "no_emoji" else "no emoji"
 
+    @property
+    def pattern(self) -> re.Pattern[str] | None:
+        """The regex the rule searches answers with (None for the counting kinds): for
+        `starts_with` and `ends_with` it matches the very text the rule asks for."""
+        return self._pattern
+
     @cached_property
     def _pattern(self) -> re.Pattern[str] | None:
         flags = re.IGNORECASE if self.ignore_case else 0

@@ -88,6 +88,24 @@ def _generate_all(
     return answers
 
 
+def answer_prompts(
+    paths: RunPaths, store: ModelStore, prompts: list[Any], max_new_tokens: int = 128
+) -> list[str]:
+    """The run's adapter's greedy answers to chat `prompts` (brand voice included), as the
+    quality pass generates them."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    base = store.get(load_run_config(paths).base_model or "")
+    tokenizer = AutoTokenizer.from_pretrained(base.path)
+    model: Any = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(base.path, dtype=torch.float32), paths.adapter
+    )
+    model.eval()
+    return _generate_all(model, tokenizer, prompts, max_new_tokens)
+
+
 def _first_line(text: str) -> str:
     return text.strip().split("\n", 1)[0].strip().casefold()
 

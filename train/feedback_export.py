@@ -274,8 +274,9 @@ def export_feedback(
     if len(rows) < MIN_ROWS:
         raise _too_few(report, len(rows))
     # One odd exchange (a tool turn, an image) must not stop an export: invalid rows are
-    # dropped, counted and named by response id in the data report.
-    options = PrepareOptions(out=out, format=RECORD_FORMATS[fmt], skip_invalid=True)
+    # dropped, counted and named by response id in the data report. No paraphrases: the
+    # export holds what users said and rated, row for row.
+    options = PrepareOptions(out=out, format=RECORD_FORMATS[fmt], skip_invalid=True, paraphrases=0)
     # The rows are not scrubbed yet: a private folder (0700), gone when prepared.
     with tempfile.TemporaryDirectory(prefix="lorastack-feedback-") as folder:
         raw = Path(folder) / "feedback.jsonl"

@@ -88,12 +88,6 @@ _FUNCTION_WORDS = (
 )
 FUNCTION_WORDS = frozenset(_FUNCTION_WORDS.split())
 
-_SWAP = re.compile(
-    r"(?<![\w'])("
-    + "|".join(re.escape(p) for p in sorted(SYNONYMS, key=len, reverse=True))
-    + r")(?![\w'])",
-    re.IGNORECASE,
-)
 _LEADING_CLAUSE = re.compile(
     rf"^(?P<clause>(?:{'|'.join(CONJUNCTIONS)})\b[^,?.!]+),\s*(?P<main>[^?.!]+)(?P<end>[?.!]*)$",
     re.IGNORECASE,
@@ -105,7 +99,7 @@ _TRAILING_CLAUSE = re.compile(
 _TWO_SENTENCES = re.compile(r"^(?P<first>[^?.!]+[.!])\s+(?P<second>[^?.!]+\?)$")
 
 
-def _lower_first(text: str) -> str:
+def lower_first(text: str) -> str:
     """`text` with its first letter lower-cased if its first word is a function word."""
     first = text.split(" ", 1)[0]
     word = first.lower().strip(",:;").removesuffix("'s")
@@ -114,23 +108,46 @@ def _lower_first(text: str) -> str:
     return text
 
 
-def _upper_first(text: str) -> str:
+def upper_first(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def _swap(question: str, rng: random.Random) -> str:
+def swap_pattern(synonyms: dict[str, tuple[str, ...]]) -> re.Pattern[str]:
+    """A regex finding the table's phrases as whole words, longest first."""
+    return re.compile(
+        r"(?<![\w'<])("
+        + "|".join(re.escape(p) for p in sorted(synonyms, key=len, reverse=True))
+        + r")(?![\w'>])",
+        re.IGNORECASE,
+    )
+
+
+def swap_synonyms(
+    text: str,
+    rng: random.Random,
+    synonyms: dict[str, tuple[str, ...]],
+    pattern: re.Pattern[str],
+    probability: float,
+) -> str:
+    """Each phrase of `synonyms` found by `pattern` (`swap_pattern(synonyms)`) swapped for
+    one of its synonyms with `probability`, only where written in lower case or opening
+    the text, so names stay as written."""
+
     def replace(match: re.Match[str]) -> str:
         written = match.group(0)
         probe = re.sub(r"\bI\b", "i", written)  # "how do I" is written in lower case
         opens = match.start() == 0
         if probe != probe.lower() and not (opens and probe[1:] == probe[1:].lower()):
-            return written  # capitalised inside the question: perhaps a name
-        if rng.random() >= SWAP_PROBABILITY:
+            return written  # capitalised inside the text: perhaps a name
+        if rng.random() >= probability:
             return written
-        choice = re.sub(r"\bi\b", "I", rng.choice(SYNONYMS[probe.lower()]))
-        return _upper_first(choice) if opens and written[:1].isupper() else choice
+        choice = re.sub(r"\bi\b", "I", rng.choice(synonyms[probe.lower()]))
+        return upper_first(choice) if opens and written[:1].isupper() else choice
 
-    return _SWAP.sub(replace, question)
+    return pattern.sub(replace, text)
+
+
+_SWAP = swap_pattern(SYNONYMS)
 
 
 def _reorder(question: str, rng: random.Random) -> str:
@@ -138,12 +155,12 @@ def _reorder(question: str, rng: random.Random) -> str:
         return question
     leading = _LEADING_CLAUSE.match(question)
     if leading:
-        main = _upper_first(leading["main"].strip())
-        return f"{main} {_lower_first(leading['clause'].strip())}{leading['end']}"
+        main = upper_first(leading["main"].strip())
+        return f"{main} {lower_first(leading['clause'].strip())}{leading['end']}"
     trailing = _TRAILING_CLAUSE.match(question)
     if trailing:
-        clause = _upper_first(trailing["clause"].strip())
-        return f"{clause}, {_lower_first(trailing['main'].strip())}{trailing['end']}"
+        clause = upper_first(trailing["clause"].strip())
+        return f"{clause}, {lower_first(trailing['main'].strip())}{trailing['end']}"
     two = _TWO_SENTENCES.match(question)
     if two:
         return f"{two['second'].strip()} {two['first'].strip()}"
@@ -160,7 +177,7 @@ def reword(question: str, seed: int = 0) -> str:
     if not text:
         return question
     rng = random.Random(f"{seed}:{text}")
-    text = _reorder(_swap(text, rng), rng)
+    text = _reorder(swap_synonyms(text, rng, SYNONYMS, _SWAP, SWAP_PROBABILITY), rng)
     templates = QUESTION_TEMPLATES if "?" in text else STATEMENT_TEMPLATES
     template = rng.choice(templates)
-    return template.format(q=_lower_first(text), Q=_upper_first(text))
+    return template.format(q=lower_first(text), Q=upper_first(text))

@@ -324,7 +324,8 @@ def prepare_run(
     paths.root.mkdir(parents=True, exist_ok=True)
     if not paths.data.exists() and not config.data.is_dir():
         seed = int(config.training_fields().get("seed", 42))
-        prepare_dataset([config.data], PrepareOptions(out=paths.data, seed=seed), scrub, progress)
+        options = PrepareOptions(out=paths.data, seed=seed, paraphrases=config.paraphrases)
+        prepare_dataset([config.data], options, scrub, progress)
     elif not paths.data.exists():
         copy_dataset(config.data, paths.data)
     paths.config.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")

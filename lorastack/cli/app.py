@@ -52,6 +52,7 @@ app.command("eval")(train.evaluate)
 app.command("eval-defaults")(train.evaluate_defaults)
 app.command("publish")(train.publish)
 app.command("improve")(improve.improve)
+app.command("eval-improve")(improve.evaluate_improve)
 app.command("ui")(ui.ui)
 app.command("bench")(bench.bench)
 

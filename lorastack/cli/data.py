@@ -16,6 +16,7 @@ from lorastack.guardrails.guard import Guard
 from lorastack.guardrails.scrub import ScrubReport, scrub_record
 from lorastack.progress import progress_display
 from lorastack.train.data import (
+    DEFAULT_PARAPHRASES,
     INPUT_FORMATS,
     PrepareOptions,
     parse_split,
@@ -134,6 +135,10 @@ def prepare(
     augment: Annotated[
         int, typer.Option(help="Up to N augmented variants per train chat (0: none).", min=0)
     ] = 0,
+    paraphrases: Annotated[
+        int,
+        typer.Option(help="Question paraphrases per train chat (0: none).", min=0),
+    ] = DEFAULT_PARAPHRASES,
 ) -> None:
     """Turn raw data into clean train/validation/test splits (prints the folder).
 
@@ -164,6 +169,7 @@ def prepare(
         stratify=stratify,
         system_prompt=prompt or None,
         augment=augment,
+        paraphrases=paraphrases,
     )
     guard = _guard(domain, policy) if scrub else None
     with progress_display(err) as progress:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -9,9 +10,14 @@ from rich.table import Table
 
 from lorastack.cli.context import err, guard_for, model_store, out, registry, settings
 from lorastack.cli.feedback_export import parse_since
+from lorastack.cli.train import TEST_BRANDS, stamp
 from lorastack.progress import progress_display
+from lorastack.train.config import load_config
 from lorastack.train.improve import DEFAULT_WEIGHT, IMPROVE_FORMATS, Measure
 from lorastack.train.improve import improve as run_loop
+from lorastack.train.improve_bench import DEFAULT_QUESTIONS, measure_improve, write_improve_report
+from lorastack.train.quality import DEFAULT_EXAMPLES
+from lorastack.train.quickstart import DEMO_ROOT
 
 
 def improve(
@@ -110,3 +116,60 @@ def _cells(measure: Measure) -> tuple[str, str, str]:
     else:
         change = f"{candidate - prod:+.4f}"
     return show(candidate), show(prod), change
+
+
+def evaluate_improve(
+    config_file: Annotated[
+        Path | None,
+        typer.Argument(
+            help="A brand's training YAML with a starts_with or ends_with rule (default: "
+            "the test brand tests/data/harborline, when run from a checkout).",
+        ),
+    ] = None,
+    questions: Annotated[
+        int, typer.Option(min=2, help="Train questions prod answers and the users rate.")
+    ] = DEFAULT_QUESTIONS,
+    quality_examples: Annotated[
+        int, typer.Option("--quality-examples", min=1, help="Test questions measured.")
+    ] = DEFAULT_EXAMPLES,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="Report folder (default: $LORASTACK_HOME/bench/improve-<time>)."
+        ),
+    ] = None,
+) -> None:
+    """Measure `lorastack improve`: train an adapter that breaks a brand rule in about half
+    its answers, rate its answers by the rule, improve it, and report the rule's pass rate
+    on unseen test questions before and after; writes improve.json and improve.md and
+    prints the folder last. Runs in a home of its own under the folder."""
+    path = config_file or TEST_BRANDS[-1]
+    if not path.is_file():
+        raise typer.BadParameter(f"{path} does not exist", param_hint="CONFIG_FILE")
+    config = load_config(path)
+    if not config.data.is_absolute() and not config.data.exists():
+        config.data = DEMO_ROOT / config.data
+    config_settings = settings()
+    folder = (out_dir or config_settings.home / "bench" / f"improve-{stamp()}").absolute()
+    folder.mkdir(parents=True, exist_ok=True)
+    with progress_display(err) as progress:
+        bench = measure_improve(
+            config,
+            config_settings,
+            model_store(),
+            folder,
+            guard_for(config.domain),
+            progress,
+            examples=quality_examples,
+            questions=questions,
+        )
+    write_improve_report(bench, folder)
+    before = "-" if bench.rule_before is None else f"{bench.rule_before:.0%}"
+    after = "-" if bench.rule_after is None else f"{bench.rule_after:.0%}"
+    out.print(
+        f"{bench.domain}: rule {bench.rule} on {bench.test_examples} unseen questions: prod "
+        f"{before}, after improve {after} ({bench.up} up, {bench.down} down from "
+        f"{bench.feedback_answers} answers); "
+        + (f"published {bench.published}" if bench.published else "refused by the gate")
+    )
+    out.print(str(folder), highlight=False)

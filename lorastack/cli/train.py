@@ -249,7 +249,7 @@ def evaluate_defaults(
     in <= 5 minutes); writes quality.json and quality.md, prints the folder last."""
     config_settings = settings()
     brands = _brand_configs(configs)
-    folder = (out_dir or config_settings.home / "bench" / f"quality-{_stamp()}").absolute()
+    folder = (out_dir or config_settings.home / "bench" / f"quality-{stamp()}").absolute()
     report = DefaultsReport(Goals())
     with progress_display(err) as progress:
         for config in brands:
@@ -278,7 +278,7 @@ def evaluate_defaults(
     out.print(str(folder), highlight=False)
 
 
-def _stamp() -> str:
+def stamp() -> str:
     import time
 
     return time.strftime("%Y%m%d-%H%M%S")

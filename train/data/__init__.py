@@ -37,9 +37,11 @@ from lorastack.train.data.records import (
 from lorastack.train.data.report import DataReport, PreparedSplits, PrepareResult
 from lorastack.train.data.split import parse_split, split_indices, split_sizes, stratify_labels
 from lorastack.train.data.write import write_dataset
+from lorastack.train.paraphrase import DEFAULT_PARAPHRASES
 from lorastack.train.run import SPLITS, dataset_sha256
 
 __all__ = [
+    "DEFAULT_PARAPHRASES",
     "INPUT_FORMATS",
     "SPLITS",
     "CanonicalFormat",

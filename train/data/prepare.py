@@ -16,7 +16,8 @@ its own module of this package:
 6. remove exact, near-exact and (optionally) MinHash near duplicates (`dedupe`);
 7. split deterministically, stratified by label for classification data and
    unpaired preferences (`split`);
-8. augment the train split only (`lorastack.train.augment`);
+8. augment the train split only: question paraphrases (`lorastack.train.paraphrase`,
+   on by default) and typing noise (`lorastack.train.augment`);
 9. write the splits and a report into a new folder, atomically (`write`, `report`).
 
 The output folder holds `train.jsonl`, `validation.jsonl`, `test.jsonl`,
@@ -36,7 +37,7 @@ from typing import Any, cast
 from lorastack.guardrails.guard import Guard
 from lorastack.guardrails.scrub import ScrubReport, scrub_record
 from lorastack.progress import NullProgress, Progress
-from lorastack.train.augment import augment_messages
+from lorastack.train.augment import Variant, augment_messages
 from lorastack.train.data.convert import InvalidRecord, convert_record, detect_format, json_type
 from lorastack.train.data.dedupe import deduplicate, exact_key
 from lorastack.train.data.readers import Location, Problem, Row, read_rows
@@ -65,6 +66,7 @@ from lorastack.train.data.report import (
 )
 from lorastack.train.data.split import check_fractions, split_indices, stratify_labels
 from lorastack.train.data.write import write_dataset
+from lorastack.train.paraphrase import DEFAULT_PARAPHRASES, paraphrase_messages
 from lorastack.train.run import SPLITS
 
 MAX_PROBLEMS_SHOWN = 20
@@ -90,7 +92,9 @@ class PrepareOptions:
     system_prompt: str | None = None
     """The brand voice: added to chats without a system message."""
     augment: int = 0
-    """Up to this many augmented variants per train chat."""
+    """Up to this many augmented variants per train chat (typing noise, system prompt)."""
+    paraphrases: int = DEFAULT_PARAPHRASES
+    """This many question paraphrases per train chat (`lorastack.train.paraphrase`)."""
 
     def __post_init__(self) -> None:
         if self.format is not None and self.format not in INPUT_FORMATS:
@@ -100,6 +104,8 @@ class PrepareOptions:
             raise DataError("max_chars must be at least 1")
         if self.augment < 0:
             raise DataError("augment must be 0 or more")
+        if self.paraphrases < 0:
+            raise DataError("paraphrases must be 0 or more")
         if self.near_dup_threshold is not None and not 0 < self.near_dup_threshold <= 1:
             raise DataError("near_dup_threshold must be above 0 and at most 1")
 
@@ -114,6 +120,7 @@ class PrepareOptions:
             "stratify": self.stratify,
             "system_prompt": self.system_prompt,
             "augment": self.augment,
+            "paraphrases": self.paraphrases,
         }
 
 
@@ -313,11 +320,10 @@ def prepare_splits(
             label_counts[name] = dict(sorted(Counter(labels[i] for i in positions).items()))
 
     augmented, kinds = 0, Counter[str]()
-    if options.augment:
-        if fmt == "messages":
-            train, augmented, kinds = _augment(train, options, system_prompt)
-        else:
-            notes.append(f"augmentation applies to chat records only; nothing added for {fmt}")
+    if fmt == "messages" and (options.augment or options.paraphrases):
+        train, augmented, kinds = _augment(train, options, system_prompt)
+    elif options.augment:  # asked for; paraphrases are on by default and need chats as well
+        notes.append(f"augmentation applies to chat records only; nothing added for {fmt}")
 
     report = DataReport(
         format=fmt,
@@ -351,7 +357,12 @@ def _augment(
     for record in train:
         out.append(record)
         messages = cast(ChatRecord, record)["messages"]
-        for variant in augment_messages(messages, options.augment, rng, system_prompt):
+        variants = [
+            Variant(paraphrase, ["paraphrase"])
+            for paraphrase in paraphrase_messages(messages, options.paraphrases, rng)
+        ]
+        variants += augment_messages(messages, options.augment, rng, system_prompt)
+        for variant in variants:
             candidate: ChatRecord = {"messages": variant.messages}
             key = exact_key(candidate)
             if key in existing:  # never a second copy of a real example

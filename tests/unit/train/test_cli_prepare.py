@@ -89,13 +89,17 @@ def test_prepare_takes_every_option(cli, tmp_path: Path) -> None:  # type: ignor
         str(voice),
         "--augment",
         "1",
+        "--paraphrases",
+        "2",
     )
     assert result.code == 0, result.err
     report = json.loads((out / "report.json").read_text())
+    assert report["options"]["paraphrases"] == 2
     assert report["options"]["split"] == pytest.approx([0.7, 0.15, 0.15])
     assert report["options"]["seed"] == 3
     assert report["options"]["system_prompt"] == "You are Bean There's barista. Be warm and brief."
-    assert report["augmented"]["total"] == report["splits"]["train"] // 2
+    assert report["augmented"]["total"] == report["splits"]["train"] * 3 // 4  # 1 + 2 + 1
+    assert report["augmented"]["kinds"]["paraphrase"] == report["splits"]["train"] // 2
     assert report["dropped"]["too_long"] == 2
     assert "<EMAIL_ADDRESS>" in _texts(out)
 

@@ -22,6 +22,7 @@ from lorastack.train.augment import (
     system_prompt_variants,
 )
 from lorastack.train.data import (
+    DEFAULT_PARAPHRASES,
     DataError,
     PrepareOptions,
     convert_record,
@@ -64,6 +65,7 @@ def prepare(
     tmp_path: Path, records: list[Any], out: str = "out", **options: Any
 ) -> data.PrepareResult:
     source = write_jsonl(tmp_path / "in.jsonl", records)
+    options.setdefault("paraphrases", 0)  # the stages under test, not the default paraphrases
     return prepare_dataset([source], PrepareOptions(out=tmp_path / out, **options))
 
 
@@ -722,6 +724,25 @@ def test_augmentation_is_only_in_train_and_counted(tmp_path: Path) -> None:
         assert (augmented.out / path).read_bytes() == (plain.out / path).read_bytes()
     report = json.loads((augmented.out / "report.json").read_text())
     assert report["augmented"]["total"] == 32
+
+
+def test_paraphrases_are_on_by_default_in_train_only(tmp_path: Path) -> None:
+    records = [chat(f"Do you sell the blend number {i}?", f"Yes, blend {i}.") for i in range(20)]
+    plain = prepare(tmp_path, records, out="plain")
+    source = write_jsonl(tmp_path / "in.jsonl", records)
+    result = prepare_dataset([source], PrepareOptions(out=tmp_path / "default"))
+    assert result.report.augmented == DEFAULT_PARAPHRASES * 16
+    assert result.report.augmented_kinds == {"paraphrase": DEFAULT_PARAPHRASES * 16}
+    train = read_jsonl(result.out / "train.jsonl")
+    answers = Counter(r["messages"][-1]["content"] for r in train)
+    assert set(answers.values()) == {1 + DEFAULT_PARAPHRASES}  # each answer, asked anew
+    for split in ("validation", "test"):
+        path = f"{split}.jsonl"
+        assert (result.out / path).read_bytes() == (plain.out / path).read_bytes()
+    assert (
+        json.loads((result.out / "report.json").read_text())["options"]["paraphrases"]
+        == DEFAULT_PARAPHRASES
+    )
 
 
 def test_augmentation_needs_chats(tmp_path: Path) -> None:

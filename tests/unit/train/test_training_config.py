@@ -216,6 +216,23 @@ def test_a_cpu_computes_in_bf16_only_with_bf16_units(
     assert cpu_has_bf16(tmp_path / "missing") is False
 
 
+def test_a_cpu_trainer_keeps_freed_memory_on_glibc_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    import platform
+
+    from lorastack import precision
+
+    kept: list[bool] = []
+    monkeypatch.setattr(precision, "keep_freed_memory", lambda: kept.append(True) or True)
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    precision.precision_options()
+    assert kept == [True]
+    monkeypatch.undo()
+    if platform.libc_ver()[0] == "glibc":
+        assert precision.keep_freed_memory() is True  # mallopt accepted every parameter
+    monkeypatch.setattr(precision.sys, "platform", "darwin")
+    assert precision.keep_freed_memory() is False
+
+
 def test_resume_finds_the_domains_own_latest_run_only(tmp_path: Path) -> None:
     import os
 
