@@ -23,8 +23,7 @@ from lorastack.settings import Settings
 from lorastack.train.config import TrainConfig
 from lorastack.train.evaluate import evaluate_run
 from lorastack.train.quality import DEFAULT_EXAMPLES
-from lorastack.train.run import new_run_dir
-from lorastack.train.trainer import run_training
+from lorastack.train.trainer import train_new_run
 
 JSON_FILE = "quality.json"
 MARKDOWN_FILE = "quality.md"
@@ -112,18 +111,9 @@ def measure_brand(
 ) -> BrandQuality:
     """Train `config` in a new run under `runs_dir` and measure its rules and facts."""
     progress = progress or NullProgress()
-    paths = new_run_dir(runs_dir, config.domain)
-    result = run_training(
-        config,
-        paths,
-        store,
-        settings.base_model,
-        settings.max_lora_rank,
-        scrub=scrub,
-        progress=progress,
-    )
-    metrics = evaluate_run(paths, store, None, 0, progress, examples=examples)
-    return quality_of(config.domain, result.seconds, result.steps, paths.root, metrics)
+    result = train_new_run(config, runs_dir, store, settings, scrub=scrub, progress=progress)
+    metrics = evaluate_run(result.paths, store, None, 0, progress, examples=examples)
+    return quality_of(config.domain, result.seconds, result.steps, result.paths.root, metrics)
 
 
 def _rate(value: float | None) -> str:

@@ -38,7 +38,7 @@ from lorastack.train.evaluate import evaluate_run, publish_run
 from lorastack.train.feedback_export import ExportResult, export_feedback
 from lorastack.train.gate import PublishRefused
 from lorastack.train.run import new_run_dir
-from lorastack.train.trainer import TrainResult, run_training
+from lorastack.train.trainer import TrainResult, train_new_run
 
 ImproveFormat = Literal["kto", "dpo"]
 IMPROVE_FORMATS: tuple[ImproveFormat, ...] = ("kto", "dpo")
@@ -139,17 +139,16 @@ def improve(
         },
         source="lorastack improve",
     )
-    paths = new_run_dir(settings.runs_dir, domain)
-    trained = run_training(
+    trained = train_new_run(
         config,
-        paths,
+        settings.runs_dir,
         models,
-        settings.base_model,
-        settings.max_lora_rank,
+        settings,
         scrub=scrub,
         progress=progress,
         registry=registry,
     )
+    paths = trained.paths
     metrics = evaluate_run(paths, models, registry, samples=0, progress=progress, examples=examples)
     try:
         manifest = publish_run(paths, registry, tolerances=settings.publish)

@@ -4,8 +4,9 @@
 training and prints what it measured.
 
 1. A starting adapter that breaks one brand rule in about half its answers: the
-   brand's data with that rule's text cut from every other answer (the first
-   `starts_with` or `ends_with` rule: "Ahoy!" opening a harborline answer), trained
+   brand's data, prepared, with that rule's text cut from every other answer of the
+   train and validation splits (the first `starts_with` or `ends_with` rule: "Ahoy!"
+   opening a harborline answer; the test split keeps the brand's own answers), trained
    with the defaults and published as the domain's `prod`, in a home of its own.
 2. Simulated use: prod answers the questions of its train split (greedy, the brand
    voice as served), and each answer is stored as an exchange in a SQLite feedback
@@ -20,11 +21,12 @@ training and prints what it measured.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from lorastack.feedback import Exchange, FeedbackStore, Rating, Vote
 from lorastack.fsutil import write_json_atomic
@@ -36,11 +38,12 @@ from lorastack.rules import BrandRule
 from lorastack.settings import Settings
 from lorastack.train import quality
 from lorastack.train.config import ConfigError, TrainConfig
-from lorastack.train.data.records import Message
+from lorastack.train.data import PrepareOptions, prepare_splits, write_dataset
+from lorastack.train.data.records import ChatRecord, Message, Record
 from lorastack.train.evaluate import answer_prompts, evaluate_run, publish_run
 from lorastack.train.improve import ImproveRefused, Measure, compare, improve
-from lorastack.train.run import RunPaths, load_splits, new_run_dir
-from lorastack.train.trainer import run_training
+from lorastack.train.run import RunPaths, load_splits
+from lorastack.train.trainer import train_new_run
 
 JSON_FILE = "improve.json"
 MARKDOWN_FILE = "improve.md"
@@ -92,23 +95,41 @@ def without_rule(answer: str, rule: BrandRule) -> str:
     return pattern.sub("", answer, count=1).strip()
 
 
-def half_breaking(source: Path, rule: BrandRule, out: Path) -> tuple[Path, int]:
-    """Write `source`'s chats to `out` with `rule` cut from every other chat's answers;
-    return `out` and how many chats were changed."""
+def half_breaking(records: list[Record], rule: BrandRule) -> tuple[list[Record], int]:
+    """`records` with `rule`'s text cut from every other chat's answers; returns them and
+    how many chats were changed."""
+    out: list[Record] = []
     changed = 0
-    lines: list[str] = []
-    for number, line in enumerate(source.read_text(encoding="utf-8").splitlines()):
-        if not line.strip():
-            continue
-        record = json.loads(line)
+    for number, record in enumerate(records):
         if number % 2 == 1 and "messages" in record:
-            for message in record["messages"]:
-                if message["role"] == "assistant":
-                    message["content"] = without_rule(message["content"], rule)
+            messages = cast(ChatRecord, record)["messages"]
+            record = {
+                "messages": [
+                    {**m, "content": without_rule(m["content"], rule)}
+                    if m["role"] == "assistant"
+                    else m
+                    for m in messages
+                ]
+            }
             changed += 1
-        lines.append(json.dumps(record, ensure_ascii=False))
-    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        out.append(record)
     return out, changed
+
+
+def starting_dataset(
+    config: TrainConfig, rule: BrandRule, out: Path, scrub: Guard | None, progress: Progress
+) -> Path:
+    """`config`'s data prepared into `out` as `lorastack train` would, then `rule` broken in
+    every other chat of the train and validation splits. The test split keeps the brand's
+    own answers, so test loss still measures against the brand, not against the breakage."""
+    options = PrepareOptions(
+        out=out, paraphrases=config.paraphrases, system_prompt=config.system_prompt or None
+    )
+    prepared = prepare_splits([config.data], options, scrub, progress)
+    train, _ = half_breaking(prepared.train, rule)
+    validation, _ = half_breaking(prepared.validation, rule)
+    broken = dataclasses.replace(prepared, train=train, validation=validation)
+    return write_dataset(out, broken, progress)
 
 
 def rate_by_rule(
@@ -188,7 +209,7 @@ def measure_improve(
     seconds: dict[str, float] = {}
 
     clock = time.monotonic()
-    data, _ = half_breaking(config.data, rule, folder / "half-breaking.jsonl")
+    data = starting_dataset(config, rule, folder / "starting-data", scrub, progress)
     start = TrainConfig(
         **{
             **{f: getattr(config, f) for f in ("domain", "mode", "system_prompt", "rules")},
@@ -197,16 +218,9 @@ def measure_improve(
             "training": start_training or {},
         }
     )
-    paths = new_run_dir(home.runs_dir, config.domain)
-    run_training(
-        start,
-        paths,
-        models,
-        settings.base_model,
-        settings.max_lora_rank,
-        scrub=scrub,
-        progress=progress,
-    )
+    paths = train_new_run(
+        start, home.runs_dir, models, settings, scrub=scrub, progress=progress
+    ).paths
     evaluate_run(paths, models, registry, 0, progress, examples=examples)
     prod = publish_run(paths, registry, promote=True, force=True, reason="benchmark start")
     seconds["starting adapter"] = time.monotonic() - clock

@@ -33,6 +33,7 @@ from lorastack.models import ModelRecord, ModelStore
 from lorastack.precision import precision_options
 from lorastack.progress import NullProgress, Progress
 from lorastack.registry import AdapterRegistry
+from lorastack.settings import Settings
 from lorastack.tensors import checkpoint_module_names
 from lorastack.train.config import PREFERENCE_MODES, ConfigError, TrainConfig
 from lorastack.train.data import (
@@ -44,7 +45,13 @@ from lorastack.train.data import (
     detect_format,
     prepare_dataset,
 )
-from lorastack.train.run import RunPaths, check_prepared, copy_dataset, load_splits
+from lorastack.train.run import (
+    RunPaths,
+    check_prepared,
+    copy_dataset,
+    load_splits,
+    new_run_dir,
+)
 from lorastack.validation import (
     ValidatedAdapter,
     check_lora_options,
@@ -404,3 +411,28 @@ def run_training(
         )
     )
     return result
+
+
+def train_new_run(
+    config: TrainConfig,
+    runs_dir: Path,
+    store: ModelStore,
+    settings: Settings,
+    *,
+    scrub: Guard | None = None,
+    progress: Progress | None = None,
+    registry: AdapterRegistry | None = None,
+) -> TrainResult:
+    """Train `config` in a new run folder under `runs_dir`, with the settings' default base
+    model and rank limit: what every command that trains on the user's behalf does."""
+    paths = new_run_dir(runs_dir, config.domain)
+    return run_training(
+        config,
+        paths,
+        store,
+        settings.base_model,
+        settings.max_lora_rank,
+        scrub=scrub,
+        progress=progress,
+        registry=registry,
+    )

@@ -11,6 +11,7 @@ import pytest
 
 from lorastack.db import open_feedback_store
 from lorastack.manifest import AdapterManifest
+from lorastack.progress import NullProgress
 from lorastack.rules import BrandRule
 from lorastack.settings import Settings
 from lorastack.train.config import ConfigError, TrainConfig, load_config
@@ -22,6 +23,7 @@ from lorastack.train.improve_bench import (
     half_breaking,
     measure_improve,
     rate_by_rule,
+    starting_dataset,
     train_questions,
     without_rule,
     write_improve_report,
@@ -58,17 +60,32 @@ def test_cutting_a_rules_text_breaks_it_and_keeps_the_rest() -> None:
     assert without_rule("Ahoy! Hi.", BrandRule(max_sentences=1)) == "Ahoy! Hi."
 
 
-def test_every_other_chat_breaks_the_rule(tmp_path: Path) -> None:
-    source = tmp_path / "chat.jsonl"
-    rows = [_chat(f"Question {i}?", f"Ahoy! Answer {i}.") for i in range(10)]
-    source.write_text("\n".join(json.dumps(row) for row in rows) + "\n")
-    out, changed = half_breaking(source, AHOY, tmp_path / "half.jsonl")
-    written = [json.loads(line) for line in out.read_text().splitlines()]
-    answers = [row["messages"][-1]["content"] for row in written]
+def test_every_other_chat_breaks_the_rule() -> None:
+    rows: list[Any] = [_chat(f"Question {i}?", f"Ahoy! Answer {i}.") for i in range(10)]
+    broken, changed = half_breaking(rows, AHOY)
+    answers = [row["messages"][-1]["content"] for row in broken]
     assert changed == 5
     assert [AHOY.passes(a) for a in answers] == [True, False] * 5
     assert answers[1] == "Answer 1."
-    assert [row["messages"][1] for row in written] == [row["messages"][1] for row in rows]
+    assert [row["messages"][1] for row in broken] == [row["messages"][1] for row in rows]
+    assert rows[1]["messages"][-1]["content"] == "Ahoy! Answer 1."  # the input is untouched
+
+
+def test_the_starting_data_breaks_the_rule_in_train_and_validation_only(tmp_path: Path) -> None:
+    source = tmp_path / "chat.jsonl"
+    rows = [_chat(f"Question number {i}?", f"Ahoy! Answer {i}.") for i in range(40)]
+    source.write_text("\n".join(json.dumps(row) for row in rows) + "\n")
+    config = TrainConfig(domain="harborline", data=source, rules=[AHOY], paraphrases=0)
+    out = starting_dataset(config, AHOY, tmp_path / "data", None, NullProgress())
+
+    def passing(split: str) -> list[bool]:
+        lines = (out / f"{split}.jsonl").read_text().splitlines()
+        return [AHOY.passes(json.loads(line)["messages"][-1]["content"]) for line in lines]
+
+    assert passing("train") == [True, False] * 16
+    assert passing("validation") == [True, False, True, False]
+    assert all(passing("test")) and len(passing("test")) == 4
+    assert json.loads((out / "report.json").read_text())["splits"]["train"] == 32
 
 
 def test_the_harborline_brand_has_a_rule_to_break() -> None:
@@ -124,13 +141,15 @@ class _Loop:
         self.trained: list[TrainConfig] = []
         self.candidate = RunPaths(tmp_path / "candidate")
 
-    def run_training(self, config: TrainConfig, paths: RunPaths, *args: Any, **kw: Any) -> None:
+    def train_new_run(self, config: TrainConfig, runs_dir: Path, *args: Any, **kw: Any) -> Any:
         self.trained.append(config)
+        paths = RunPaths(runs_dir / "start")
         paths.data.mkdir(parents=True)
         rows = [_chat(f"Question {i}?", "x") for i in range(6)]
         (paths.data / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
         for split in ("validation", "test"):
             (paths.data / f"{split}.jsonl").write_text("")
+        return type("Trained", (), {"paths": paths})()
 
     def publish_run(self, paths: RunPaths, registry: Any, **kw: Any) -> AdapterManifest:
         assert kw["promote"] and kw["force"]
@@ -156,7 +175,7 @@ def test_the_loop_reports_the_rule_before_and_after(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, refuse: bool
 ) -> None:
     loop = _Loop(tmp_path, refuse)
-    for name in ("run_training", "publish_run", "answer_prompts", "improve"):
+    for name in ("train_new_run", "publish_run", "answer_prompts", "improve"):
         monkeypatch.setattr(f"lorastack.train.improve_bench.{name}", getattr(loop, name))
     monkeypatch.setattr("lorastack.train.improve_bench.evaluate_run", lambda *a, **k: {})
     data = tmp_path / "chat.jsonl"
@@ -173,7 +192,7 @@ def test_the_loop_reports_the_rule_before_and_after(
         questions=4,
     )
     start = loop.trained[0]
-    assert start.rules == config.rules and start.data == tmp_path / "bench" / "half-breaking.jsonl"
+    assert start.rules == config.rules and start.data == tmp_path / "bench" / "starting-data"
     assert (bench.feedback_answers, bench.up, bench.down) == (4, 2, 2)
     assert [r.ratings[0].rating for r in loop.rated] == [-1, 1, -1, 1]
     assert (bench.rule_before, bench.rule_after) == (0.46, 0.92)

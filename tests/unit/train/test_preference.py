@@ -176,7 +176,7 @@ def test_preference_defaults_and_the_domain_from_the_starting_adapter() -> None:
     config = build_config({"mode": "kto", "from_adapter": "coffee@prod", "data": "/data"})
     assert config.domain == "coffee"
     training = config.training_fields()
-    assert training["beta"] == 0.1 and training["learning_rate"] == 5e-6
+    assert training["beta"] == 0.1 and training["learning_rate"] == 5e-5
     assert config.lora_fields() == {}
     resolved = config.to_dict()
     assert resolved["from_adapter"] == "coffee@prod"
