@@ -201,6 +201,9 @@ def measure_improve(
 
     progress = progress or NullProgress()
     rule = breakable_rule(config.rules)
+    if (folder / "home").exists():
+        # A second loop in the same home would start from the first one's versions.
+        raise ConfigError(f"{folder} already holds a benchmark's home: choose another folder")
     home = settings.model_copy(
         update={"home": folder / "home", "database_url": f"sqlite:///{folder / 'feedback.db'}"}
     )

@@ -207,6 +207,13 @@ def test_the_loop_reports_the_rule_before_and_after(
     assert not (tmp_path / "user-home" / "adapters").exists()  # a home of its own
 
 
+def test_a_folder_holding_a_benchmark_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "bench" / "home").mkdir(parents=True)
+    config = TrainConfig(domain="harborline", data=tmp_path / "chat.jsonl", rules=[AHOY])
+    with pytest.raises(ConfigError, match="already holds a benchmark"):
+        measure_improve(config, Settings(home=tmp_path / "h"), None, tmp_path / "bench", None)  # type: ignore[arg-type]
+
+
 def test_eval_improve_prints_before_and_after(  # type: ignore[no-untyped-def]
     cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
