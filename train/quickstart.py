@@ -30,8 +30,7 @@ from lorastack.settings import Settings
 from lorastack.train.config import TrainConfig, load_config
 from lorastack.train.evaluate import evaluate_run, publish_run
 from lorastack.train.quality import DEFAULT_EXAMPLES
-from lorastack.train.run import new_run_dir
-from lorastack.train.trainer import run_training
+from lorastack.train.trainer import train_new_run
 
 DEMO_DIR = Path(__file__).resolve().parent / "demo"
 # Where the demo's relative data paths (`train/demo/...`) start: the repository in a
@@ -153,16 +152,9 @@ def train_and_publish(
     `scrub` masks personal data in raw training data with its input policy;
     `quality_examples` test questions measure its rules and fact recall.
     """
-    paths = new_run_dir(settings.runs_dir, config.domain)
-    run_training(
-        config,
-        paths,
-        store,
-        settings.base_model,
-        settings.max_lora_rank,
-        scrub=scrub,
-        progress=progress,
-    )
+    paths = train_new_run(
+        config, settings.runs_dir, store, settings, scrub=scrub, progress=progress
+    ).paths
     evaluate_run(paths, store, registry, SAMPLES, progress, examples=quality_examples)
     # The demo's answers are captured, so that its chat's thumbs have something to rate.
     return publish_run(paths, registry, promote=True, tolerances=settings.publish, capture=True)

@@ -8,6 +8,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -22,6 +23,7 @@ from lorastack.serve.errors import Unauthorized
 from lorastack.serve.keys import KeyStore
 from lorastack.settings import PublishSettings, get_settings
 from lorastack.train import quickstart as demo
+from lorastack.train import trainer
 from lorastack.train.quality import DEFAULT_EXAMPLES
 from lorastack.train.quickstart import (
     DEMO_DIR,
@@ -61,10 +63,11 @@ class FakeTraining:
         self.publish_options: dict[str, Any] = {}
         self.scrubs: list[Any] = []
 
-    def run_training(self, config: Any, paths: RunPaths, *args: Any, **kwargs: Any) -> None:
+    def run_training(self, config: Any, paths: RunPaths, *args: Any, **kwargs: Any) -> Any:
         self.trained.append(config.training_fields())
         self.scrubs.append(kwargs.get("scrub"))
         paths.root.mkdir(parents=True)
+        return SimpleNamespace(paths=paths)
 
     def evaluate_run(self, paths: RunPaths, *args: Any, **options: Any) -> None:
         self.evaluate_options = options
@@ -86,7 +89,8 @@ def fake_training(
     fake_pii_detector: None,
 ) -> FakeTraining:
     fake = FakeTraining(registry, fake_base, tmp_path)
-    monkeypatch.setattr(demo, "run_training", fake.run_training)
+    # train_new_run (train/trainer.py) calls this module-level name when it trains.
+    monkeypatch.setattr(trainer, "run_training", fake.run_training)
     monkeypatch.setattr(demo, "evaluate_run", fake.evaluate_run)
     monkeypatch.setattr(demo, "publish_run", fake.publish_run)
     return fake
@@ -292,9 +296,9 @@ def test_the_demo_serves_first_then_trains_and_announces_each_domain(
         started.append(FakeService(name, argv, events))
         return started[-1]
 
-    def train(config: Any, paths: RunPaths, *args: Any, **kwargs: Any) -> None:
+    def train(config: Any, paths: RunPaths, *args: Any, **kwargs: Any) -> Any:
         events.append("train")
-        FakeTraining.run_training(fake_training, config, paths, *args, **kwargs)
+        return FakeTraining.run_training(fake_training, config, paths, *args, **kwargs)
 
     def stop_waiting(seconds: float) -> None:
         raise KeyboardInterrupt  # the user presses Ctrl-C once everything is served
@@ -302,7 +306,7 @@ def test_the_demo_serves_first_then_trains_and_announces_each_domain(
     monkeypatch.setattr(ModelStore, "pull_bundled", lambda self, progress: (None, False))
     monkeypatch.setattr(quickstart, "start_service", start)
     monkeypatch.setattr(quickstart, "wait_http", lambda *args: events.append("ready"))
-    monkeypatch.setattr(demo, "run_training", train)
+    monkeypatch.setattr(trainer, "run_training", train)
     monkeypatch.setattr(quickstart.time, "sleep", stop_waiting)
     folder = _demo(tmp_path / "demo")
     ports = ("--gateway-port", str(free_port()), "--ui-port", str(free_port()))
