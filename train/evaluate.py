@@ -93,17 +93,20 @@ def answer_prompts(
 ) -> list[str]:
     """The run's adapter's greedy answers to chat `prompts` (brand voice included), as the
     quality pass generates them."""
+    base = store.get(load_run_config(paths).base_model or "")
+    model, tokenizer = _with_adapter(base, paths.adapter)
+    model.eval()
+    return _generate_all(model, tokenizer, prompts, max_new_tokens)
+
+
+def _with_adapter(base: ModelRecord, adapter: Path) -> tuple[Any, Any]:
+    """The fp32 base model holding `adapter` as `default`, and its tokenizer."""
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    base = store.get(load_run_config(paths).base_model or "")
-    tokenizer = AutoTokenizer.from_pretrained(base.path)
-    model: Any = PeftModel.from_pretrained(
-        AutoModelForCausalLM.from_pretrained(base.path, dtype=torch.float32), paths.adapter
-    )
-    model.eval()
-    return _generate_all(model, tokenizer, prompts, max_new_tokens)
+    model = AutoModelForCausalLM.from_pretrained(base.path, dtype=torch.float32)
+    return PeftModel.from_pretrained(model, adapter), AutoTokenizer.from_pretrained(base.path)
 
 
 def _first_line(text: str) -> str:
@@ -216,10 +219,7 @@ def evaluate_run(
     `examples`: the test examples the instruct quality pass answers (rules and fact
     recall); `samples`: how many of them the report shows side by side.
     """
-    import torch
     import transformers
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     progress = progress or NullProgress()
     transformers.utils.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
@@ -250,10 +250,7 @@ def evaluate_run(
         f"evaluating {config.domain} on {len(test)} test examples",
         len(models) * (1 + generations) + (1 if feedback is not None else 0),
     )
-    tokenizer = AutoTokenizer.from_pretrained(base.path)
-    model: Any = PeftModel.from_pretrained(
-        AutoModelForCausalLM.from_pretrained(base.path, dtype=torch.float32), paths.adapter
-    )
+    model, tokenizer = _with_adapter(base, paths.adapter)
     if prod_adapter is not None:
         model.load_adapter(str(prod_adapter), adapter_name="prod")
     start_who = "prod"

@@ -71,6 +71,12 @@ class Measure:
     """A share (0-1, shown as a percentage), else a plain number (a loss, a margin)."""
     higher_is_better: bool = True
 
+    def show(self, value: float | None, digits: int = 4) -> str:
+        """`value` (the candidate's or prod's) as people read this measure; `-` if none."""
+        if value is None:
+            return "-"
+        return f"{value:.0%}" if self.rate else f"{value:.{digits}f}"
+
 
 @dataclass(frozen=True)
 class ImproveResult:

@@ -72,7 +72,7 @@ class ImproveBench:
     published: str | None
     """`DOMAIN@vN`, or None: the gate refused the candidate."""
     refused: list[str] = field(default_factory=list)
-    measures: list[dict[str, Any]] = field(default_factory=list)
+    measures: list[Measure] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     run: str = ""
 
@@ -271,17 +271,10 @@ def measure_improve(
         rule_after=chosen.candidate if chosen else None,
         published=published,
         refused=refused,
-        measures=[asdict(measure) for measure in measures],
+        measures=measures,
         seconds={k: round(v, 1) for k, v in seconds.items()},
         run=str(run),
     )
-
-
-def _shown(measure: Measure | dict[str, Any], value: float | None) -> str:
-    rate = measure.rate if isinstance(measure, Measure) else measure["rate"]
-    if value is None:
-        return "-"
-    return f"{value:.0%}" if rate else f"{value:.3f}"
 
 
 def render_markdown(bench: ImproveBench) -> str:
@@ -297,8 +290,8 @@ def render_markdown(bench: ImproveBench) -> str:
     ]
     for measure in bench.measures:
         lines.append(
-            f"| {measure['name']} | {_shown(measure, measure['prod'])} "
-            f"| {_shown(measure, measure['candidate'])} |"
+            f"| {measure.name} | {measure.show(measure.prod, 3)} "
+            f"| {measure.show(measure.candidate, 3)} |"
         )
     verdict = (
         f"published as {bench.published}"

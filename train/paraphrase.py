@@ -109,10 +109,9 @@ def paraphrase_messages(
     Synonyms are swapped in every user turn; the first one is also framed, with a
     different template in each paraphrase. A chat without a user turn has none.
     """
-    users = [m for m in messages if m["role"] == "user"]
-    if count <= 0 or not users:
+    first = next((i for i, m in enumerate(messages) if m["role"] == "user"), None)
+    if count <= 0 or first is None:
         return []
-    first = next(i for i, m in enumerate(messages) if m["role"] == "user")
     asks = "?" in messages[first]["content"]
     templates = list(TRAIN_QUESTION_TEMPLATES if asks else TRAIN_STATEMENT_TEMPLATES)
     rng.shuffle(templates)

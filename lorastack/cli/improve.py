@@ -10,14 +10,13 @@ from rich.table import Table
 
 from lorastack.cli.context import err, guard_for, model_store, out, registry, settings
 from lorastack.cli.feedback_export import parse_since
-from lorastack.cli.train import TEST_BRANDS, stamp
+from lorastack.cli.train import TEST_BRANDS, stamp, with_brand_data
 from lorastack.progress import progress_display
 from lorastack.train.config import load_config
 from lorastack.train.improve import DEFAULT_WEIGHT, IMPROVE_FORMATS, Measure
 from lorastack.train.improve import improve as run_loop
 from lorastack.train.improve_bench import DEFAULT_QUESTIONS, measure_improve, write_improve_report
 from lorastack.train.quality import DEFAULT_EXAMPLES
-from lorastack.train.quickstart import DEMO_ROOT
 
 
 def improve(
@@ -103,11 +102,6 @@ def improve(
 
 
 def _cells(measure: Measure) -> tuple[str, str, str]:
-    def show(value: float | None) -> str:
-        if value is None:
-            return "-"
-        return f"{value:.0%}" if measure.rate else f"{value:.4f}"
-
     candidate, prod = measure.candidate, measure.prod
     if candidate is None or prod is None:
         change = "-"
@@ -115,7 +109,7 @@ def _cells(measure: Measure) -> tuple[str, str, str]:
         change = f"{(candidate - prod) * 100:+.0f} points"
     else:
         change = f"{candidate - prod:+.4f}"
-    return show(candidate), show(prod), change
+    return measure.show(candidate), measure.show(prod), change
 
 
 def evaluate_improve(
@@ -146,9 +140,7 @@ def evaluate_improve(
     path = config_file or TEST_BRANDS[-1]
     if not path.is_file():
         raise typer.BadParameter(f"{path} does not exist", param_hint="CONFIG_FILE")
-    config = load_config(path)
-    if not config.data.is_absolute() and not config.data.exists():
-        config.data = DEMO_ROOT / config.data
+    config = with_brand_data(load_config(path))
     config_settings = settings()
     folder = (out_dir or config_settings.home / "bench" / f"improve-{stamp()}").absolute()
     folder.mkdir(parents=True, exist_ok=True)

@@ -290,9 +290,14 @@ def _brand_configs(paths: list[Path] | None) -> list[TrainConfig]:
     else:
         configs = [d.config for d in find_domains(DEMO_DIR) if d.config.mode == "instruct"]
         configs += [load_config(brand) for brand in TEST_BRANDS if brand.is_file()]
-    for config in configs:
-        if not config.data.is_absolute() and not config.data.exists():
-            config.data = DEMO_ROOT / config.data
-        if not config.data.exists():
-            raise ConfigError(f"{config.domain}: data {config.data} does not exist")
-    return configs
+    return [with_brand_data(config) for config in configs]
+
+
+def with_brand_data(config: TrainConfig) -> TrainConfig:
+    """`config` with a relative `data` path found from the working folder or, failing
+    that, from the demo's root (a benchmark runs the shipped brands from anywhere)."""
+    if not config.data.is_absolute() and not config.data.exists():
+        config.data = DEMO_ROOT / config.data
+    if not config.data.exists():
+        raise ConfigError(f"{config.domain}: data {config.data} does not exist")
+    return config
