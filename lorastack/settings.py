@@ -60,10 +60,16 @@ class EngineSettings(BaseModel):
     """`auto` picks CUDA when a GPU is visible, else the CPU build's defaults."""
     max_model_len: int = 2048
     """Longest prompt plus answer, in tokens. Higher: more KV-cache memory per request."""
-    max_loras: int = 2
-    """Adapters resident in one batch. Higher: more domains at once, more memory."""
+    max_loras: int = 4
+    """Adapters resident in one batch. Higher: more domains at once, more memory. 4 (was 2):
+    as many as the gateway keeps loaded by default (`max_cpu_loras`), so that every loaded
+    domain can share a batch; with lorastack's CPU LoRA ops a slot costs tens of MB and
+    mixing domains little (docs/performance.md)."""
     max_cpu_loras: int = 4
     """Adapters kept in host memory, ready to swap in without reading disk."""
+    lora_ops: Literal["lorastack", "vllm"] = "lorastack"
+    """LoRA ops of the CPU engine: `lorastack` (serve/cpu_lora, adapters at close to the base
+    model's speed) or `vllm` (vLLM's own). Ignored on GPUs, which keep vLLM's kernels."""
     gpu_memory_utilization: float | None = None
     """Fraction of device memory vLLM reserves (on the CPU: of RAM). None: by device,
     0.9 on a GPU (vLLM's usual share) and 0.3 on the CPU (the CPU build's workers refuse

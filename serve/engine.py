@@ -14,6 +14,7 @@ from pathlib import Path
 from lorastack.errors import EngineError
 from lorastack.models import ModelRecord
 from lorastack.processes import OFFLINE_ENV, ChildProcess
+from lorastack.serve.cpu_lora.plugin import SWITCH as LORA_OPS_SWITCH
 from lorastack.settings import EngineSettings
 
 logger = logging.getLogger(__name__)
@@ -38,8 +39,14 @@ class EngineLaunch:
     served_model_name: str
 
 
-def build_launch(engine: EngineSettings, model: ModelRecord, max_lora_rank: int) -> EngineLaunch:
-    """Translate settings into vLLM's flags (the CPU build's needs included)."""
+def build_launch(
+    engine: EngineSettings, model: ModelRecord, max_lora_rank: int, *, lora: bool = True
+) -> EngineLaunch:
+    """Translate settings into vLLM's flags (the CPU build's needs included).
+
+    `lora=False` starts an engine for the base model alone (the benchmark measures what
+    enabling LoRA costs it); lorastack serves with LoRA on.
+    """
     use_cpu = engine.device == "cpu" or (engine.device == "auto" and not gpu_visible())
     memory = engine.gpu_memory_utilization
     if memory is None:
@@ -64,13 +71,7 @@ def build_launch(engine: EngineSettings, model: ModelRecord, max_lora_rank: int)
         engine.dtype,
         "--tensor-parallel-size",
         str(engine.tensor_parallel_size),
-        "--enable-lora",
-        "--max-lora-rank",
-        str(max_lora_rank),
-        "--max-loras",
-        str(engine.max_loras),
-        "--max-cpu-loras",
-        str(engine.max_cpu_loras),
+        *(_lora_flags(engine, max_lora_rank) if lora else []),
         "--disable-uvicorn-access-log",
         *engine.extra_args,
     ]
@@ -78,6 +79,8 @@ def build_launch(engine: EngineSettings, model: ModelRecord, max_lora_rank: int)
         **OFFLINE_ENV,
         # Lets the gateway load and unload adapters while the engine runs.
         "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True",
+        # Read by lorastack's vLLM plugin (serve/cpu_lora/plugin.py) in the engine's processes.
+        LORA_OPS_SWITCH: engine.lora_ops,
     }
     if use_cpu:
         env["VLLM_CPU_KVCACHE_SPACE"] = str(engine.cpu_kv_cache_gib)
@@ -87,6 +90,18 @@ def build_launch(engine: EngineSettings, model: ModelRecord, max_lora_rank: int)
         url=f"http://{engine.host}:{engine.port}",
         served_model_name=model.name,
     )
+
+
+def _lora_flags(engine: EngineSettings, max_lora_rank: int) -> list[str]:
+    return [
+        "--enable-lora",
+        "--max-lora-rank",
+        str(max_lora_rank),
+        "--max-loras",
+        str(engine.max_loras),
+        "--max-cpu-loras",
+        str(engine.max_cpu_loras),
+    ]
 
 
 @dataclass

@@ -226,6 +226,8 @@ class StreamScreening:
     async def feed(self, text: str, *, last: bool = False) -> Released:
         """The text now safe; with `last`, everything held back too."""
         screening = self._screening
+        if not last and self._redactor.hold(text):
+            return Released("", "")  # nothing due: no scan, no hop to the screening pool
 
         def release() -> Released:
             # The redactor keeps placeholders whole, so each piece restores on its own.

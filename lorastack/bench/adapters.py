@@ -9,11 +9,33 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 
-def write_random_loras(base: Path, targets: Sequence[tuple[Path, int]], std: float = 0.5) -> None:
-    """Write one rank-8 LoRA on q/v projections per `(folder, seed)`, loading `base` once.
+@dataclass(frozen=True)
+class LoraShape:
+    """Which layers an adapter changes, and its rank."""
+
+    name: str
+    rank: int
+    target_modules: str | tuple[str, ...]
+
+
+QV_RANK8 = LoraShape("r8-qv", 8, ("q_proj", "v_proj"))
+"""The smallest common shape: rank 8 on the attention's q and v projections."""
+ALL_LINEAR_RANK16 = LoraShape("r16-all", 16, "all-linear")
+"""What `lorastack train` trains by default (train/config.py): rank 16, every linear layer."""
+SHAPES = {shape.name: shape for shape in (QV_RANK8, ALL_LINEAR_RANK16)}
+
+
+def write_random_loras(
+    base: Path,
+    targets: Sequence[tuple[Path, int]],
+    std: float = 0.5,
+    shape: LoraShape = QV_RANK8,
+) -> None:
+    """Write one LoRA of `shape` per `(folder, seed)`, loading `base` once.
 
     The same seed gives the same weights. `std` is the spread of `lora_B`, large enough
     that each adapter changes the base model's answers.
@@ -25,10 +47,11 @@ def write_random_loras(base: Path, targets: Sequence[tuple[Path, int]], std: flo
 
     transformers.utils.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    target_modules = shape.target_modules
     config = LoraConfig(
-        r=8,
-        lora_alpha=16,
-        target_modules=["q_proj", "v_proj"],
+        r=shape.rank,
+        lora_alpha=2 * shape.rank,
+        target_modules=target_modules if isinstance(target_modules, str) else list(target_modules),
         init_lora_weights=False,
         task_type="CAUSAL_LM",
     )
@@ -45,7 +68,9 @@ def write_random_loras(base: Path, targets: Sequence[tuple[Path, int]], std: flo
         peft_model.save_pretrained(str(folder))
 
 
-def write_random_lora(base: Path, folder: Path, seed: int, std: float = 0.5) -> Path:
-    """A rank-8 LoRA on q/v projections with random weights strong enough to change answers."""
-    write_random_loras(base, [(folder, seed)], std)
+def write_random_lora(
+    base: Path, folder: Path, seed: int, std: float = 0.5, shape: LoraShape = QV_RANK8
+) -> Path:
+    """A LoRA of `shape` with random weights strong enough to change answers."""
+    write_random_loras(base, [(folder, seed)], std, shape)
     return folder

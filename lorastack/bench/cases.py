@@ -254,16 +254,18 @@ async def _swap_loop(
 Swapper = Callable[[asyncio.Event], Coroutine[Any, Any, SwapStats]]
 
 
-async def run_case(
-    case: Case,
+async def measure(
+    name: str,
+    models: Sequence[str],
+    concurrency: int,
     target: RouteTarget,
-    stack: ServingStack,
     plan: ServingPlan,
     progress: Progress,
     swapper: Swapper | None = None,
-) -> CaseResult:
-    models = _models(stack, case.workload)
-    count = plan.requests(case.concurrency)
+) -> tuple[CaseStats, SwapStats | None]:
+    """Warm up on each of `models`, run the closed-loop load on them, leave no adapter;
+    what the admin loop did when there was one."""
+    count = plan.requests(concurrency)
     await target.prepare(models)
     async with load_client(1, plan.timeout_s) as client:
         for model in models:
@@ -277,8 +279,8 @@ async def run_case(
                 headers=target.headers,
             )
             if not warm.ok:
-                logger.warning("warm-up of %s on %s failed: %s", model, case.name, warm.error)
-    progress.step(f"{case.name}: {count} requests", total=count)
+                logger.warning("warm-up of %s on %s failed: %s", model, name, warm.error)
+    progress.step(f"{name}: {count} requests", total=count)
 
     def done(_: RequestResult) -> None:
         progress.advance(1)
@@ -289,7 +291,7 @@ async def run_case(
         run: LoadRun = await run_load(
             target.url,
             plan_requests(models, count, plan.seed),
-            concurrency=case.concurrency,
+            concurrency=concurrency,
             max_tokens=plan.max_tokens,
             seed=plan.seed,
             headers=target.headers,
@@ -300,7 +302,27 @@ async def run_case(
         stop.set()
         swap = await swapping if swapping is not None else None
     await target.reset()
-    return CaseResult(case, summarise(run), swap)
+    return summarise(run), swap
+
+
+async def run_case(
+    case: Case,
+    target: RouteTarget,
+    stack: ServingStack,
+    plan: ServingPlan,
+    progress: Progress,
+    swapper: Swapper | None = None,
+) -> CaseResult:
+    stats, swap = await measure(
+        case.name,
+        _models(stack, case.workload),
+        case.concurrency,
+        target,
+        plan,
+        progress,
+        swapper,
+    )
+    return CaseResult(case, stats, swap)
 
 
 async def run_serving(

@@ -60,3 +60,21 @@ def machine_info() -> dict[str, Any]:
         "load_at_start": load_average(),
         "versions": _versions(),
     }
+
+
+def process_tree_rss_mib(pid: int) -> float:
+    """Resident memory of a process and all its descendants, in MiB (Linux; 0 elsewhere)."""
+    total_kib = 0
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        proc = Path("/proc") / str(current)
+        try:
+            for line in (proc / "status").read_text(encoding="utf-8").splitlines():
+                if line.startswith("VmRSS:"):
+                    total_kib += int(line.split()[1])
+            for task in (proc / "task").iterdir():
+                pending += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, ValueError):
+            continue
+    return total_kib / 1024

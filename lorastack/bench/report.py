@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from lorastack.bench.cases import CaseResult, Route, Workload
+from lorastack.bench.engine_ops import EngineReport
+from lorastack.bench.stats import CaseStats
 from lorastack.bench.targets import Comparison, TargetCheck, compare, evaluate
 from lorastack.bench.training import TrainingRun
 from lorastack.fsutil import write_json_atomic
@@ -28,13 +30,15 @@ class BenchReport:
     serving: list[CaseResult] | None = None
     guard: list[dict[str, Any]] | None = None
     training: list[TrainingRun] | None = None
+    engine: EngineReport | None = None
     notes: list[str] = field(default_factory=list)
 
     def comparisons(self) -> list[Comparison]:
         return compare(self.serving or [])
 
     def targets(self) -> list[TargetCheck]:
-        return evaluate(self.serving or [], self.comparisons(), self.guard)
+        checks = evaluate(self.serving or [], self.comparisons(), self.guard)
+        return checks + (self.engine.targets() if self.engine is not None else [])
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -49,6 +53,7 @@ class BenchReport:
                 "cases": [r.to_dict() for r in self.serving],
                 "ratios": [c.to_dict() for c in self.comparisons()],
             },
+            "engine": None if self.engine is None else self.engine.to_dict(),
             "guard": None if self.guard is None else {"timings": self.guard},
             "training": None
             if self.training is None
@@ -87,6 +92,63 @@ def _describe(values: dict[str, Any]) -> str:
     return "; ".join(f"{k}: {text(v)}" for k, v in values.items())
 
 
+def _cases_table(cases: Sequence[tuple[str, CaseStats]]) -> list[str]:
+    return _table(
+        [
+            "case",
+            "requests",
+            "failed",
+            "tokens/s",
+            "TTFT p50 ms",
+            "TTFT p99 ms",
+            "TPOT p50 ms",
+            "TPOT p99 ms",
+            "latency p50 ms",
+            "latency p99 ms",
+        ],
+        [
+            [
+                name,
+                str(stats.requests),
+                str(stats.failed),
+                _num(stats.tokens_per_s),
+                _num(stats.ttft_p50_ms),
+                _num(stats.ttft_p99_ms),
+                _num(stats.tpot_p50_ms),
+                _num(stats.tpot_p99_ms),
+                _num(stats.latency_p50_ms, 0),
+                _num(stats.latency_p99_ms, 0),
+            ]
+            for name, stats in cases
+        ],
+    )
+
+
+def _failures(cases: Sequence[tuple[str, CaseStats]]) -> list[str]:
+    errors = [(name, error) for name, stats in cases for error in stats.errors]
+    if not errors:
+        return []
+    return ["", "Failures seen:", "", *(f"- {name}: {error}" for name, error in errors)]
+
+
+def _ratios_table(comparisons: Sequence[Comparison]) -> list[str]:
+    return _table(
+        ["comparison", "metric", "concurrency", "subject vs reference", "value"],
+        [
+            [
+                c.name,
+                c.metric,
+                str(c.concurrency),
+                f"{c.subject} vs {c.reference}",
+                (_num(c.value, 3) + "x")
+                if c.kind == "ratio" and c.value is not None
+                else (f"{c.value:+.1f} ms" if c.value is not None else "-"),
+            ]
+            for c in comparisons
+        ],
+    )
+
+
 def render_markdown(report: BenchReport) -> str:
     lines = [
         f"# lorastack bench, {report.started_at}",
@@ -110,35 +172,7 @@ def render_markdown(report: BenchReport) -> str:
         lines.append("")
     if report.serving is not None:
         lines += ["## Serving", ""]
-        lines += _table(
-            [
-                "case",
-                "requests",
-                "failed",
-                "tokens/s",
-                "TTFT p50 ms",
-                "TTFT p99 ms",
-                "TPOT p50 ms",
-                "TPOT p99 ms",
-                "latency p50 ms",
-                "latency p99 ms",
-            ],
-            [
-                [
-                    r.case.name,
-                    str(r.stats.requests),
-                    str(r.stats.failed),
-                    _num(r.stats.tokens_per_s),
-                    _num(r.stats.ttft_p50_ms),
-                    _num(r.stats.ttft_p99_ms),
-                    _num(r.stats.tpot_p50_ms),
-                    _num(r.stats.tpot_p99_ms),
-                    _num(r.stats.latency_p50_ms, 0),
-                    _num(r.stats.latency_p99_ms, 0),
-                ]
-                for r in report.serving
-            ],
-        )
+        lines += _cases_table([(r.case.name, r.stats) for r in report.serving])
         swaps = [r for r in report.serving if r.swap is not None]
         for result in swaps:
             assert result.swap is not None
@@ -146,26 +180,22 @@ def render_markdown(report: BenchReport) -> str:
                 f"\n{result.case.name}: {result.swap.operations} admin operations "
                 f"(promote, unload) during the run, {result.swap.failed} failed."
             )
-        errors = [(r.case.name, e) for r in report.serving for e in r.stats.errors]
-        if errors:
-            lines += ["", "Failures seen:", ""]
-            lines += [f"- {name}: {error}" for name, error in errors]
+        lines += _failures([(r.case.name, r.stats) for r in report.serving])
         lines += ["", "## Ratios", ""]
-        lines += _table(
-            ["comparison", "metric", "concurrency", "subject vs reference", "value"],
-            [
-                [
-                    c.name,
-                    c.metric,
-                    str(c.concurrency),
-                    f"{c.subject} vs {c.reference}",
-                    (_num(c.value, 3) + "x")
-                    if c.kind == "ratio" and c.value is not None
-                    else (f"{c.value:+.1f} ms" if c.value is not None else "-"),
-                ]
-                for c in report.comparisons()
-            ],
-        )
+        lines += _ratios_table(report.comparisons())
+        lines.append("")
+    if report.engine is not None:
+        lines += ["## Engine: vLLM's CPU LoRA ops and lorastack's (vLLM directly)", ""]
+        lines += _cases_table([(r.case.name, r.stats) for r in report.engine.cases])
+        lines += _failures([(r.case.name, r.stats) for r in report.engine.cases])
+        if report.engine.memory_mib:
+            lines += ["", "Resident memory of each engine after its cases:", ""]
+            lines += _table(
+                ["engine", "MiB"],
+                [[name, _num(mib, 0)] for name, mib in report.engine.memory_mib.items()],
+            )
+        lines += ["", "### Engine ratios", ""]
+        lines += _ratios_table(report.engine.comparisons())
         lines.append("")
     if report.guard is not None:
         lines += ["## Guard scan time (one core)", ""]

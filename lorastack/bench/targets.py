@@ -193,7 +193,7 @@ RULES: tuple[_Rule, ...] = (
 )
 
 
-def _check(value: float | None, limit: float, at_least: bool) -> bool | None:
+def check(value: float | None, limit: float, at_least: bool) -> bool | None:
     if value is None:
         return None
     return value >= limit if at_least else value <= limit
@@ -226,7 +226,7 @@ def evaluate(
                     _where(comparison),
                     comparison.value,
                     rule.limit,
-                    _check(comparison.value, rule.limit, rule.at_least),
+                    check(comparison.value, rule.limit, rule.at_least),
                 )
             )
         if rule.comparison == "swap vs steady":
@@ -240,7 +240,7 @@ def evaluate(
                             result.case.name,
                             failed,
                             0.0,
-                            _check(failed, 0.0, False),
+                            check(failed, 0.0, False),
                         )
                     )
     if guard_timings is not None:
@@ -254,7 +254,7 @@ def evaluate(
                 f"{words}-word message",
                 None if value is None else round(float(value), 3),
                 scan_limit_ms,
-                _check(None if value is None else float(value), scan_limit_ms, False),
+                check(None if value is None else float(value), scan_limit_ms, False),
             )
         )
     return checks

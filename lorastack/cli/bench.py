@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import secrets
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -16,8 +19,15 @@ import typer
 from rich.table import Table
 
 from lorastack.bench.cases import ServingPlan, ServingStack, run_serving
+from lorastack.bench.engine_ops import (
+    EngineReport,
+    EngineVariant,
+    engine_variants,
+    run_engine_ops,
+    write_adapters,
+)
 from lorastack.bench.errors import BenchError
-from lorastack.bench.machine import load_average, machine_info
+from lorastack.bench.machine import load_average, machine_info, process_tree_rss_mib
 from lorastack.bench.report import MARKDOWN_FILE, BenchReport, write_report
 from lorastack.bench.stack import (
     GatewayProcess,
@@ -40,6 +50,7 @@ DEFAULT_LEVELS = [1, 8]
 
 class Part(StrEnum):
     SERVE = "serve"
+    ENGINE = "engine"
     GUARD = "guard"
     TRAIN = "train"
 
@@ -128,6 +139,66 @@ def _serve(
         engine.stop()
 
 
+def _lora_modules(at_start: dict[str, Path]) -> list[str]:
+    if not at_start:
+        return []
+    return ["--lora-modules", *(f"{name}={path}" for name, path in at_start.items())]
+
+
+@contextmanager
+def _variant_engine(
+    config: Settings,
+    record: ModelRecord,
+    folder: Path,
+    variant: EngineVariant,
+    at_start: dict[str, Path],
+) -> Iterator[EngineProcess]:
+    """An engine of the engine part: the deployed settings but for what the variant sets."""
+    engine = config.engine.model_copy(
+        update={
+            "port": free_port(),
+            "max_loras": variant.max_loras,
+            "max_cpu_loras": max(config.engine.max_cpu_loras, variant.max_loras),
+            "lora_ops": variant.lora_ops or config.engine.lora_ops,
+            "extra_args": [*config.engine.extra_args, *_lora_modules(at_start)],
+        }
+    )
+    launch = build_launch(engine, record, config.max_lora_rank, lora=variant.lora_ops is not None)
+    log = folder / f"engine-{variant.name}.log"
+    with EngineProcess(launch, log, config.engine.startup_timeout_s) as process:
+        yield process
+
+
+def _engine_ops(
+    config: Settings,
+    record: ModelRecord,
+    scratch: Path,
+    folder: Path,
+    plan: ServingPlan,
+    domains: int,
+    quick: bool,
+    report: BenchReport,
+    progress: Progress,
+) -> None:
+    progress.step(f"writing {domains} random LoRA adapters of each shape")
+    adapters = write_adapters(record.path, scratch / "engine-adapters", domains, plan.seed)
+    variants = engine_variants(config.engine.max_loras, [2, domains])
+    if quick:
+        variants = variants[:2]  # vLLM's ops and lorastack's: the comparison CI runs
+    report.engine = EngineReport(cases=[], memory_mib={})
+
+    run_engine_ops(
+        functools.partial(_variant_engine, config, record, folder),
+        variants,
+        record.name,
+        adapters,
+        plan,
+        process_tree_rss_mib,
+        report.engine,
+        progress,
+    )
+
+
 def bench(
     quick: Annotated[
         bool,
@@ -182,8 +253,10 @@ def bench(
     Serving: one vLLM engine on the bundled model, measured directly, through the gateway
     without guardrails and with them, each with the base model, one random domain adapter
     and N domains mixed, at each concurrency level; then with adapters promoted and unloaded
-    during the run. Guard: scan time per message on one core. Train: tokens per second and
-    peak memory, padded vs packed. Writes bench.json, bench.md and PNG plots.
+    during the run. Engine: vLLM's CPU LoRA ops against lorastack's, on engines of their
+    own, with both adapter shapes, LoRA off, and more adapters per batch. Guard: scan time
+    per message on one core. Train: tokens per second and peak memory, padded vs packed.
+    Writes bench.json, bench.md and PNG plots.
     """
     config = settings()
     parts = set(only or list(Part))
@@ -246,6 +319,10 @@ def bench(
                 report.guard = run_guard_bench(env, guard_repeats, folder / "guard.log")
             if Part.SERVE in parts:
                 _serve(config, record, Path(scratch), folder, plan, mixed, report, progress)
+            if Part.ENGINE in parts:
+                _engine_ops(
+                    config, record, Path(scratch), folder, plan, mixed, quick, report, progress
+                )
             if Part.TRAIN in parts:
                 progress.step(f"training: padded then packed, {spec.steps} steps each")
                 report.training = run_variants(record.path, spec, folder / "training.log")

@@ -27,10 +27,25 @@ TARGETS = {
     "hot-swap TPOT",
     "hot-swap failures",
     "guard scan time",
+    "adapter speed, r16 all-linear",
+    "adapter speed, r8 q/v",
+    "N adapters mixed (engine)",
+    "adapter loaded at run time",
+}
+# --quick runs vLLM's LoRA ops and lorastack's: the engine part's comparison.
+ENGINE_CASES = {
+    *(f"vllm-ops/{shape}/{w}" for shape in ("r8-qv", "r16-all") for w in ("adapter", "mixed")),
+    "vllm-ops/base/base",
+    *(
+        f"lorastack-ops/{shape}/{w}"
+        for shape in ("r8-qv", "r16-all")
+        for w in ("adapter", "mixed", "at-start")
+    ),
+    "lorastack-ops/base/base",
 }
 
 
-# About 3 minutes on an idle 2-core machine; a slow or busy one takes several times longer.
+# About 6 minutes on an idle 2-core machine; a slow or busy one takes several times longer.
 @pytest.mark.timeout(1800)
 def test_quick_bench_measures_every_case(bundled_model: ModelRecord, tmp_path: Path) -> None:
     out = tmp_path / "bench"
@@ -82,6 +97,17 @@ def test_quick_bench_measures_every_case(bundled_model: ModelRecord, tmp_path: P
             assert ratio["value"] == pytest.approx(subject / reference, abs=1e-4), ratio
         else:
             assert ratio["value"] == pytest.approx(subject - reference, abs=0.01), ratio
+
+    engine = {c["name"]: c for c in data["engine"]["cases"]}
+    assert set(engine) == {f"{case}/c{c}" for case in ENGINE_CASES for c in LEVELS}
+    for name, case in engine.items():
+        assert case["failed"] == 0, (name, case["errors"])
+        assert case["output_tokens"] == case["requests"] * QUICK_TOKENS, name
+    assert set(data["engine"]["memory_mib"]) == {"vllm-ops", "lorastack-ops"}
+    for ratio in data["engine"]["ratios"]:
+        subject, reference = engine[ratio["subject"]], engine[ratio["reference"]]
+        expected = subject["tokens_per_s"] / reference["tokens_per_s"]
+        assert ratio["value"] == pytest.approx(expected, abs=1e-4), ratio
 
     assert [t["name"] for t in data["guard"]["timings"]] == ["short", "medium", "long"]
     runs = data["training"]["runs"]

@@ -30,11 +30,21 @@ def test_launch_on_the_cpu_enables_runtime_lora(
     assert _flag(argv, "--host") == "127.0.0.1"
     assert "--enable-lora" in argv
     assert _flag(argv, "--max-lora-rank") == "16"
-    assert _flag(argv, "--max-loras") == "2"
+    assert _flag(argv, "--max-loras") == "4"
     assert launch.env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "True"
     assert launch.env["VLLM_CPU_KVCACHE_SPACE"] == "1"
     assert launch.env["HF_HUB_OFFLINE"] == "1"
+    assert launch.env["LORASTACK_LORA_OPS"] == "lorastack"
     assert launch.url == "http://127.0.0.1:8100"
+
+
+def test_vllms_own_lora_ops_are_one_setting_away(
+    fake_base: ModelRecord, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LORASTACK_ENGINE__LORA_OPS", "vllm")
+    settings = load_settings()
+    launch = build_launch(settings.engine, fake_base, settings.max_lora_rank)
+    assert launch.env["LORASTACK_LORA_OPS"] == "vllm"
 
 
 def test_launch_on_a_gpu_passes_settings_through(
