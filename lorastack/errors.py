@@ -74,3 +74,15 @@ class DatabaseError(LorastackError):
 
 class ExchangeNotFound(LorastackError):
     """A rating names a response id that no stored exchange has (never captured, or purged)."""
+
+
+class ManagedKeyError(LorastackError):
+    """A managed API key cannot be created, found or changed; the message says why."""
+
+
+class KeyNotFound(ManagedKeyError):
+    """No managed key has that name (or it was revoked, for an operation that needs it live)."""
+
+
+class KeyNameTaken(ManagedKeyError):
+    """A managed key (live or revoked) already has that name."""

@@ -42,6 +42,9 @@ VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
+MetricsAuth = Literal["open", "key"]
+"""Who may read the gateway's /metrics (`GatewaySettings.metrics_auth`)."""
+
 
 def _check_port(port: int) -> int:
     if not 1 <= port <= 65535:
@@ -60,13 +63,15 @@ class EngineSettings(BaseModel):
     """`auto` picks CUDA when a GPU is visible, else the CPU build's defaults."""
     max_model_len: int = 2048
     """Longest prompt plus answer, in tokens. Higher: more KV-cache memory per request."""
-    max_loras: int = 4
-    """Adapters resident in one batch. Higher: more domains at once, more memory. 4 (was 2):
+    max_loras: int = 8
+    """Adapters resident in one batch. Higher: more domains at once, more memory. 8 (was 2):
     as many as the gateway keeps loaded by default (`max_cpu_loras`), so that every loaded
-    domain can share a batch; with lorastack's CPU LoRA ops a slot costs tens of MB and
-    mixing domains little (docs/performance.md)."""
-    max_cpu_loras: int = 4
-    """Adapters kept in host memory, ready to swap in without reading disk."""
+    domain can share a batch and 8 concurrent streams never wait for a slot; with
+    lorastack's CPU LoRA ops a slot costs tens of MB and mixing domains little
+    (docs/performance.md)."""
+    max_cpu_loras: int = 8
+    """Adapters kept in host memory, ready to swap in without reading disk; also how many
+    the gateway keeps loaded (`gateway.max_adapters`)."""
     lora_ops: Literal["lorastack", "vllm"] = "lorastack"
     """LoRA ops of the CPU engine: `lorastack` (serve/cpu_lora, adapters at close to the base
     model's speed) or `vllm` (vLLM's own). Ignored on GPUs, which keep vLLM's kernels."""
@@ -118,7 +123,7 @@ class GatewaySettings(BaseModel):
     """The OpenAI-compatible gateway that clients talk to."""
 
     host: str = "127.0.0.1"
-    """Bind address. Binding beyond loopback requires API keys."""
+    """Bind address. Beyond loopback, a gateway without any key refuses every request."""
     port: int = 8000
     api_keys: list[str] = Field(default_factory=list)
     """Client keys accepted as `Authorization: Bearer KEY` for every domain."""
@@ -126,6 +131,11 @@ class GatewaySettings(BaseModel):
     """YAML file of client keys, each limited to some domains (see docs); read at start."""
     admin_key: str | None = None
     """Key for the /admin API; the admin API is disabled without one."""
+    metrics_auth: MetricsAuth = "open"
+    """Who may read /metrics: `open`, anyone (while the gateway has keys, a caller without
+    a valid one sees no domain's name: those series are summed under `domain="_other"`);
+    `key`, a valid client key or the admin key only (401 otherwise). A client key limited
+    to some domains sees only those by name."""
     upstreams: list[str] = Field(default_factory=list)
     """Already running vLLM servers to front; empty: `lorastack serve` starts its own."""
     max_body_bytes: int = 1_048_576
@@ -151,19 +161,38 @@ class GatewaySettings(BaseModel):
     max_adapters: int | None = None
     """Adapters kept loaded before the least recently used idle one is unloaded
     (default: the engine's max_cpu_loras)."""
+    keys_refresh_s: float = Field(default=5.0, gt=0)
+    """How often the gateway rereads the keys made by `lorastack keys` (the database's):
+    a key created, revoked or rotated elsewhere takes effect within this time."""
+    limits_storage: str = "database"
+    """Where the keys' rate-limit counters live: `database` (the lorastack database, shared
+    by the gateways that share it), `memory` (this process only), or a `limits` storage URI
+    such as `redis://host:6379`."""
+    max_concurrent_per_domain: int | None = Field(default=None, ge=1)
+    """Requests one domain may have in flight on this gateway (429 above); None: no cap."""
+    domain_concurrency: dict[str, int] = Field(default_factory=dict)
+    """Per-domain caps on requests in flight, overriding `max_concurrent_per_domain`."""
 
     @field_validator("port")
     @classmethod
     def _valid_port(cls, port: int) -> int:
         return _check_port(port)
 
+    @property
+    def loopback(self) -> bool:
+        """Whether only this host can reach the gateway (then it may run without keys)."""
+        return self.host in _LOOPBACK_HOSTS
+
+    @field_validator("domain_concurrency")
+    @classmethod
+    def _positive_caps(cls, caps: dict[str, int]) -> dict[str, int]:
+        for domain, cap in caps.items():
+            if cap < 1:
+                raise ValueError(f"the cap of {domain} must be at least 1, got {cap}")
+        return caps
+
     @model_validator(mode="after")
-    def _no_open_public_bind(self) -> GatewaySettings:
-        if self.host not in _LOOPBACK_HOSTS and not (self.api_keys or self.keys_file):
-            raise ValueError(
-                f"binding the gateway to {self.host} without api_keys would expose it "
-                "to the network unauthenticated; set LORASTACK_GATEWAY__API_KEYS or __KEYS_FILE"
-            )
+    def _valid_admin_key(self) -> GatewaySettings:
         if self.admin_key is not None and len(self.admin_key) < 16:
             raise ValueError("admin_key must be at least 16 characters")
         return self

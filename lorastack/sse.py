@@ -32,8 +32,11 @@ class StreamErrorEvent(LorastackError):
     """The server sent an error event in the middle of the stream."""
 
 
-def encode(event: dict[str, Any]) -> bytes:
-    return f"data: {json.dumps(event, ensure_ascii=False, separators=(',', ':'))}\n\n".encode()
+def encode(event: dict[str, Any], name: str | None = None) -> bytes:
+    """One event; with `name`, an `event:` line too (the Responses API names every event)."""
+    data = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
+    head = f"event: {name}\n" if name else ""
+    return f"{head}data: {data}\n\n".encode()
 
 
 async def read_events(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:

@@ -20,8 +20,11 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from opentelemetry.trace import Tracer
+
 from lorastack.fsutil import sha256_file
 from lorastack.manifest import AdapterManifest
+from lorastack.serve import tracing
 from lorastack.serve.errors import AdapterLoadFailed, GatewayError
 from lorastack.serve.metrics import Metrics
 from lorastack.serve.upstream import Upstream
@@ -74,10 +77,17 @@ class AdapterSlot:
 class AdapterManager:
     """The adapter slots of one engine."""
 
-    def __init__(self, upstream: Upstream, capacity: int, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        upstream: Upstream,
+        capacity: int,
+        metrics: Metrics,
+        tracer: Tracer = tracing.NO_TRACER,
+    ) -> None:
         self.upstream = upstream
         self.capacity = capacity
         self.metrics = metrics
+        self.tracer = tracer
         self._slots: dict[str, AdapterSlot] = {}
         self._eviction = asyncio.Lock()
 
@@ -125,21 +135,22 @@ class AdapterManager:
 
     async def _load(self, slot: AdapterSlot) -> None:
         """Load under the slot's lock, evicting an idle adapter first if the engine is full."""
-        await self._make_room(slot)
-        self._set_state(slot, SlotState.LOADING)
-        started = time.monotonic()
-        try:
-            await asyncio.to_thread(_check_weights, slot)
-            await self.upstream.load_adapter(slot.name, str(slot.path))
-        except GatewayError as error:
-            slot.error = str(error)
-            self._set_state(slot, SlotState.FAILED)
-            self.metrics.adapter_loaded(slot.manifest.domain, "failed", None)
-            logger.warning("loading %s failed: %s", slot.name, error)
-            # The next request may retry: FAILED is not sticky.
-            raise AdapterLoadFailed(
-                f"the adapter for {slot.manifest.domain} could not be loaded; try again"
-            ) from None
+        with tracing.active(tracing.adapter_load_span(self.tracer, slot.manifest, slot.name)):
+            await self._make_room(slot)
+            self._set_state(slot, SlotState.LOADING)
+            started = time.monotonic()
+            try:
+                await asyncio.to_thread(_check_weights, slot)
+                await self.upstream.load_adapter(slot.name, str(slot.path))
+            except GatewayError as error:
+                slot.error = str(error)
+                self._set_state(slot, SlotState.FAILED)
+                self.metrics.adapter_loaded(slot.manifest.domain, "failed", None)
+                logger.warning("loading %s failed: %s", slot.name, error)
+                # The next request may retry: FAILED is not sticky.
+                raise AdapterLoadFailed(
+                    f"the adapter for {slot.manifest.domain} could not be loaded; try again"
+                ) from None
         slot.load_seconds = time.monotonic() - started
         slot.error = None
         slot.last_used = time.monotonic()

@@ -11,6 +11,9 @@ requests down. Here:
 - at most `slots` requests are admitted at once (as many as there are screening
   threads), and while they are all taken, keys take turns (`lorastack.turns`):
   a key's fifth request waits behind every other key's first one;
+- a key with limits (`lorastack keys create --rpm/--tpm/--budget`) has its request counted
+  and is refused over them (rate_limits.py), before anything else is spent on it; the
+  answer carries the `x-ratelimit-*` headers;
 - a request leaves admission when it is handed to the engine (or answered): the
   engine's own queueing is vLLM's, and an answer being generated holds no slot;
 - a key whose requests keep being refused as its own mistakes (4xx: too long,
@@ -40,6 +43,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from lorastack.serve.errors import EngineUnavailable, GatewayError, send_error
 from lorastack.serve.keys import KeyStore
 from lorastack.serve.outcome import outcome_of
+from lorastack.serve.rate_limits import KeyLimiter
 from lorastack.turns import FairSlots
 
 
@@ -54,9 +58,11 @@ class Admission:
         paths: Collection[str],
         wait_s: float = 30.0,
         refusals_per_s: int = 10,
+        limiter: KeyLimiter | None = None,
     ) -> None:
         self.app = app
         self.keys = keys
+        self.limiter = limiter
         self.paths = frozenset(paths)
         self.wait_s = wait_s
         self._slots = FairSlots(slots)
@@ -72,9 +78,12 @@ class Admission:
         ]
         try:
             key = self.keys.client(headers)
+            limit_headers = await self.limiter.admit(key) if self.limiter is not None else {}
         except GatewayError as error:
             await send_error(scope, send, error)
             return
+        if limit_headers:
+            send = _with_headers(send, limit_headers)
         tenant = key.name if key is not None else _client_address(scope)
         try:
             await asyncio.wait_for(self._turn(tenant), self.wait_s)
@@ -112,6 +121,17 @@ class Admission:
 def _client_address(scope: Scope) -> str:
     client = scope.get("client")
     return f"client:{client[0]}" if client else "open"
+
+
+def _with_headers(send: Send, extra: dict[str, str]) -> Send:
+    encoded = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in extra.items()]
+
+    async def sending(message: Any) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), *encoded]}
+        await send(message)
+
+    return sending
 
 
 def _leaving_on_start(send: Send, leave: Callable[[], None], status: list[int]) -> Send:

@@ -62,6 +62,7 @@ class RequestBoundary:
                 outcome.error_code = outcome.error_code or "server_error"
                 await send_error(scope, sending, GatewayError("internal error"))
         finally:
+            outcome.done()
             # No status and no error: the client went away before an answer began.
             counted = status if status is not None else CLIENT_CLOSED
             self.metrics.response(

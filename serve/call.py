@@ -3,7 +3,9 @@
 The request's `Outcome` (boundary.py) learns its domain and version here and, on failure,
 its error code, so that the response is counted once, by the boundary; the latency, time
 to first token and tokens of an answer are recorded here, and so is how its version fared
-(`AnswerQuality`: an answer or an error, and the brand-rule check of what it said).
+(`AnswerQuality`: an answer or an error, and the brand-rule check of what it said). The
+same goes on the request's server span, when traced (tracing.py: model, version, tokens,
+the guard's counts, the error code; never a text).
 
 Each answer gets its `id` here (`response_id`: the same in every chunk of a stream, and
 never the engine's, whose ids a retry or another replica could repeat). When the domain's
@@ -15,13 +17,17 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from opentelemetry import trace
+from opentelemetry.trace import Span
+
 from lorastack.errors import LorastackError
-from lorastack.feedback import Exchange
+from lorastack.feedback import Exchange, utc_now
+from lorastack.serve import tracing
 from lorastack.serve.capture import ExchangeCapture, PendingExchange
 from lorastack.serve.errors import GatewayError, to_gateway_error
 from lorastack.serve.fields import ANSWER_CHANNELS
@@ -31,6 +37,10 @@ from lorastack.serve.outcome import Outcome
 from lorastack.serve.quality import AnswerQuality
 from lorastack.serve.schemas import Api
 from lorastack.serve.targets import Target
+from lorastack.usage import UsageEvent
+
+UsageSink = Callable[[UsageEvent], None]
+"""Takes each answer's usage once it was sent; must not block (it queues, or counts)."""
 
 ADAPTER_HEADER = "x-lorastack-adapter"
 """The version that wrote a domain's answer (`coffee-shop@v3`)."""
@@ -46,6 +56,9 @@ class Call:
     capture: ExchangeCapture | None = None
     key_hash: str | None = None
     """The client key's sha256 (hex), kept with a captured exchange."""
+    key_name: str | None = None
+    usage_sinks: Sequence[UsageSink] = ()
+    """Where the answer's tokens and latency go once it was sent (usage, token limits)."""
     screening: Screening | None = None
     started: float = field(default_factory=time.monotonic)
     response_id: str = ""
@@ -56,11 +69,15 @@ class Call:
     _seconds: float = 0.0
     _prompt: list[dict[str, Any]] | None = None
     _masked: list[str] = field(default_factory=list)
+    _usage: UsageEvent | None = None
+    _span: Span = field(default_factory=trace.get_current_span, repr=False)
+    """The request's server span, current when the call starts (non-recording: not traced)."""
 
     def __post_init__(self) -> None:
         self.outcome.domain = self.target.label
         self.outcome.version = self.target.version_label
         self.response_id = f"{self.api.id_prefix}{uuid.uuid4().hex}"
+        tracing.call_started(self._span, self.target, self.api, self.request_id, self.response_id)
 
     @property
     def capturing(self) -> bool:
@@ -113,13 +130,34 @@ class Call:
         self.metrics.answered(self.target.label, self.target.version_label, seconds, usage)
         self._texts = texts
         self._seconds = seconds
+        found = self.screening.found if self.screening is not None else {}
+        tracing.call_answered(self._span, self.target, usage, found)
         if self.quality is not None:
             self.quality.answered(self.target)
+        if self.usage_sinks:
+            self._usage = self._usage_event(usage or {}, seconds)
+
+    def _usage_event(self, usage: dict[str, Any], seconds: float) -> UsageEvent:
+        manifest = self.target.manifest
+        return UsageEvent(
+            created_at=utc_now(),
+            key_name=self.key_name,
+            key_hash=self.key_hash,
+            model=self.target.domain or self.target.requested,
+            version=manifest.version if manifest is not None else None,
+            endpoint=self.api.path,
+            prompt_tokens=_count(usage.get("prompt_tokens")),
+            completion_tokens=_count(usage.get("completion_tokens")),
+            latency_s=seconds,
+        )
 
     def after_sent(self) -> None:
-        """The answer has been sent: queue its brand-rule check, and its capture."""
+        """The answer has been sent: queue its brand-rule check, its usage and its capture."""
         if self.quality is not None:
             self.quality.check(self.target, self._texts)
+        if self._usage is not None:
+            for sink in self.usage_sinks:
+                sink(self._usage)
         answer = "".join(self._masked)
         manifest = self.target.manifest
         # A choice with only tool calls says nothing to learn from: it is not captured.
@@ -156,6 +194,12 @@ class Call:
         if not isinstance(error, LorastackError):
             self.outcome.log_unexpected(error)
         self.outcome.failed(mapped)
+        tracing.failed(self._span, mapped.code or mapped.type)
         if self._at_engine and self.quality is not None:
             self.quality.answered(self.target, failed=True)
         return mapped
+
+
+def _count(value: Any) -> int:
+    """A token count from the engine's usage; 0 when it sent none."""
+    return value if isinstance(value, int) and value >= 0 else 0

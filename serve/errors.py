@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -26,6 +27,8 @@ from lorastack.errors import (
     ExchangeNotFound,
     GuardUnavailable,
     InvalidName,
+    KeyNameTaken,
+    KeyNotFound,
     LorastackError,
     PiiBlocked,
     RegistryCorrupt,
@@ -88,6 +91,12 @@ class NotFound(GatewayError):
     code = "not_found"
 
 
+class Conflict(GatewayError):
+    status = 409
+    type = "invalid_request_error"
+    code = "conflict"
+
+
 class PayloadTooLarge(GatewayError):
     status = 413
     type = "invalid_request_error"
@@ -108,6 +117,50 @@ class EngineUnavailable(GatewayError):
     @property
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after_s)}
+
+
+class KeysUnavailable(EngineUnavailable):
+    """The database's API keys could not be read yet: nobody can be let in or refused."""
+
+    code = "keys_unavailable"
+
+
+class RateLimited(GatewayError):
+    """A key is over one of its limits, or a domain is at its cap on requests in flight.
+
+    429 with `Retry-After` (and `retry-after-ms`), which the official OpenAI clients wait
+    out before retrying; a spent budget says `x-should-retry: false`, since waiting seconds
+    will not help."""
+
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+    def __init__(
+        self,
+        message: str,
+        retry_after_s: float,
+        *,
+        code: str | None = None,
+        retry: bool = True,
+        limit_headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, code=code)
+        self.retry_after_s = max(0.0, retry_after_s)
+        self.retry = retry
+        self.limit_headers = limit_headers or {}
+
+    @property
+    def headers(self) -> dict[str, str]:
+        seconds = self.retry_after_s
+        headers = {
+            **self.limit_headers,
+            "Retry-After": str(max(1, math.ceil(seconds))),
+            "retry-after-ms": str(max(1, math.ceil(seconds * 1000))),
+        }
+        if not self.retry:
+            headers["x-should-retry"] = "false"
+        return headers
 
 
 class UpstreamFailed(GatewayError):
@@ -164,6 +217,10 @@ def to_gateway_error(error: BaseException) -> GatewayError:
         return EngineUnavailable(
             "personal-data screening is unavailable; try again", code="guardrails_unavailable"
         )
+    if isinstance(error, KeyNotFound):
+        return NotFound(str(error), param="name")
+    if isinstance(error, KeyNameTaken):
+        return Conflict(str(error), param="name")
     if isinstance(error, ExchangeNotFound):
         return NotFound("no answer with this id to rate for this key", param="response_id")
     if isinstance(error, DatabaseError):

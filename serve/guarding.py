@@ -6,6 +6,10 @@ user's values to placeholders, and every scan of the request run on the
 gateway's screening pool (one thread hop each, under the policy's deadline),
 with what was found counted in the metrics.
 
+Each scan of a request's texts (its prompt's, a whole answer's) is a span of its own
+(tracing.py: how many values were masked, redacted or blocked, of which entity types); a
+stream's pieces are not, they are counted in the request's totals (`found`).
+
 An answer's text is `Released` twice: as the user is shown it (their own values
 restored) and as the engine wrote it with personal data masked (what capture stores,
 serve/capture.py), from one scan.
@@ -15,9 +19,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple, TypeVar
+
+from opentelemetry.trace import Span, Tracer
 
 from lorastack.errors import PiiBlocked
 from lorastack.guardrails import (
@@ -34,6 +42,7 @@ from lorastack.guardrails import (
     Vault,
 )
 from lorastack.guardrails.screening import ScreeningBusy, ScreeningPool, ScreeningTimeout
+from lorastack.serve import tracing
 from lorastack.serve.metrics import Metrics
 from lorastack.serve.targets import Target
 
@@ -61,12 +70,14 @@ class GuardProvider:
         pool: ScreeningPool,
         audit: AuditSink | None,
         metrics: Metrics,
+        tracer: Tracer = tracing.NO_TRACER,
     ) -> None:
         self._policies = policies
         self._detector = detector
         self.pool = pool
         self._audit = audit
         self._metrics = metrics
+        self._tracer = tracer
         self._guards: dict[str | None, tuple[float | None, Guard]] = {}
         self._lock = threading.Lock()
 
@@ -108,6 +119,7 @@ class GuardProvider:
             target,
             request_id,
             tenant=tenant,
+            tracer=self._tracer,
         )
 
 
@@ -122,23 +134,37 @@ class Screening:
         target: Target,
         request_id: str,
         tenant: str = "",
+        tracer: Tracer = tracing.NO_TRACER,
     ) -> None:
         self.guard = guard
         self.vault = Vault()
         self.masked = 0
         """Values masked in the prompt: a count the client may be told."""
+        self.found: Counter[tuple[Direction, Action]] = Counter()
+        """What this request's scans found, by direction and action (for its trace)."""
         self._pool = pool
         self._metrics = metrics
+        self._target = target
         self._label = target.label
         self._request_id = request_id
         self._tenant = tenant
+        self._tracer = tracer
+
+    @contextmanager
+    def _scan(self, direction: Direction, texts: int) -> Iterator[Span]:
+        with tracing.active(
+            tracing.guard_span(self._tracer, self._target, direction, texts)
+        ) as span:
+            yield span
 
     async def texts(self, texts: list[str]) -> list[str]:
         """The request's texts masked as the model may see them (raises `PiiBlocked`)."""
-        protected = await self.run(
-            lambda: self.guard.protect_texts(texts, self.vault, self._request_id),
-            fallback=lambda: ProtectedTexts(list(texts)),
-        )
+        with self._scan(Direction.INPUT, len(texts)) as span:
+            protected = await self.run(
+                lambda: self.guard.protect_texts(texts, self.vault, self._request_id),
+                fallback=lambda: ProtectedTexts(list(texts)),
+            )
+            tracing.guard_found(span, protected.findings)
         self.count(Direction.INPUT, protected.findings)
         self.masked += protected.masked_count
         return protected.texts
@@ -156,7 +182,9 @@ class Screening:
                 protected.append((result, Released(shown, result.redacted)))
             return protected
 
-        protected = await self.run(protect)
+        with self._scan(Direction.OUTPUT, len(texts)) as span:
+            protected = await self.run(protect)
+            tracing.guard_found(span, (f for result, _ in protected for f in result.findings))
         for result, _ in protected:
             self.count(Direction.OUTPUT, result.findings)
         return [released for _, released in protected]
@@ -206,6 +234,7 @@ class Screening:
             logger.error(
                 "FAIL OPEN: domain %s passes text unscanned because %s", self._label, error
             )
+            tracing.guard_failed_open()
             return fallback()
 
     def count(self, direction: Direction, findings: list[AppliedFinding]) -> None:
@@ -213,6 +242,7 @@ class Screening:
             self._metrics.guardrail(
                 self._label, direction.value, applied.type, applied.action.value
             )
+            self.found[direction, applied.action] += 1
 
 
 class StreamScreening:

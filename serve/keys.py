@@ -1,8 +1,11 @@
 """Client API keys, each allowed some domains, and the admin key.
 
-Keys are kept as sha256 digests and compared in constant time against every
-known key, so neither the memory nor the timing of a check reveals them. The
-keys file is YAML::
+Keys come from three places: `LORASTACK_GATEWAY__API_KEYS`, the keys file, and the
+database, where `lorastack keys create` (or `POST /admin/keys`) puts them with their limits
+(`lorastack.keys`). Keys are kept as sha256 digests. Those of the settings and the file are
+compared in constant time against every one; the database's are looked up by digest in a
+copy reread every `keys_refresh_s`, which reveals nothing either (a digest's prefix tells
+nothing about a key). The keys file is YAML::
 
     keys:
       - name: support-widget
@@ -12,20 +15,26 @@ keys file is YAML::
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
+import logging
 import re
+import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from lorastack.errors import SettingsError
-from lorastack.serve.errors import Unauthorized
+from lorastack.errors import LorastackError, SettingsError
+from lorastack.keys import ALL_DOMAINS, KeyLimits, ManagedKey
+from lorastack.serve.errors import KeysUnavailable, Unauthorized
 
-ALL_DOMAINS = "*"
+logger = logging.getLogger(__name__)
 
 Authorization = str | Sequence[str] | None
 """A request's Authorization header, or all of them."""
@@ -40,6 +49,10 @@ class ClientKey:
     name: str
     digest: bytes
     domains: frozenset[str]
+    limits: KeyLimits = field(default_factory=KeyLimits)
+    expires_at: datetime | None = None
+    managed: bool = False
+    """Made by `lorastack keys` (kept in the database), not by the settings or the file."""
 
     def allows(self, domain: str) -> bool:
         return ALL_DOMAINS in self.domains or domain in self.domains
@@ -70,16 +83,60 @@ class _KeyEntry(BaseModel):
         return ClientKey(self.name, digest, frozenset(self.domains))
 
 
-class KeyStore:
-    """The client keys a gateway accepts; with none, the gateway is open (loopback only)."""
+class ManagedKeySource(Protocol):
+    """The database's keys (`lorastack.db.key_store.SqlKeyStore`); blocking calls."""
 
-    def __init__(self, keys: list[ClientKey], admin_key: str | None = None) -> None:
+    def list(self, *, include_revoked: bool = False) -> list[ManagedKey]: ...
+
+    def touch(self, last_used: dict[str, datetime]) -> None: ...
+
+    def create(
+        self,
+        name: str,
+        *,
+        domains: tuple[str, ...] = ...,
+        limits: KeyLimits | None = None,
+        expires_at: datetime | None = None,
+        now: datetime | None = None,
+    ) -> tuple[ManagedKey, str]: ...
+
+    def revoke(self, name: str, *, now: datetime | None = None) -> ManagedKey: ...
+
+    def rotate(self, name: str, *, now: datetime | None = None) -> tuple[ManagedKey, str]: ...
+
+
+class KeyStore:
+    """The client keys a gateway accepts. With none at all, a loopback gateway is open;
+    one bound beyond loopback refuses every request (fail closed)."""
+
+    def __init__(
+        self,
+        keys: list[ClientKey],
+        admin_key: str | None = None,
+        *,
+        managed: ManagedKeySource | None = None,
+        allow_open: bool = True,
+    ) -> None:
         self._keys = keys
         self._admin = _digest(admin_key) if admin_key else None
+        self._source = managed
+        self._allow_open = allow_open
+        self._managed: dict[bytes, ClientKey] = {}
+        self._loaded = managed is None
+        """Whether the database's keys were read at least once (until then: fail closed)."""
+        self._last_used: dict[str, datetime] = {}
+        self._refreshing = threading.Lock()
+        self._managed_ever = False
 
     @classmethod
     def from_settings(
-        cls, api_keys: list[str], keys_file: Path | None, admin_key: str | None
+        cls,
+        api_keys: list[str],
+        keys_file: Path | None,
+        admin_key: str | None,
+        *,
+        managed: ManagedKeySource | None = None,
+        allow_open: bool = True,
     ) -> KeyStore:
         keys = [
             ClientKey(f"key-{i + 1}", _digest(k), frozenset({ALL_DOMAINS}))
@@ -91,11 +148,72 @@ class KeyStore:
             hmac.compare_digest(k.digest, _digest(admin_key)) for k in keys
         ):
             raise SettingsError("the admin key must differ from every client key")
-        return cls(keys, admin_key)
+        return cls(keys, admin_key, managed=managed, allow_open=allow_open)
 
     @property
     def open(self) -> bool:
-        return not self._keys
+        """No key is needed: a loopback gateway that knows no key at all."""
+        return self._allow_open and self._loaded and not self._keys and not self._managed_ever
+
+    @property
+    def managed(self) -> ManagedKeySource | None:
+        """The database's keys, to create and change them; None without a database."""
+        return self._source
+
+    @property
+    def has_keys(self) -> bool:
+        return bool(self._keys or self._managed)
+
+    @property
+    def admin_sha256(self) -> str | None:
+        """The admin key's sha256 (hex), what the audit trail names it by."""
+        return self._admin.hex() if self._admin is not None else None
+
+    def refresh(self) -> None:
+        """Reread the database's keys, and record when keys were last used. Blocking.
+
+        A failed read keeps the keys read before (and, before any read, accepts none of
+        them): a database that is down for a moment does not lock every client out."""
+        if self._source is None:
+            return
+        # One at a time: a reread that began before a change must not land after one
+        # that began after it (the change would be undone until the next reread).
+        with self._refreshing:
+            self._refresh(self._source)
+
+    def _refresh(self, source: ManagedKeySource) -> None:
+        used, self._last_used = self._last_used, {}
+        try:
+            if used:
+                source.touch(used)
+            managed = source.list(include_revoked=True)
+        except LorastackError as error:
+            logger.warning("the database's API keys were not reread: %s", error)
+            for name, at in used.items():
+                self._last_used.setdefault(name, at)
+            return
+        self._managed = {
+            bytes.fromhex(key.key_sha256): _client_key(key)
+            for key in managed
+            if key.revoked_at is None
+        }
+        # Once the database has had a key, the gateway never falls back to open, even
+        # with every key revoked.
+        self._managed_ever = bool(managed)
+        self._loaded = True
+
+    async def keep_fresh(self, interval_s: float) -> None:
+        """Reread the database's keys every `interval_s` until cancelled."""
+        while True:
+            await asyncio.to_thread(self.refresh)
+            await asyncio.sleep(interval_s)
+
+    def by_name(self, name: str) -> ClientKey | None:
+        """A database key by name (for accounting its usage); None for any other."""
+        for key in self._managed.values():
+            if key.name == name:
+                return key
+        return None
 
     @property
     def admin_enabled(self) -> bool:
@@ -112,7 +230,19 @@ class KeyStore:
             if hmac.compare_digest(key.digest, digest):
                 found = key
         if found is None:
+            found = self._managed.get(digest)
+        if found is None:
+            if not self._loaded:
+                raise KeysUnavailable("the gateway cannot read its API keys yet; try again")
+            if not self.has_keys and not self._allow_open:
+                raise Unauthorized(
+                    "this gateway has no API keys yet: create one with `lorastack keys create`"
+                )
             raise Unauthorized("missing or invalid API key")
+        if found.expires_at is not None and datetime.now(UTC) >= found.expires_at:
+            raise Unauthorized("this API key has expired", code="expired_api_key")
+        if found.managed:
+            self._last_used[found.name] = datetime.now(UTC)
         return found
 
     def check_admin(self, authorization: Authorization) -> None:
@@ -120,6 +250,17 @@ class KeyStore:
             self._admin, _digest(_bearer(authorization))
         ):
             raise Unauthorized("the admin API needs the admin key", code="invalid_admin_key")
+
+
+def _client_key(key: ManagedKey) -> ClientKey:
+    return ClientKey(
+        key.name,
+        bytes.fromhex(key.key_sha256),
+        frozenset(key.domains),
+        key.limits,
+        key.expires_at,
+        managed=True,
+    )
 
 
 # RFC 7235: the scheme is case-insensitive; one space, then a token68 credential.

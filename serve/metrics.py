@@ -1,16 +1,28 @@
 """Prometheus metrics of the gateway, labelled by domain (and, for answers, by version).
 
 Each app gets its own registry, so tests (and several gateways in one process)
-never share counters.
+never share counters. A caller of /metrics who may not see some domains gets their
+series folded together under `domain="_other"` (`render(visible=...)`), so the
+exposition never names a domain to someone who could not use it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.samples import Sample
 
 _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64, 128)
 _TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16)
 _STATES = ("absent", "loading", "ready", "failed", "unloading")
+
+FOLDED = "_other"
+"""The `domain` of the series folded together for a caller who may not see their domains
+(never a domain's name: those start with a letter or a digit)."""
+# Labels whose values name a domain (an adapter is `domain@vN`) or its brand rules.
+_NAMING_LABELS = frozenset({"domain", "adapter", "rule"})
 
 
 class Metrics:
@@ -121,6 +133,23 @@ class Metrics:
             ["domain", "version"],
             registry=r,
         )
+        self.usage_written = Counter(
+            "lorastack_usage_written",
+            "Answers' usage records written to the database",
+            registry=r,
+        )
+        self.usage_dropped = Counter(
+            "lorastack_usage_dropped",
+            "Answers' usage records lost: queue_full, store_error, shutdown",
+            ["reason"],
+            registry=r,
+        )
+        self.audit_failures = Counter(
+            "lorastack_audit_failures",
+            "Admin actions done but not recorded in the audit trail (the database failed)",
+            ["action"],
+            registry=r,
+        )
 
     def response(
         self,
@@ -166,6 +195,15 @@ class Metrics:
     def capture_lost(self, domain: str, reason: str, count: int = 1) -> None:
         self.capture_dropped.labels(domain, reason).inc(count)
 
+    def usage_recorded(self, count: int) -> None:
+        self.usage_written.inc(count)
+
+    def usage_lost(self, reason: str, count: int = 1) -> None:
+        self.usage_dropped.labels(reason).inc(count)
+
+    def audit_failed(self, action: str) -> None:
+        self.audit_failures.labels(action).inc()
+
     def rated(self, domain: str, version: str, rating: int) -> None:
         self.feedback_ratings.labels(domain, version, "up" if rating > 0 else "down").inc()
 
@@ -192,5 +230,44 @@ class Metrics:
     def guardrail(self, domain: str, direction: str, entity: str, action: str) -> None:
         self.guardrail_actions.labels(domain, direction, entity, action).inc()
 
-    def render(self) -> bytes:
-        return generate_latest(self.registry)
+    def render(self, visible: Callable[[str], bool] | None = None) -> bytes:
+        """The Prometheus text exposition. With `visible`, the series of every domain it
+        refuses are folded under `domain="_other"`: counters and histograms summed, gauges
+        left out (a sum of states or of canary weights means nothing)."""
+        if visible is None:
+            return generate_latest(self.registry)
+        return generate_latest(_Folded(self.registry, visible))
+
+
+class _Folded:
+    """A registry as a caller who may see only some domains reads it."""
+
+    def __init__(self, registry: CollectorRegistry, visible: Callable[[str], bool]) -> None:
+        self._registry = registry
+        self._visible = visible
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self._registry.collect():
+            folded = Metric(family.name, family.documentation, family.type, family.unit)
+            folded.samples = _fold(family, self._visible)
+            yield folded
+
+
+def _fold(family: Metric, visible: Callable[[str], bool]) -> list[Sample]:
+    samples: dict[tuple[str, tuple[tuple[str, str], ...]], Sample] = {}
+    for sample in family.samples:
+        labels = sample.labels
+        domain = labels.get("domain")
+        if domain is not None and not visible(domain):
+            if family.type == "gauge":
+                continue
+            labels = {k: FOLDED if k in _NAMING_LABELS else v for k, v in labels.items()}
+        key = (sample.name, tuple(labels.items()))
+        seen = samples.get(key)
+        if seen is None:
+            samples[key] = sample._replace(labels=labels)
+        elif sample.name.endswith("_created"):  # when a series began: the earliest
+            samples[key] = seen._replace(value=min(seen.value, sample.value))
+        else:
+            samples[key] = seen._replace(value=seen.value + sample.value)
+    return list(samples.values())

@@ -43,6 +43,16 @@ class Outcome:
     """Whether an unexpected error of this request was logged already."""
 
     _on_admitted: list[Callable[[], None]] = field(default_factory=list, repr=False)
+    _on_done: list[Callable[[], None]] = field(default_factory=list, repr=False)
+
+    def on_done(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once the response has ended (sent, failed or abandoned)."""
+        self._on_done.append(callback)
+
+    def done(self) -> None:
+        callbacks, self._on_done = self._on_done, []
+        for callback in callbacks:
+            callback()
 
     def on_admitted(self, callback: Callable[[], None]) -> None:
         self._on_admitted.append(callback)

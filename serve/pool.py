@@ -17,6 +17,9 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from opentelemetry.trace import Span, Tracer
+
+from lorastack.serve import tracing
 from lorastack.serve.adapters import AdapterManager, SlotState, engine_name
 from lorastack.serve.errors import EngineLostModel, EngineUnavailable
 from lorastack.serve.targets import Target
@@ -58,11 +61,14 @@ class EngineStream:
 
 
 class EnginePool:
-    def __init__(self, endpoints: list[Endpoint], base_model: str) -> None:
+    def __init__(
+        self, endpoints: list[Endpoint], base_model: str, tracer: Tracer = tracing.NO_TRACER
+    ) -> None:
         if not endpoints:
             raise ValueError("at least one engine is needed")
         self.endpoints = endpoints
         self.base_model = base_model
+        self.tracer = tracer
 
     def pick(self, target: Target) -> Endpoint:
         running = [e for e in self.endpoints if not e.restarting]
@@ -111,7 +117,12 @@ class EnginePool:
 
 
 class EngineSession:
-    """One request's use of the engines, for `target`."""
+    """One request's use of the engines, for `target`.
+
+    Each answer is one inference span (tracing.py), current while the request goes out, so
+    that an adapter load, a retry and the HTTP calls nest under it; a stream's span lasts
+    until the stream is closed.
+    """
 
     def __init__(self, pool: EnginePool, target: Target) -> None:
         self._pool = pool
@@ -124,7 +135,10 @@ class EngineSession:
             async with self._pool.engine_for(self._target) as (endpoint, name):
                 return await endpoint.upstream.complete(path, {**body, "model": name})
 
-        return await self._retrying(once)
+        with tracing.active(self._span(path, body)) as span:
+            answer = await self._retrying(once)
+            tracing.engine_answered(span, self._target, answer.get("usage"))
+        return answer
 
     async def open_stream(self, path: str, body: dict[str, Any]) -> EngineStream:
         """A streamed answer, opened; the caller must `aclose()` it when done."""
@@ -142,7 +156,29 @@ class EngineSession:
             events = await resources.enter_async_context(streaming())
             return EngineStream(events, resources)
 
-        return await self._retrying(once)
+        span = self._span(path, body)
+        with tracing.active(span, end=False):
+            stream = await self._retrying(once)
+        if span.is_recording():
+            stream.events = self._observed(stream.events, span)
+        stream._resources.callback(span.end)  # closing the stream ends its span
+        return stream
+
+    def _span(self, path: str, body: dict[str, Any]) -> Span:
+        return tracing.inference_span(self._pool.tracer, self._target, path, body)
+
+    async def _observed(
+        self, events: AsyncIterator[dict[str, Any]], span: Span
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The stream's events, its usage (the last event's) and its failure noted on `span`."""
+        try:
+            async for event in events:
+                if event.get("usage"):
+                    tracing.engine_answered(span, self._target, event["usage"])
+                yield event
+        except Exception as error:
+            tracing.failed(span, type(error).__name__)
+            raise
 
     async def _retrying(self, attempt: Callable[[], Awaitable[T]]) -> T:
         try:

@@ -3,10 +3,12 @@
 Each engine event goes through small steps: a usage-only event is kept for
 the metrics (and passed on if the client asked for usage); each choice's new
 text goes through that choice's stream screening; the event is labelled with
-the version that answered and the answer's `id`, and encoded. What each choice
-said is kept, so that once `[DONE]` went out the whole answer's brand rules can
-be checked (and, captured, the first choice's answer as the engine wrote it,
-masked). An error after the first byte becomes a last error event, then `[DONE]`.
+the version that answered and the answer's `id`, and written by the request's
+`AnswerFormat` (formats.py: chat chunks, or the Responses API's events). What each
+choice said is kept, so that once the last event went out the whole answer's brand
+rules can be checked (and, captured, the first choice's answer as the engine wrote it,
+masked). An error after the first byte becomes the format's last events (for chat, an
+error event, then `[DONE]`).
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from lorastack import sse
 from lorastack.serve.call import Call
 from lorastack.serve.fields import answer_slots, answer_text, append_to_channel
+from lorastack.serve.formats import AnswerFormat
 from lorastack.serve.guarding import StreamScreening
 from lorastack.serve.pool import EngineStream
 
@@ -38,10 +40,13 @@ def _worth_sending(choice: dict[str, Any], holder_key: str | None) -> bool:
 class StreamRelay:
     """Relays one engine stream to the client, making each piece safe on the way."""
 
-    def __init__(self, call: Call, stream: EngineStream, forward_usage: bool) -> None:
+    def __init__(
+        self, call: Call, stream: EngineStream, forward_usage: bool, answer_format: AnswerFormat
+    ) -> None:
         self._call = call
         self._stream = stream
         self._forward_usage = forward_usage
+        self._format = answer_format
         # One screening per (choice, channel): a choice's content, its reasoning, each of
         # its tool calls' arguments are separate texts, each held back on its own.
         self._screens: dict[tuple[int, str], StreamScreening] = {}
@@ -50,32 +55,38 @@ class StreamRelay:
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         usage: dict[str, Any] | None = None
+        call = self._call
         try:
+            opening = self._format.opened(call.response_id, call.target.answered_by)
+            if opening:
+                yield opening
             async for event in self._stream.events:
                 if _is_usage_only(event):
                     usage = event["usage"]
-                    if self._forward_usage:
-                        yield self._encode(event)
-                    continue
-                event.pop("usage", None)
-                if await self._make_safe(event):
-                    yield self._encode(event)
-            yield sse.DONE
+                    if not self._forward_usage:
+                        continue
+                else:
+                    event.pop("usage", None)
+                    if not await self._make_safe(event):
+                        continue
+                written = self._format.event(self._label(event))
+                if written:
+                    yield written
+            yield self._format.end(usage)
             # The client has the whole answer: only now is it counted, judged and captured.
-            self._call.finish(usage, self._texts())
-            self._call.after_sent()
+            call.finish(usage, self._texts())
+            call.after_sent()
         except Exception as error:  # every failure is answered in the stream itself
-            yield sse.encode(self._call.fail(error).body())
-            yield sse.DONE
+            yield self._format.failed(call.fail(error))
         finally:
             # Closing the engine's stream makes it stop generating (a client that
             # went away, or an error) and releases the engine and the adapter.
             await self._stream.aclose()
 
-    def _encode(self, event: dict[str, Any]) -> bytes:
+    def _label(self, event: dict[str, Any]) -> dict[str, Any]:
         event["model"] = self._call.target.answered_by
         event["id"] = self._call.response_id
-        return sse.encode(event)
+        return event
 
     def _texts(self) -> list[str]:
         texts = ("".join(self._said[index]) for index in sorted(self._said))

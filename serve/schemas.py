@@ -132,7 +132,10 @@ _STATUS_WORDS = {
     401: "A missing or wrong API key.",
     404: "No such model for this key, or no such endpoint.",
     408: "The request body did not arrive in time.",
+    409: "A key with that name exists already.",
     413: "The request body is too large.",
+    429: "The key is over a limit (`code` says which), or the domain is at its cap on "
+    "requests in flight; retry after `Retry-After` unless `x-should-retry` is false.",
     500: "An unexpected error (logged by type and request id only).",
     502: "The engine answered with an error of its own.",
     503: "The engine or the screening is unavailable for now; retry after `Retry-After`.",

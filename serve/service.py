@@ -1,4 +1,7 @@
-"""Chat and text completions through the gateway: the one service behind both routes.
+"""Chat and text completions through the gateway: the one service behind every route.
+
+The Responses API (serve/responses.py) is a chat request too: it takes this same path, and
+only its answer is written in its own shape (an `AnswerFormat`, formats.py).
 
 The path of one request, each step in one place:
 
@@ -24,6 +27,7 @@ outcome is noted in its `Outcome` (outcome.py), which the boundary (boundary.py)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -31,8 +35,9 @@ from starlette.background import BackgroundTask
 
 from lorastack.registry import AdapterRegistry
 from lorastack.serve import canary, fields
-from lorastack.serve.call import Call
+from lorastack.serve.call import Call, UsageSink
 from lorastack.serve.capture import ExchangeCapture
+from lorastack.serve.formats import CHAT_FORMAT, COMPLETIONS_FORMAT, AnswerFormat
 from lorastack.serve.guarding import GuardProvider
 from lorastack.serve.keys import ClientKey
 from lorastack.serve.metrics import Metrics
@@ -40,8 +45,9 @@ from lorastack.serve.outcome import Outcome
 from lorastack.serve.pool import EnginePool
 from lorastack.serve.prompt_size import PromptLimit
 from lorastack.serve.quality import AnswerQuality
+from lorastack.serve.rate_limits import DomainCaps
 from lorastack.serve.relay import StreamRelay
-from lorastack.serve.schemas import CHAT, COMPLETIONS, Api, ChatRequest, CompletionRequest
+from lorastack.serve.schemas import Api, ChatRequest, CompletionRequest
 from lorastack.serve.targets import ServedModel, resolve_target
 
 Answer = JSONResponse | StreamingResponse
@@ -58,6 +64,7 @@ class CompletionService:
         prompt_limit: PromptLimit,
         quality: AnswerQuality | None = None,
         capture: ExchangeCapture | None = None,
+        usage_sinks: Sequence[UsageSink] = (),
     ) -> None:
         self.registry = registry
         self.pool = pool
@@ -67,25 +74,36 @@ class CompletionService:
         self.prompt_limit = prompt_limit
         self.quality = quality
         self.capture = capture
+        self.caps: DomainCaps | None = None
+        """Each domain's cap on requests in flight on this gateway; None: no caps."""
+        self.usage_sinks = list(usage_sinks)
+        """Each answer's usage, once sent: the usage recorder, the key's token limits."""
 
-    async def chat(self, request: ChatRequest, key: ClientKey | None, outcome: Outcome) -> Answer:
-        call = self._start(request, CHAT, key, outcome)
+    async def chat(
+        self,
+        request: ChatRequest,
+        key: ClientKey | None,
+        outcome: Outcome,
+        answer_format: AnswerFormat = CHAT_FORMAT,
+    ) -> Answer:
+        """Answer a chat request; `answer_format` writes the answer (another API's shape)."""
+        call = self._start(request, answer_format.api, key, outcome)
         with call.failures_recorded():
             body = _body(request)
             body["messages"] = call.target.with_brand_voice(body["messages"])
             await self._screen_prompt(call, fields.prepare_chat(body))
             call.keep_prompt(body["messages"])  # masked now: the slots were replaced
-            return await self._answer(call, body)
+            return await self._answer(call, body, answer_format)
 
     async def complete(
         self, request: CompletionRequest, key: ClientKey | None, outcome: Outcome
     ) -> Answer:
-        call = self._start(request, COMPLETIONS, key, outcome)
+        call = self._start(request, COMPLETIONS_FORMAT.api, key, outcome)
         with call.failures_recorded():
             body = _body(request)
             await self._screen_prompt(call, fields.prepare_completion(body))
             call.keep_prompt([{"role": "user", "content": _first_prompt(body["prompt"])}])
-            return await self._answer(call, body)
+            return await self._answer(call, body, COMPLETIONS_FORMAT)
 
     def _start(
         self,
@@ -96,6 +114,8 @@ class CompletionService:
     ) -> Call:
         who = canary.conversation_identity(request, key)
         target = resolve_target(request.model, self.served, self.registry, key, who)
+        if self.caps is not None and target.domain is not None:
+            outcome.on_done(self.caps.enter(target.domain))
         call = Call(
             target,
             api,
@@ -104,6 +124,8 @@ class CompletionService:
             self.quality,
             self.capture,
             key_hash=key.sha256 if key is not None else None,
+            key_name=key.name if key is not None else None,
+            usage_sinks=self.usage_sinks,
         )
         if self.guards is not None:
             tenant = key.name if key is not None else "open"
@@ -118,13 +140,17 @@ class CompletionService:
             for slot, safe in zip(slots, await call.screening.texts(texts), strict=True):
                 slot.replace(safe)
 
-    async def _answer(self, call: Call, body: dict[str, Any]) -> Answer:
+    async def _answer(
+        self, call: Call, body: dict[str, Any], answer_format: AnswerFormat
+    ) -> Answer:
         call.admitted()  # screened: the rest is the engine's work
         if body.get("stream"):
-            return await self._open_stream(call, body)
-        return await self._whole(call, body)
+            return await self._open_stream(call, body, answer_format)
+        return await self._whole(call, body, answer_format)
 
-    async def _whole(self, call: Call, body: dict[str, Any]) -> JSONResponse:
+    async def _whole(
+        self, call: Call, body: dict[str, Any], answer_format: AnswerFormat
+    ) -> JSONResponse:
         data = await self.pool.session(call.target).complete(call.api.path, body)
         data["model"] = call.target.answered_by
         data["id"] = call.response_id
@@ -138,7 +164,11 @@ class CompletionService:
             call.after_sent()
 
         # The rule check and the capture are queued once the body has gone out.
-        return JSONResponse(data, headers=call.headers(), background=BackgroundTask(after_sent))
+        return JSONResponse(
+            answer_format.whole(data),
+            headers=call.headers(),
+            background=BackgroundTask(after_sent),
+        )
 
     async def _screen_answer(self, call: Call, choices: list[dict[str, Any]]) -> None:
         assert call.screening is not None
@@ -156,12 +186,14 @@ class CompletionService:
             if "logprobs" in choice:  # single tokens: no policy can judge them
                 choice["logprobs"] = None
 
-    async def _open_stream(self, call: Call, body: dict[str, Any]) -> StreamingResponse:
+    async def _open_stream(
+        self, call: Call, body: dict[str, Any], answer_format: AnswerFormat
+    ) -> StreamingResponse:
         # The engine always reports usage (for the metrics); the client gets it if it asked.
         forward_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         body = {**body, "stream_options": {"include_usage": True}}
         stream = await self.pool.session(call.target).open_stream(call.api.path, body)
-        relay = StreamRelay(call, stream, forward_usage)
+        relay = StreamRelay(call, stream, forward_usage, answer_format)
         return StreamingResponse(
             relay.__aiter__(), media_type="text/event-stream", headers=call.headers()
         )

@@ -136,9 +136,39 @@ def _write_rows_at_0001(engine: Engine) -> None:
         )
 
 
+def _write_rows_at_0002(engine: Engine) -> None:
+    """A managed key as revision 0002's code wrote it (no exchange, no rating)."""
+    api_keys = sa.table(
+        "api_keys",
+        sa.column("name", sa.String),
+        sa.column("key_hash", sa.String),
+        sa.column("hint", sa.String),
+        sa.column("domains", sa.JSON),
+        sa.column("rpm", sa.Integer),
+        sa.column("created_at", sa.DateTime(timezone=True)),
+    )
+    created = T0 if engine.dialect.name == "postgresql" else T0.replace(tzinfo=None)
+    with engine.begin() as connection:
+        connection.execute(
+            api_keys.insert(),
+            [
+                {
+                    "name": "from-0002",
+                    "key_hash": "0" * 64,
+                    "hint": "abcd",
+                    "domains": ["coffee"],
+                    "rpm": 60,
+                    "created_at": created,
+                }
+            ],
+        )
+
+
 # The rows each revision's code wrote; a new revision that changes how rows look adds its
 # writer here, and the walk checks that every older row survives every later migration.
-ROWS_WRITTEN_AT = {"0001": _write_rows_at_0001}
+ROWS_WRITTEN_AT = {"0001": _write_rows_at_0001, "0002": _write_rows_at_0002}
+# How many exchanges (and ratings) the writers up to and including each revision added.
+_EXCHANGES_WRITTEN_BY = {"0001": 1, "0002": 1}
 
 
 def walk_migrations_with_rows(engine: Engine) -> None:
@@ -146,12 +176,13 @@ def walk_migrations_with_rows(engine: Engine) -> None:
     the way; every row must survive every later step and be readable by the store at head.
     """
     assert current_revision(engine) is None
-    for written_before, revision in enumerate(revisions()):
+    written = 0
+    for revision in revisions():
         upgrade(engine, revision)
         assert current_revision(engine) == revision
-        # Each writer adds one exchange and one rating.
-        assert table_sizes(engine) == {"exchanges": written_before, "ratings": written_before}
+        assert table_sizes(engine) == {"exchanges": written, "ratings": written}
         ROWS_WRITTEN_AT[revision](engine)
+        written = _EXCHANGES_WRITTEN_BY[revision]
     assert current_revision(engine) == head_revision()
 
     store = SqlFeedbackStore(engine)
@@ -163,6 +194,9 @@ def walk_migrations_with_rows(engine: Engine) -> None:
         (-1, "We do! Oat milk is 50p extra.", T0)
     ]
     assert store.counts("coffee") == {1: {"captured": 1, "up": 0, "down": 1, "corrections": 1}}
+    with engine.connect() as connection:
+        names = connection.execute(sa.text("SELECT name, rpm FROM api_keys")).all()
+    assert [tuple(row) for row in names] == [("from-0002", 60)]
 
 
 def walk_down_and_up(engine: Engine) -> None:

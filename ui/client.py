@@ -145,6 +145,13 @@ class Gateway(Protocol):
         corrections (`GET /admin/feedback`)."""
         ...
 
+    async def usage(
+        self, since: str = "7d", by: str = "domain", daily: bool = False
+    ) -> list[dict[str, Any]]:
+        """Tokens and latency of the answers since `since` (`7d`, a date), summed by `by`
+        (key, domain or version), per UTC day with `daily` (`GET /admin/usage`)."""
+        ...
+
     async def load(self, model: str) -> str:
         """Load an adapter on every engine; a readable result."""
         ...
@@ -328,6 +335,15 @@ class GatewayClient:
         payload = await self._admin("GET", "/feedback", params={"domain": domain})
         versions = payload.get("versions") if isinstance(payload, dict) else None
         return [v for v in versions or [] if isinstance(v, dict)]
+
+    async def usage(
+        self, since: str = "7d", by: str = "domain", daily: bool = False
+    ) -> list[dict[str, Any]]:
+        """`GET /admin/usage`: the answers' tokens and latency, summed per group."""
+        params = {"since": since, "by": by, "daily": "true" if daily else "false"}
+        payload = await self._admin("GET", "/usage", params=params)
+        groups = payload.get("groups") if isinstance(payload, dict) else None
+        return [g for g in groups or [] if isinstance(g, dict)]
 
     async def load(self, model: str) -> str:
         """Load `domain`, `domain@N` or `domain@alias` on every engine; a readable result."""

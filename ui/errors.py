@@ -105,6 +105,10 @@ def error_from_response(
             status=status,
             code=code,
         )
+    if code == "database_unavailable":  # usage, the audit trail: nothing to do with the engine
+        return RequestRefused(
+            message or "the gateway's database is unavailable", status=status, code=code
+        )
     if status == 503:
         return EngineRestarting(_retry_after(headers), code=code)
     if status in (401, 403):

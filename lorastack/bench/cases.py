@@ -45,6 +45,9 @@ class Route(StrEnum):
     """lorastack's gateway with guardrails off."""
     GUARDED = "guarded"
     """lorastack's gateway with the default PII policy."""
+    LIMITED = "limited"
+    """The gateway without guardrails, with a key whose limits (requests and tokens per
+    minute, a budget) are all counted but never reached: what enforcing limits costs."""
 
 
 class Workload(StrEnum):
@@ -71,7 +74,11 @@ def case_matrix(levels: Sequence[int]) -> list[Case]:
     cases = []
     for concurrency in levels:
         for workload in (Workload.BASE, Workload.ADAPTER, Workload.MIXED):
-            cases += [Case(route, workload, concurrency) for route in Route]
+            cases += [
+                Case(route, workload, concurrency)
+                for route in Route
+                if route is not Route.LIMITED or workload is Workload.BASE
+            ]
         cases.append(Case(Route.GATEWAY, Workload.SWAP, concurrency))
     return cases
 
@@ -124,6 +131,8 @@ class ServingStack:
     """Versions of the first domain that the hot-swap loop promotes in turn."""
     client_key: str | None = None
     admin_key: str | None = None
+    limited_key: str | None = None
+    """A key with limits, on the unguarded gateway (the limited route)."""
 
 
 @dataclass(frozen=True)
@@ -340,10 +349,15 @@ async def run_serving(
         direct = DirectTarget(stack.engine_url, stack.adapter_dirs, admin)
         gateway = GatewayTarget(stack.gateway_url, admin, client_headers, admin_headers)
         guarded = GatewayTarget(stack.guarded_url, admin, client_headers, admin_headers)
+        limited_headers = (
+            {"authorization": f"Bearer {stack.limited_key}"} if stack.limited_key else {}
+        )
+        limited = GatewayTarget(stack.gateway_url, admin, limited_headers, admin_headers)
         targets: dict[Route, RouteTarget] = {
             Route.DIRECT: direct,
             Route.GATEWAY: gateway,
             Route.GUARDED: guarded,
+            Route.LIMITED: limited,
         }
         for case in case_matrix(plan.levels):
             swapper: Swapper | None = None

@@ -22,6 +22,7 @@ from typing import Any
 
 from lorastack.bench.adapters import write_random_loras
 from lorastack.bench.errors import BenchError
+from lorastack.keys import KeyLimits
 from lorastack.models import ModelStore
 from lorastack.processes import OFFLINE_ENV, ChildProcess, log_tail
 from lorastack.progress import NullProgress, Progress
@@ -83,14 +84,37 @@ def prepare_home(
 
 
 def process_env(home: Path, base_model: str, extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment of a lorastack process working in the scratch `home`."""
+    """The environment of a lorastack process working in the scratch `home` (and its own
+    database, never the one the user's settings name)."""
     return {
         **os.environ,
         **OFFLINE_ENV,
         "LORASTACK_HOME": str(home),
         "LORASTACK_BASE_MODEL": base_model,
+        "LORASTACK_DATABASE_URL": scratch_database(home),
         **(extra or {}),
     }
+
+
+def scratch_database(home: Path) -> str:
+    return f"sqlite:///{home / 'lorastack.db'}"
+
+
+def create_limited_key(home: Path) -> str:
+    """A key with every kind of limit, none of them reachable in a run: the limited route
+    counts each request and answer as a real one would, and is never refused."""
+    from lorastack.db import make_engine  # here: SQLAlchemy only for the serving part
+    from lorastack.db.key_store import SqlKeyStore
+
+    engine = make_engine(scratch_database(home))
+    try:
+        limits = KeyLimits(
+            rpm=1_000_000, tpm=1_000_000_000, budget_tokens=10**15, budget_period="month"
+        )
+        _, secret = SqlKeyStore(engine).create("bench-limited", limits=limits)
+    finally:
+        engine.dispose()
+    return secret
 
 
 @dataclass

@@ -64,6 +64,13 @@ PAIRS: tuple[_Pair, ...] = (
             ("ttft_p50_ms", DIFFERENCE),
         )
     ),
+    _Pair(
+        "limited vs unlimited key",
+        "tokens_per_s",
+        RATIO,
+        (Route.LIMITED, Workload.BASE),
+        (Route.GATEWAY, Workload.BASE),
+    ),
     *(
         _Pair("adapter vs base", "tokens_per_s", "ratio", (r, Workload.ADAPTER), (r, Workload.BASE))
         for r in Route
@@ -181,6 +188,14 @@ RULES: tuple[_Rule, ...] = (
         0.9,
         True,
         (Route.GATEWAY,),
+    ),
+    _Rule(
+        "limits enforcement",
+        ">= 0.98x a key without limits",
+        "limited vs unlimited key",
+        "tokens_per_s",
+        0.98,
+        True,
     ),
     _Rule(
         "hot-swap TPOT",

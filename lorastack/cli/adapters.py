@@ -1,4 +1,7 @@
-"""`lorastack adapters ...`: validate, publish and manage domain adapters."""
+"""`lorastack adapters ...`: validate, publish and manage domain adapters.
+
+Each command that changes what is served is recorded in the audit trail (`lorastack audit`).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,15 @@ import typer
 from pydantic import BaseModel, ValidationError
 from rich.table import Table
 
-from lorastack.cli.context import err, model_store, out, print_json, registry, settings
+from lorastack.cli.context import (
+    err,
+    model_store,
+    out,
+    print_json,
+    record_action,
+    registry,
+    settings,
+)
 from lorastack.errors import LorastackError, RegistryError
 from lorastack.manifest import (
     DEFAULT_ALIAS,
@@ -100,6 +111,8 @@ def publish(
         capture=capture,
         retention_days=retention_days,
     )
+    details = {"promote": promote, "capture": capture, "retention_days": retention_days}
+    record_action("adapters.publish", manifest.ref, details)
     if promote:
         err.print(f"{DEFAULT_ALIAS} -> v{manifest.version}")
     if capture is not None or retention_days is not None:
@@ -204,6 +217,7 @@ def promote(
     store = registry()
     before = store.index(domain).canary
     index = store.promote(domain, number, alias)
+    record_action("adapters.promote", f"{domain}@v{number}", {"alias": alias})
     out.print(f"{domain}@{alias} -> v{number}")
     _report_canary_end(before, index)
 
@@ -220,6 +234,7 @@ def rollback(
     store = registry()
     before = store.index(domain).canary
     index = store.rollback(domain, alias)
+    record_action("adapters.rollback", f"{domain}@v{index.aliases[alias]}", {"alias": alias})
     out.print(f"{domain}@{alias} -> v{index.aliases[alias]}")
     _report_canary_end(before, index)
 
@@ -263,6 +278,8 @@ def canary(
         raise typer.BadParameter(f"--no-auto-stop leaves nothing to tune ({options})")
     guard = None if no_auto_stop else _guard(given)
     index = registry().start_canary(domain, number, weight, guard)
+    guarded = guard.model_dump(mode="json") if guard is not None else None
+    record_action("adapters.canary", f"{domain}@v{number}", {"weight": weight, "guard": guarded})
     prod = index.aliases[DEFAULT_ALIAS]
     out.print(f"{domain}: v{number} answers {weight:g}% of conversations, prod v{prod} the rest")
     if guard is None:
@@ -286,6 +303,7 @@ def canary_stop(
     index = registry().end_canary(domain, reason)
     ended = index.last_canary
     assert ended is not None
+    record_action("adapters.canary_stop", f"{domain}@v{ended.version}", {"reason": reason})
     prod = index.aliases.get(DEFAULT_ALIAS)
     out.print(f"{domain}: canary v{ended.version} stopped; prod v{prod} answers every conversation")
 
@@ -307,6 +325,8 @@ def capture(
     if on is None and retention_days is None:
         raise typer.BadParameter("give --on or --off, and/or --retention-days")
     index = registry().set_capture(domain, on, retention_days)
+    details = {"enabled": on, "retention_days": retention_days}
+    record_action("adapters.capture", domain, details)
     out.print(_capture_line(domain, index.capture))
 
 
@@ -338,4 +358,5 @@ def remove(
     if ref.version is None:
         raise RegistryError(f"name one version to delete, e.g. {ref.domain}@v1")
     registry().remove(ref.domain, ref.version)
+    record_action("adapters.remove", str(ref))
     out.print(f"removed {ref}")

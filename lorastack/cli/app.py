@@ -23,11 +23,13 @@ from lorastack.cli import (
     feedback,
     guard,
     improve,
+    keys,
     models,
     quickstart,
     serve,
     train,
     ui,
+    usage,
 )
 from lorastack.errors import LorastackError, SettingsError
 from lorastack.settings import CONFIG_ENV
@@ -45,6 +47,9 @@ app.add_typer(guard.app, name="guard")
 app.add_typer(data.app, name="data")
 app.add_typer(feedback.app, name="feedback")
 app.add_typer(db.app, name="db")
+app.add_typer(keys.app, name="keys")
+app.add_typer(usage.app, name="usage")
+app.command("audit")(usage.audit)
 app.command("quickstart")(quickstart.quickstart)
 app.command("serve")(serve.serve)
 app.command("train")(train.train)

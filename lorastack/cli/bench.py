@@ -31,6 +31,7 @@ from lorastack.bench.machine import load_average, machine_info, process_tree_rss
 from lorastack.bench.report import MARKDOWN_FILE, BenchReport, write_report
 from lorastack.bench.stack import (
     GatewayProcess,
+    create_limited_key,
     free_port,
     prepare_home,
     process_env,
@@ -46,6 +47,8 @@ from lorastack.serve.engine import EngineProcess, build_launch
 from lorastack.settings import Settings
 
 DEFAULT_LEVELS = [1, 8]
+# Engines with fewer adapters per batch than the default, in the engine part.
+MAX_LORAS_SWEEP = (2, 4)
 
 
 class Part(StrEnum):
@@ -102,6 +105,7 @@ def _serve(
             progress,
         )
         admin_key, client_key = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+        limited_key = create_limited_key(home.home)
         gateways = [
             GatewayProcess(
                 home,
@@ -129,6 +133,7 @@ def _serve(
                 adapter_dirs=home.adapter_dirs,
                 client_key=client_key,
                 admin_key=admin_key,
+                limited_key=limited_key,
             )
             report.serving = []
             asyncio.run(run_serving(stack, plan, progress, on_case=report.serving.append))
@@ -182,7 +187,7 @@ def _engine_ops(
 ) -> None:
     progress.step(f"writing {domains} random LoRA adapters of each shape")
     adapters = write_adapters(record.path, scratch / "engine-adapters", domains, plan.seed)
-    variants = engine_variants(config.engine.max_loras, [2, domains])
+    variants = engine_variants(config.engine.max_loras, MAX_LORAS_SWEEP)
     if quick:
         variants = variants[:2]  # vLLM's ops and lorastack's: the comparison CI runs
     report.engine = EngineReport(cases=[], memory_mib={})
@@ -320,8 +325,19 @@ def bench(
             if Part.SERVE in parts:
                 _serve(config, record, Path(scratch), folder, plan, mixed, report, progress)
             if Part.ENGINE in parts:
+                # Mixed on the engine measures the ops, so every domain has a batch slot;
+                # the smaller max_loras variants show what too few slots cost.
+                engine_mixed = min(mixed, config.engine.max_loras)
                 _engine_ops(
-                    config, record, Path(scratch), folder, plan, mixed, quick, report, progress
+                    config,
+                    record,
+                    Path(scratch),
+                    folder,
+                    plan,
+                    engine_mixed,
+                    quick,
+                    report,
+                    progress,
                 )
             if Part.TRAIN in parts:
                 progress.step(f"training: padded then packed, {spec.steps} steps each")

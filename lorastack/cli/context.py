@@ -9,6 +9,9 @@ from typing import Any
 
 from rich.console import Console
 
+from lorastack.audit import AuditEvent, cli_actor
+from lorastack.errors import LorastackError
+from lorastack.feedback import utc_now
 from lorastack.guardrails.detector import Detector, PresidioDetector
 from lorastack.guardrails.guard import Guard
 from lorastack.guardrails.policy import GuardPolicy, PolicyStore, load_policy
@@ -60,3 +63,17 @@ def guard_for(domain: str | None, policy_file: Path | None = None) -> Guard:
 
 def print_json(data: Any) -> None:
     out.out(json.dumps(data, indent=2, default=str), highlight=False)
+
+
+def record_action(action: str, target: str, details: dict[str, Any] | None = None) -> None:
+    """Record an admin action the command did (`adapters.promote`, on `coffee-shop@v3`) in
+    the audit trail, as `cli:<user>`. The action is done: a database that fails costs a
+    warning, never the command."""
+    from lorastack.db import SqlAuditLog, open_engine  # SQLAlchemy only for these commands
+
+    event = AuditEvent(utc_now(), cli_actor(), action, target, details or {})
+    try:
+        with open_engine(settings()) as engine:
+            SqlAuditLog(engine).record(event)
+    except LorastackError as error:
+        err.print(f"warning: not recorded in the audit trail: {error}")

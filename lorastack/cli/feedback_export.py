@@ -5,8 +5,7 @@ Registered on the `feedback` sub-app (`lorastack/cli/feedback.py`).
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -14,32 +13,18 @@ import typer
 
 from lorastack.cli.context import err, guard_for, out, settings
 from lorastack.cli.guard import PolicyOption
-from lorastack.feedback import utc_now
+from lorastack.periods import parse_since as parse_period_start
 from lorastack.progress import progress_display
 from lorastack.train.feedback_export import EXPORT_FORMATS, export_feedback
 
-_AGO = re.compile(r"(\d+)([hdw])")
-_UNITS = {"h": "hours", "d": "days", "w": "weeks"}
-
 
 def parse_since(text: str, now: datetime | None = None) -> datetime:
-    """A moment from `7d` (or `12h`, `2w`) ago, a date (its midnight, UTC) or an ISO
-    datetime (UTC unless it gives its offset)."""
-    value = text.strip()
-    ago = _AGO.fullmatch(value)
-    if ago:
-        amount, unit = int(ago.group(1)), _UNITS[ago.group(2)]
-        return (now or utc_now()) - timedelta(**{unit: amount})
+    """`--since`: a moment from `7d` (or `30m`, `12h`, `2w`) ago, a date (its midnight,
+    UTC) or an ISO datetime (UTC unless it gives its offset); a usage error otherwise."""
     try:
-        moment = datetime.fromisoformat(value)  # a date alone is its midnight
-    except ValueError:
-        raise typer.BadParameter(
-            f"{text!r}: expected a date (2026-12-01), an ISO datetime "
-            "(2026-12-01T09:30:00+01:00) or an age (12h, 7d, 2w)",
-            param_hint="--since",
-        ) from None
-    # The store compares moments, so a moment without an offset is read as UTC.
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+        return parse_period_start(text, now)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--since") from None
 
 
 def export(

@@ -22,6 +22,7 @@ from lorastack.serve.app import (
 )
 from lorastack.serve.engine import EngineProcess, build_launch
 from lorastack.serve.supervisor import EngineSupervisor
+from lorastack.serve.tracing import configure_tracing
 from lorastack.settings import load_settings
 
 
@@ -67,7 +68,8 @@ def serve(
             if v is not None
         }
     )
-    # Re-validate: a public bind without keys must still be refused.
+    # Re-validate the changed settings (a public bind without keys is refused when the
+    # gateway is built: the database may hold keys).
     config = load_settings(**{**base.model_dump(), "gateway": gateway_settings.model_dump()})
     client = engine_client(config.gateway.engine_read_timeout_s)
     supervisor = None
@@ -78,9 +80,20 @@ def serve(
         launch = build_launch(config.engine, model, config.max_lora_rank)
         urls = [launch.url]
     detector = context.pii_detector() if config.gateway.guardrails else None
+    # Spans go where the OTEL_* variables say (flushed at exit); none asked: no tracing.
+    tracer_provider = configure_tracing()
+    if tracer_provider is not None:
+        err.print("tracing: spans exported as the OTEL_* variables say")
     # Captured answers and ratings: the store is closed when the gateway stops.
     with open_feedback_store(config) as store:
-        gateway = build_gateway(config, urls, client, detector=detector, feedback_store=store)
+        gateway = build_gateway(
+            config,
+            urls,
+            client,
+            detector=detector,
+            feedback_store=store,
+            tracer_provider=tracer_provider,
+        )
         if not config.gateway.upstreams:
             process = EngineProcess(
                 launch, config.runs_dir / "engine.log", config.engine.startup_timeout_s
@@ -93,6 +106,7 @@ def serve(
             client,
             supervisor,
             body_timeout_s=config.gateway.body_timeout_s,
+            keys_refresh_s=config.gateway.keys_refresh_s,
         )
         err.print(f"gateway on http://{config.gateway.host}:{config.gateway.port}/v1")
         # While the engine starts: load the PII models, then freeze what is loaded.

@@ -8,7 +8,16 @@ from typing import Annotated, Any
 import typer
 
 from lorastack.cli.adapters import CaptureOption, RetentionOption
-from lorastack.cli.context import err, guard_for, model_store, out, print_json, registry, settings
+from lorastack.cli.context import (
+    err,
+    guard_for,
+    model_store,
+    out,
+    print_json,
+    record_action,
+    registry,
+    settings,
+)
 from lorastack.progress import progress_display
 from lorastack.train.config import MODES, ConfigError, TrainConfig, build_config, load_config
 from lorastack.train.defaults_bench import DefaultsReport, Goals, measure_brand
@@ -215,6 +224,8 @@ def publish(
         capture=capture,
         retention_days=retention_days,
     )
+    details = {"promote": promote, "forced": manifest.forced, "capture": capture}
+    record_action("adapters.publish", manifest.ref, details)
     if manifest.forced is not None:
         overridden = "; ".join(manifest.metrics.get("gate", {}).get("overridden", []))
         err.print(f"published past the quality gate ({overridden})")

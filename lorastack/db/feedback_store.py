@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Self, cast
 
 from sqlalchemy import ColumnElement, CursorResult, Engine, case, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
-from lorastack.db.engine import WRITES, database_errors, database_url, make_engine
+from lorastack.db.engine import database_url, make_engine
 from lorastack.db.migrate import upgrade
 from lorastack.db.schema import ExchangeRow, RatingRow
+from lorastack.db.sessions import Sessions, require_aware
 from lorastack.errors import DatabaseError, ExchangeNotFound
 from lorastack.feedback import Exchange, RatedExchange, Rating
 from lorastack.settings import Settings
@@ -35,9 +34,14 @@ class SqlFeedbackStore:
     def __init__(self, engine: Engine, *, close_engine: bool = False) -> None:
         """`close_engine`: `close` disposes of the engine too (the store made it)."""
         self._engine = engine
-        self._writer = engine.execution_options(**{WRITES: True})
+        self._sessions = Sessions(engine)
         self._close_engine = close_engine
         upgrade(engine)
+
+    @property
+    def engine(self) -> Engine:
+        """The database's engine, for the other stores that share it (keys, usage, audit)."""
+        return self._engine
 
     def close(self) -> None:
         """Release the engine's connections if the store owns it; idempotent."""
@@ -50,26 +54,16 @@ class SqlFeedbackStore:
     def __exit__(self, *_exc: object) -> None:
         self.close()
 
-    @contextmanager
-    def _reading(self) -> Iterator[Session]:
-        with database_errors(self._engine), Session(self._engine) as session:
-            yield session
-
-    @contextmanager
-    def _writing(self) -> Iterator[Session]:
-        with database_errors(self._engine), Session(self._writer) as session, session.begin():
-            yield session
-
     def add_exchanges(self, exchanges: Sequence[Exchange]) -> None:
         """Store a batch in one transaction (a response id stored twice keeps the first)."""
         first_of_each: dict[str, Exchange] = {}
         for exchange in exchanges:
-            _require_aware(exchange.created_at, "created_at")
+            require_aware(exchange.created_at, "created_at")
             first_of_each.setdefault(exchange.response_id, exchange)
         if not first_of_each:
             return
         rows = [_exchange_values(exchange) for exchange in first_of_each.values()]
-        with self._writing() as session:
+        with self._sessions.writing() as session:
             session.execute(self._insert_keeping_first(), rows)
 
     def _insert_keeping_first(self) -> Any:
@@ -83,7 +77,7 @@ class SqlFeedbackStore:
         raise DatabaseError(f"unsupported database {dialect!r}: use sqlite or postgresql")
 
     def get_exchange(self, response_id: str) -> Exchange | None:
-        with self._reading() as session:
+        with self._sessions.reading() as session:
             row = session.get(ExchangeRow, response_id)
             return None if row is None else _exchange(row)
 
@@ -91,10 +85,10 @@ class SqlFeedbackStore:
         """Store a rating of a stored exchange; `ExchangeNotFound` if there is none."""
         if rating.rating not in _VOTES:
             raise ValueError(f"a rating is 1 or -1, got {rating.rating!r}")
-        _require_aware(rating.created_at, "created_at")
+        require_aware(rating.created_at, "created_at")
         missing = ExchangeNotFound(f"no captured exchange has response id {rating.response_id!r}")
         try:
-            with self._writing() as session:
+            with self._sessions.writing() as session:
                 # Checked, not left to the foreign key alone: an engine built elsewhere may
                 # not enforce SQLite's.
                 if session.get(ExchangeRow, rating.response_id) is None:
@@ -120,7 +114,7 @@ class SqlFeedbackStore:
             )
         )
         rated: list[RatedExchange] = []
-        with self._reading() as session:
+        with self._sessions.reading() as session:
             for exchange_row, rating_row in session.execute(query).tuples():
                 if not rated or rated[-1].exchange.response_id != exchange_row.response_id:
                     rated.append(RatedExchange(_exchange(exchange_row), []))
@@ -134,16 +128,16 @@ class SqlFeedbackStore:
             .where(*_window(domain, since))
             .order_by(ExchangeRow.created_at, ExchangeRow.response_id)
         )
-        with self._reading() as session:
+        with self._sessions.reading() as session:
             return [_exchange(row) for row in session.scalars(query)]
 
     def purge(self, before: datetime, domain: str | None = None) -> int:
         """Remove exchanges (and their ratings) older than `before`; how many exchanges went."""
-        _require_aware(before, "before")
+        require_aware(before, "before")
         old: list[ColumnElement[bool]] = [ExchangeRow.created_at < before]
         if domain is not None:
             old.append(ExchangeRow.domain == domain)
-        with self._writing() as session:
+        with self._sessions.writing() as session:
             # Deleted here rather than by the foreign key's cascade alone, which SQLite
             # applies only on connections that turned it on.
             session.execute(
@@ -177,7 +171,7 @@ class SqlFeedbackStore:
             .where(ExchangeRow.domain == domain)
             .group_by(ExchangeRow.version)
         )
-        with self._reading() as session:
+        with self._sessions.reading() as session:
             result = {
                 int(version): {"captured": int(n), "up": 0, "down": 0, "corrections": 0}
                 for version, n in session.execute(captured).tuples()
@@ -202,15 +196,10 @@ def open_feedback_store(settings: Settings) -> SqlFeedbackStore:
         raise
 
 
-def _require_aware(moment: datetime, name: str) -> None:
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise ValueError(f"{name} {moment.isoformat()} is naive: give a timezone-aware datetime")
-
-
 def _window(domain: str, since: datetime | None) -> list[ColumnElement[bool]]:
     conditions: list[ColumnElement[bool]] = [ExchangeRow.domain == domain]
     if since is not None:
-        _require_aware(since, "since")
+        require_aware(since, "since")
         conditions.append(ExchangeRow.created_at >= since)
     return conditions
 

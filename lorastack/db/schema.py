@@ -114,3 +114,75 @@ class RatingRow(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
     __table_args__ = (CheckConstraint("rating IN (1, -1)", name="vote"),)
+
+
+class ApiKeyRow(Base):
+    """A client key made by `lorastack keys create` or the admin API; only its hash is kept."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(_RatingId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    """sha256 of the key, hex: what a request's key is looked up by."""
+    hint: Mapped[str] = mapped_column(String(16))
+    """The key's last four characters, to tell keys apart in a listing (`...wxyz`)."""
+    domains: Mapped[list[str]] = mapped_column(JSON)
+    rpm: Mapped[int | None] = mapped_column(Integer)
+    tpm: Mapped[int | None] = mapped_column(Integer)
+    budget_tokens: Mapped[int | None] = mapped_column(BigInteger)
+    budget_period: Mapped[str | None] = mapped_column(String(16))
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    rotated_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class UsageRow(Base):
+    """One answer's tokens and latency, by key, domain and version."""
+
+    __tablename__ = "usage"
+
+    id: Mapped[int] = mapped_column(_RatingId, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    key_name: Mapped[str | None] = mapped_column(String(255))
+    key_hash: Mapped[str | None] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(String(255))
+    """The domain, or the base model's name."""
+    version: Mapped[int | None] = mapped_column(Integer)
+    """The adapter version that answered; None for the base model."""
+    endpoint: Mapped[str] = mapped_column(String(64))
+    prompt_tokens: Mapped[int] = mapped_column(Integer)
+    completion_tokens: Mapped[int] = mapped_column(Integer)
+    latency_s: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (
+        Index("ix_usage_created_at", "created_at"),
+        Index("ix_usage_key_name_created_at", "key_name", "created_at"),
+    )
+
+
+class AuditRow(Base):
+    """One admin action: who (which admin credential), what, on what, when."""
+
+    __tablename__ = "audit"
+
+    id: Mapped[int] = mapped_column(_RatingId, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+    actor: Mapped[str] = mapped_column(String(255))
+    """`admin-key:<first 12 hex of its sha256>` through the API, `cli:<user>` from the CLI."""
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(255))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class RateWindowRow(Base):
+    """A rate-limit counter shared by gateways (`lorastack.db.rate_storage`)."""
+
+    __tablename__ = "rate_windows"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[float] = mapped_column(Float)
+    """Unix time at which the window ends and the count starts again from zero."""

@@ -3,7 +3,8 @@ start and stop a canary; turn capture of a domain's answers on or off, and read 
 users said of each version.
 
 It needs the admin key; client keys never open it. Registry writes take the registry's
-file lock, so they run off the event loop.
+file lock, so they run off the event loop. Each action that succeeded is recorded in the
+audit trail with the admin key that did it (`gateway.audit`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from lorastack.errors import AdapterNotFound
 from lorastack.manifest import DEFAULT_ALIAS, CanaryGuard, CaptureSetting, DomainIndex
 from lorastack.registry import AdapterRef, DomainSummary
 from lorastack.serve.adapters import engine_name
-from lorastack.serve.deps import AdminDep, GatewayDep
+from lorastack.serve.deps import AdminActorDep, AdminDep, GatewayDep
 from lorastack.serve.errors import FeedbackUnavailable
 from lorastack.serve.schemas import error_responses
 
@@ -105,6 +106,11 @@ def _index(index: DomainIndex) -> dict[str, Any]:
     }
 
 
+def _ref(domain: str, version: int | None) -> str:
+    """The audit trail's target: `domain@vN`, or the domain when no version is known."""
+    return f"{domain}@v{version}" if version is not None else domain
+
+
 def _engine_states(gateway: GatewayDep) -> dict[str, list[dict[str, Any]]]:
     states: dict[str, list[dict[str, Any]]] = {}
     for index, endpoint in enumerate(gateway.pool.endpoints):
@@ -141,60 +147,81 @@ async def list_adapters(_: AdminDep, gateway: GatewayDep) -> dict[str, Any]:
 
 
 @router.post("/adapters/load", responses=_LOAD_ERRORS)
-async def load(body: AdapterAction, _: AdminDep, gateway: GatewayDep) -> dict[str, Any]:
+async def load(body: AdapterAction, actor: AdminActorDep, gateway: GatewayDep) -> dict[str, Any]:
     ref = AdapterRef.parse(body.model)
     manifest = gateway.registry.resolve(ref)
     path = gateway.registry.version_dir(ref.domain, manifest.version)
     slots = await asyncio.gather(*(e.adapters.load(manifest, path) for e in gateway.pool.endpoints))
-    return {"adapter": engine_name(manifest), "engines": [s.public() for s in slots]}
+    name = engine_name(manifest)
+    await gateway.audit.record(actor, "adapters.load", name, {"model": body.model})
+    return {"adapter": name, "engines": [s.public() for s in slots]}
 
 
 @router.post("/adapters/unload", responses=_LOAD_ERRORS)
-async def unload(body: AdapterAction, _: AdminDep, gateway: GatewayDep) -> dict[str, Any]:
+async def unload(body: AdapterAction, actor: AdminActorDep, gateway: GatewayDep) -> dict[str, Any]:
     ref = AdapterRef.parse(body.model)
     manifest = gateway.registry.resolve(ref)
     name = engine_name(manifest)
     slots = await asyncio.gather(*(e.adapters.unload(name) for e in gateway.pool.endpoints))
+    await gateway.audit.record(actor, "adapters.unload", name, {"model": body.model})
     return {"adapter": name, "engines": [s.public() for s in slots if s is not None]}
 
 
 @router.post("/adapters/promote", responses=_ERRORS)
-async def promote(body: Promotion, _: AdminDep, gateway: GatewayDep) -> dict[str, Any]:
+async def promote(body: Promotion, actor: AdminActorDep, gateway: GatewayDep) -> dict[str, Any]:
     # New requests resolve the alias to the new version at once; requests in
     # flight keep the version they hold until they finish. Promoting prod ends a canary.
     index = await asyncio.to_thread(gateway.registry.promote, body.domain, body.version, body.alias)
+    target = _ref(body.domain, body.version)
+    await gateway.audit.record(actor, "adapters.promote", target, {"alias": body.alias})
     return _index(index)
 
 
 @router.post("/adapters/rollback", responses=_ERRORS)
-async def rollback(body: Rollback, _: AdminDep, gateway: GatewayDep) -> dict[str, Any]:
+async def rollback(body: Rollback, actor: AdminActorDep, gateway: GatewayDep) -> dict[str, Any]:
     index = await asyncio.to_thread(gateway.registry.rollback, body.domain, body.alias)
+    target = _ref(body.domain, index.aliases.get(body.alias))  # the version it points at now
+    await gateway.audit.record(actor, "adapters.rollback", target, {"alias": body.alias})
     return _index(index)
 
 
 @router.post("/adapters/canary", responses=_ERRORS)
-async def start_canary(body: CanaryStart, _: AdminDep, gateway: GatewayDep) -> dict[str, Any]:
+async def start_canary(
+    body: CanaryStart, actor: AdminActorDep, gateway: GatewayDep
+) -> dict[str, Any]:
     """Send `weight` percent of the domain's conversations to `version`, the rest to prod."""
     index = await asyncio.to_thread(
         gateway.registry.start_canary, body.domain, body.version, body.weight, body.guard
     )
+    guard = body.guard.model_dump(mode="json") if body.guard is not None else None
+    details = {"weight": body.weight, "guard": guard}
+    await gateway.audit.record(actor, "adapters.canary", _ref(body.domain, body.version), details)
     return _index(index)
 
 
 @router.post("/adapters/canary/stop", responses=_ERRORS)
-async def stop_canary(body: CanaryStop, _: AdminDep, gateway: GatewayDep) -> dict[str, Any]:
+async def stop_canary(
+    body: CanaryStop, actor: AdminActorDep, gateway: GatewayDep
+) -> dict[str, Any]:
     """Stop the domain's canary: prod answers every conversation again."""
     index = await asyncio.to_thread(gateway.registry.end_canary, body.domain, body.reason)
+    ended = index.last_canary.version if index.last_canary is not None else None
+    target = _ref(body.domain, ended)
+    await gateway.audit.record(actor, "adapters.canary_stop", target, {"reason": body.reason})
     return _index(index)
 
 
 @router.post("/adapters/capture", responses=_ERRORS)
-async def set_capture(body: CaptureChange, _: AdminDep, gateway: GatewayDep) -> dict[str, Any]:
+async def set_capture(
+    body: CaptureChange, actor: AdminActorDep, gateway: GatewayDep
+) -> dict[str, Any]:
     """Capture the domain's served answers (masked) for feedback, or stop; applies to the
     next request on every gateway of this registry."""
     index = await asyncio.to_thread(
         gateway.registry.set_capture, body.domain, body.enabled, body.retention_days
     )
+    details = {"enabled": body.enabled, "retention_days": body.retention_days}
+    await gateway.audit.record(actor, "adapters.capture", body.domain, details)
     return _index(index)
 
 

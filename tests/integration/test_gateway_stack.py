@@ -138,6 +138,42 @@ def test_a_prompt_too_long_is_a_400_naming_the_limit(stack: Stack) -> None:
     assert "2048" in str(raised.value)
 
 
+def test_the_responses_api_answers_through_a_domain(stack: Stack) -> None:
+    brief = "Answer in one sentence."
+    whole = stack.client.responses.create(
+        model="ledger-desk", input=QUESTION, instructions=brief, max_output_tokens=24, temperature=0
+    )
+    assert whole.model.startswith("ledger-desk@v"), whole.model
+    assert whole.id.startswith("resp_") and whole.output_text.strip()
+    assert whole.usage is not None and whole.usage.output_tokens > 0
+    stream = stack.client.responses.create(
+        model="ledger-desk",
+        input=QUESTION,
+        instructions=brief,
+        max_output_tokens=24,
+        temperature=0,
+        stream=True,
+    )
+    events = list(stream)
+    assert events[0].type == "response.created"
+    last = events[-1]
+    assert last.type == f"response.{whole.status}"  # completed, or incomplete at the limit
+    assert last.response.model == whole.model
+    streamed = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert streamed == last.response.output_text == whole.output_text  # greedy: the same
+    # The same path as chat: the instructions are the system message, the same answer.
+    chat = stack.client.chat.completions.create(
+        model="ledger-desk",
+        messages=[
+            {"role": "system", "content": brief},
+            {"role": "user", "content": QUESTION},
+        ],
+        max_tokens=24,
+        temperature=0,
+    )
+    assert chat.choices[0].message.content == whole.output_text
+
+
 def test_swapping_adapters_under_load_fails_no_request(stack: Stack) -> None:
     failures: list[str] = []
     completed: list[int] = []

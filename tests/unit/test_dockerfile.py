@@ -28,6 +28,7 @@ from lorastack.errors import SettingsError
 from lorastack.serve.app import build_gateway, create_app, engine_client
 from lorastack.serve.engine import OFFLINE_ENV
 from lorastack.serve.routes import ops
+from lorastack.serve.tenancy import build_tenancy
 from lorastack.settings import ENV_PREFIX, GatewaySettings, load_settings
 from tests.fake_upstream import FakeUpstream
 from tests.servers import serve_in_thread
@@ -325,10 +326,12 @@ def test_the_model_is_pulled_by_the_user_before_the_volume_is_declared(target: s
 
 
 def test_binding_beyond_loopback_needs_keys() -> None:
-    # Why `docker run` must pass LORASTACK_GATEWAY__API_KEYS or __KEYS_FILE.
+    # Why `docker run` must pass LORASTACK_GATEWAY__API_KEYS or __KEYS_FILE (or the database
+    # must hold a key made by `lorastack keys create`).
     with pytest.raises(SettingsError, match="without api_keys"):
-        load_settings(gateway={"host": "0.0.0.0"})
-    assert load_settings(gateway={"host": "0.0.0.0", "api_keys": ["k" * 20]}).gateway.api_keys
+        build_tenancy(load_settings(gateway={"host": "0.0.0.0"}).gateway, None)
+    public = load_settings(gateway={"host": "0.0.0.0", "api_keys": ["k" * 20]}).gateway
+    assert build_tenancy(public, None).keys.has_keys
 
 
 # -- the health check --------------------------------------------------------------------

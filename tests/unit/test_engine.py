@@ -30,7 +30,7 @@ def test_launch_on_the_cpu_enables_runtime_lora(
     assert _flag(argv, "--host") == "127.0.0.1"
     assert "--enable-lora" in argv
     assert _flag(argv, "--max-lora-rank") == "16"
-    assert _flag(argv, "--max-loras") == "4"
+    assert _flag(argv, "--max-loras") == "8"
     assert launch.env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "True"
     assert launch.env["VLLM_CPU_KVCACHE_SPACE"] == "1"
     assert launch.env["HF_HUB_OFFLINE"] == "1"

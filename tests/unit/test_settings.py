@@ -69,7 +69,6 @@ def test_config_file_is_read_and_environment_wins(
         ("LORASTACK_ENGINE__PORT", "abc", "LORASTACK_ENGINE__PORT"),
         ("LORASTACK_ENGINE__GPU_MEMORY_UTILIZATION", "1.5", "must be in (0, 1]"),
         ("LORASTACK_ENGINE__MAX_CPU_LORAS", "1", "max_cpu_loras (1) must be at least max_loras"),
-        ("LORASTACK_GATEWAY__HOST", "0.0.0.0", "without api_keys"),
         ("LORASTACK_GATEWAY__ADMIN_KEY", "short", "admin_key must be at least 16"),
         ("LORASTACK_PUBLISH__LOSS_TOLERANCE", "-0.1", "LORASTACK_PUBLISH__LOSS_TOLERANCE"),
         ("LORASTACK_PUBLISH__RATE_TOLERANCE", "2", "less than or equal to 1"),

@@ -1,8 +1,8 @@
 """The Adapters tab (only with an admin key): the registry, what each engine holds and how
 each version does with live traffic (its brand rules' pass rates, and what users said of
-its answers: captured, thumbs up and down, the share up, corrections); load, unload,
-promote and roll back adapters, and start or stop a canary, through the gateway's admin
-API."""
+its answers: captured, thumbs up and down, the share up, corrections); each domain's usage
+(tokens per day, answers and latency); load, unload, promote and roll back adapters, and
+start or stop a canary, through the gateway's admin API."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import gradio as gr
 
 from lorastack.ui.client import Gateway
 from lorastack.ui.errors import FeedbackNotCollected, UiClientError
+from lorastack.ui.tabs import usage
 from lorastack.ui.wording import percent, warning
 
 ADAPTER_HEADERS = [
@@ -299,6 +300,7 @@ def build(client: Gateway) -> None:
         label="Adapters",
     )
     status = gr.Textbox(label="Result", interactive=False, lines=2)
+    usage.build(client, refresh)
     with gr.Row(equal_height=True):
         ref = gr.Textbox(label="Adapter", placeholder="domain, domain@2 or domain@prod", scale=3)
         load = gr.Button("Load", scale=1)

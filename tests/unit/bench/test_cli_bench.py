@@ -39,7 +39,7 @@ def test_too_few_domains_to_swap_is_a_one_line_error(cli: Callable[..., Any]) ->
     result = cli("bench", "--only", "serve", "--domains", "2")
     assert result.code == 1
     assert result.err.strip() == (
-        "error: --domains 2 would not make adapters swap: use more than the engine's max_loras (4)"
+        "error: --domains 2 would not make adapters swap: use more than the engine's max_loras (8)"
     )
 
 

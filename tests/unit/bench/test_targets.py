@@ -9,15 +9,16 @@ from tests.unit.bench.results import matrix, result
 
 def test_the_matrix_compares_each_route_and_workload_next_to_each_other() -> None:
     names = [c.name for c in case_matrix([1, 8])]
-    assert names[:4] == [
+    assert names[:5] == [
         "direct/base/c1",
         "gateway/base/c1",
         "guarded/base/c1",
+        "limited/base/c1",
         "direct/adapter/c1",
     ]
-    assert names[9] == "gateway/swap/c1"
-    assert names[10] == "direct/base/c8"
-    assert len(names) == 20 == len(set(names))
+    assert names[10] == "gateway/swap/c1"
+    assert names[11] == "direct/base/c8"
+    assert len(names) == 22 == len(set(names))
 
 
 def test_ratios_and_differences_of_the_cases_measured() -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+from opentelemetry.trace import TracerProvider
 
 from lorastack.feedback import FeedbackStore
 from lorastack.guardrails import Detector
@@ -55,8 +56,8 @@ class Running:
 def start_gateway(
     fake: FakeUpstream, publish: Callable[..., Any]
 ) -> Iterator[Callable[..., Running]]:
-    """Start a gateway (settings overridable, a feedback store optional) on a real port; two
-    domains are published."""
+    """Start a gateway (settings overridable, a feedback store and a tracer provider
+    optional) on a real port; two domains are published."""
     publish("coffee-shop", 1, display_name="Bean There", system_prompt=COFFEE_VOICE, promote="prod")
     publish("ledger-desk", 2, display_name="Ledgerly Support")
     stack: list[Any] = []
@@ -64,6 +65,7 @@ def start_gateway(
     def start(
         detector: Detector | None = None,
         feedback_store: FeedbackStore | None = None,
+        tracer_provider: TracerProvider | None = None,
         **gateway_settings: Any,
     ) -> Running:
         settings = load_settings(
@@ -76,6 +78,7 @@ def start_gateway(
             client,
             detector=detector or RegexDetector(),
             feedback_store=feedback_store,
+            tracer_provider=tracer_provider,
         )
         app = create_app(
             gateway,

@@ -215,7 +215,7 @@ def test_a_full_queue_drops_and_counts_never_waits(
 ) -> None:
     capture = capturing.gateway.capture
     assert capture is not None
-    monkeypatch.setattr(capture, "_max_pending", 2)
+    monkeypatch.setattr(capture.writer, "max_pending", 2)
     feedback.hold()  # the database takes its time
     for _ in range(6):
         assert capturing.chat("coffee-shop", "hello").status_code == 200

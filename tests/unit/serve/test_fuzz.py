@@ -8,7 +8,8 @@ examples per operation, in front of the scripted fake engine.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,7 +23,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from tests.fake_feedback import MemoryFeedbackStore
+from lorastack.db import SqlFeedbackStore, make_engine
 from tests.unit.serve.conftest import ADMIN_KEY, Running
 
 CHECKS = [
@@ -35,9 +36,12 @@ EXAMPLES_PER_OPERATION = 40
 
 
 @pytest.fixture
-def gw(start_gateway: Callable[..., Running]) -> Running:
-    """A gateway with every part: a feedback store too (without one, feedback is a 503)."""
-    return start_gateway(feedback_store=MemoryFeedbackStore())
+def gw(start_gateway: Callable[..., Running], tmp_path: Path) -> Iterator[Running]:
+    """A gateway with every part: a database too (without one, feedback, keys and usage
+    are 503s)."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'fuzz.db'}")
+    yield start_gateway(feedback_store=SqlFeedbackStore(engine))
+    engine.dispose()
 
 
 def _fuzz(operation: Any, mode: GenerationMode) -> None:

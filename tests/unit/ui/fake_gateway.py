@@ -21,7 +21,8 @@ The admin calls act on `adapter_table` (its own copy), in the shape of `GET /adm
 starting a canary sets the domain's `canary`, stopping it moves it to `last_canary`, and
 the gateway's refusals (no such domain, no canary running) read as they would.
 `feedback_counts` answers from `feedback_table` (domain -> `GET /admin/feedback`'s
-`versions`), and no versions for a domain of `adapter_table` it lacks.
+`versions`), and no versions for a domain of `adapter_table` it lacks; `usage` answers
+`usage_table` (`GET /admin/usage`'s `groups`) whatever it is asked.
 """
 
 from __future__ import annotations
@@ -90,6 +91,7 @@ class FakeGateway:
     domains: list[Domain] = field(default_factory=default_domains)
     adapter_table: list[dict[str, Any]] = field(default_factory=list)
     feedback_table: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    usage_table: list[dict[str, Any]] = field(default_factory=list)
     uncaptured: set[str] = field(default_factory=set)  # response ids rated with a 404
     # Method name -> the error every call of it raises (`list_domains`, `adapters`, `load`...).
     errors: dict[str, UiClientError] = field(default_factory=dict)
@@ -162,6 +164,12 @@ class FakeGateway:
         if domain not in self.feedback_table:
             self._domain(domain)  # a 404 for a domain the table lacks
         return list(self.feedback_table.get(domain, []))
+
+    async def usage(
+        self, since: str = "7d", by: str = "domain", daily: bool = False
+    ) -> list[dict[str, Any]]:
+        await self._call("usage", since, by, daily)
+        return list(self.usage_table)
 
     async def load(self, model: str) -> str:
         await self._call("load", model)

@@ -31,6 +31,7 @@ ADMIN_ENDPOINTS = (
     "/rollback",
     "/start_canary",
     "/stop_canary",
+    "/usage",
 )
 LOADED = adapters.ADAPTER_HEADERS.index("loaded")  # the adapters table's last column
 
@@ -319,6 +320,12 @@ def test_a_canary_through_the_app(ui: Ui, publish: Callable[..., Any]) -> None:
     assert status.startswith("\N{WARNING SIGN}") and "no canary running" in status
     status, _ = ui.call("/start_canary", "coffee-shop", 1, 10)
     assert status.startswith("\N{WARNING SIGN}") and "already prod" in status
+
+
+def test_the_usage_section_says_when_the_gateway_records_none(ui: Ui) -> None:
+    # This gateway has no database: the chart and the table stay empty, the note says why.
+    *_, note = ui.call("/usage")
+    assert note.startswith("\N{WARNING SIGN}") and "has no database" in note
 
 
 def test_without_the_admin_key_there_is_no_adapters_tab(start_ui: Callable[..., Ui]) -> None:
