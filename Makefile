@@ -31,11 +31,16 @@ $(INSTALLED): pyproject.toml requirements/bundled-assets.txt
 demo: install
 	$(BIN)/lorastack quickstart $(DEMO_ARGS)
 
+# Unit tests on two workers (they mostly wait on sockets and threads); the integration
+# tests one at a time (each keeps vLLM or training busy on every core).
+UNIT_WORKERS ?= 2
+
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not integration" -n $(UNIT_WORKERS) --dist loadscope
+	$(BIN)/python -m pytest -m integration
 
 test-unit: install
-	$(BIN)/python -m pytest -m "not integration"
+	$(BIN)/python -m pytest -m "not integration" -n $(UNIT_WORKERS) --dist loadscope
 
 test-integration: install
 	$(BIN)/python -m pytest -m integration

@@ -28,6 +28,21 @@ def new_request_id() -> str:
     return f"req-{uuid.uuid4().hex[:16]}"
 
 
+class Callbacks:
+    """Callbacks for one moment of a request, each run once when it comes."""
+
+    def __init__(self) -> None:
+        self._pending: list[Callable[[], None]] = []
+
+    def add(self, callback: Callable[[], None]) -> None:
+        self._pending.append(callback)
+
+    def run(self) -> None:
+        callbacks, self._pending = self._pending, []
+        for callback in callbacks:
+            callback()
+
+
 @dataclass
 class Outcome:
     """What became of one request, filled in by whichever layer knows."""
@@ -42,26 +57,22 @@ class Outcome:
     logged: bool = False
     """Whether an unexpected error of this request was logged already."""
 
-    _on_admitted: list[Callable[[], None]] = field(default_factory=list, repr=False)
-    _on_done: list[Callable[[], None]] = field(default_factory=list, repr=False)
-
-    def on_done(self, callback: Callable[[], None]) -> None:
-        """Call `callback` once the response has ended (sent, failed or abandoned)."""
-        self._on_done.append(callback)
-
-    def done(self) -> None:
-        callbacks, self._on_done = self._on_done, []
-        for callback in callbacks:
-            callback()
+    _on_admitted: Callbacks = field(default_factory=Callbacks, repr=False)
+    _on_done: Callbacks = field(default_factory=Callbacks, repr=False)
 
     def on_admitted(self, callback: Callable[[], None]) -> None:
-        self._on_admitted.append(callback)
+        self._on_admitted.add(callback)
 
     def admitted(self) -> None:
         """The gateway's own work on the request is done: it goes to the engine now."""
-        callbacks, self._on_admitted = self._on_admitted, []
-        for callback in callbacks:
-            callback()
+        self._on_admitted.run()
+
+    def on_done(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once the response has ended (sent, failed or abandoned)."""
+        self._on_done.add(callback)
+
+    def done(self) -> None:
+        self._on_done.run()
 
     def failed(self, error: GatewayError) -> None:
         self.error_code = error.code or error.type

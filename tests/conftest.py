@@ -16,6 +16,9 @@ from tests.fakes import RegexDetector, write_base_checkpoint
 # A real PostgreSQL server for the tests that name these fixtures (tests/postgres.py).
 from tests.postgres import postgres_server, postgres_url  # noqa: F401
 
+# A real Redis server, for the rate limits kept there (tests/redis_server.py).
+from tests.redis_server import redis_url  # noqa: F401
+
 # Nothing in the test suite may reach a hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

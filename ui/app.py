@@ -7,7 +7,7 @@ one page and fills their domain lists from the gateway:
 - Chat (`ui.tabs.chat`): pick a domain, stream its answers, rate them.
 - Compare (`ui.tabs.compare`): one prompt answered by the base model and a domain.
 - Adapters (`ui.tabs.adapters`, only with an admin key): load, unload, promote, roll back;
-  each version's live rule pass rates and its users' ratings.
+  each version's live rule pass rates and its users' ratings; client keys (`ui.tabs.keys`).
 
 Domains still being trained (`make demo` serves before it trains) can be named as
 expected: the page says they are on their way and adds each when the gateway lists it.

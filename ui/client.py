@@ -16,6 +16,7 @@ import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
+from urllib.parse import quote
 
 import httpx
 import openai
@@ -26,7 +27,13 @@ from openai.types.chat import (
     ChatCompletionUserMessageParam,
 )
 
-from lorastack.ui.errors import AccessDenied, GatewayUnreachable, error_from_response, stream_error
+from lorastack.ui.errors import (
+    AccessDenied,
+    GatewayUnreachable,
+    RequestRefused,
+    error_from_response,
+    stream_error,
+)
 from lorastack.ui.wording import aliases_summary, engines_summary, percent
 
 PII_HEADER = "x-lorastack-pii-masked"
@@ -175,6 +182,35 @@ class Gateway(Protocol):
 
     async def stop_canary(self, domain: str, reason: str | None = None) -> str:
         """End the domain's canary (`prod` gets all traffic again); a readable result."""
+        ...
+
+    async def keys(self, include_revoked: bool = False) -> list[dict[str, Any]]:
+        """The client keys kept in the gateway's database (revoked ones too with
+        `include_revoked`), each with its hint, never the key (`GET /admin/keys`)."""
+        ...
+
+    async def create_key(
+        self,
+        name: str,
+        domains: Sequence[str] = (),
+        *,
+        rpm: int | None = None,
+        tpm: int | None = None,
+        budget: int | None = None,
+        period: str = "month",
+        expires: str | None = None,
+    ) -> dict[str, Any]:
+        """Create a key for `domains` (every one when none) with these limits
+        (`POST /admin/keys`); the key as the gateway shows it, with `key`, given only now."""
+        ...
+
+    async def revoke_key(self, name: str) -> dict[str, Any]:
+        """Stop a key from working; the key as the gateway shows it now."""
+        ...
+
+    async def rotate_key(self, name: str) -> dict[str, Any]:
+        """A new key for the same name, domains and limits; the key as the gateway shows it,
+        with the new `key`, given only now."""
         ...
 
 
@@ -396,11 +432,59 @@ class GatewayClient:
         aliases = aliases_summary(payload)
         return f"{domain}: {which} stopped, prod gets all conversations ({aliases})"
 
+    async def keys(self, include_revoked: bool = False) -> list[dict[str, Any]]:
+        """`GET /admin/keys[?all=true]`: the database's client keys, without the keys."""
+        params = {"all": "true"} if include_revoked else None
+        payload = await self._admin("GET", "/keys", params=params)
+        data = payload.get("data") if isinstance(payload, dict) else None
+        return [k for k in data or [] if isinstance(k, dict)]
+
+    async def create_key(
+        self,
+        name: str,
+        domains: Sequence[str] = (),
+        *,
+        rpm: int | None = None,
+        tpm: int | None = None,
+        budget: int | None = None,
+        period: str = "month",
+        expires: str | None = None,
+    ) -> dict[str, Any]:
+        """`POST /admin/keys`: only what is given is sent (no domains: the gateway's `*`);
+        `period` counts only with a `budget`."""
+        body: dict[str, Any] = {"name": name}
+        if domains:
+            body["domains"] = list(domains)
+        for field_name, value in (("rpm", rpm), ("tpm", tpm), ("budget", budget)):
+            if value is not None:
+                body[field_name] = value
+        if budget is not None:
+            body["period"] = period
+        if expires:
+            body["expires"] = expires
+        return _issued(await self._admin("POST", "/keys", body))
+
+    async def revoke_key(self, name: str) -> dict[str, Any]:
+        """`POST /admin/keys/{name}/revoke`."""
+        payload = await self._admin("POST", f"/keys/{quote(name, safe='')}/revoke")
+        return payload if isinstance(payload, dict) else {}
+
+    async def rotate_key(self, name: str) -> dict[str, Any]:
+        """`POST /admin/keys/{name}/rotate`."""
+        return _issued(await self._admin("POST", f"/keys/{quote(name, safe='')}/rotate"))
+
 
 def _wire(message: Message) -> ChatCompletionMessageParam:
     if message.role == "user":
         return ChatCompletionUserMessageParam(role="user", content=message.content)
     return ChatCompletionAssistantMessageParam(role="assistant", content=message.content)
+
+
+def _issued(payload: Any) -> dict[str, Any]:
+    """A created or rotated key's view, which must hold the key: the gateway gives it once."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("key"), str):
+        raise RequestRefused("the gateway's answer holds no key: rotate the key to get one")
+    return payload
 
 
 def _masked(raw: str | None) -> int:

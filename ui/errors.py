@@ -105,7 +105,8 @@ def error_from_response(
             status=status,
             code=code,
         )
-    if code == "database_unavailable":  # usage, the audit trail: nothing to do with the engine
+    if code in ("database_unavailable", "no_database"):
+        # Usage, the audit trail, keys: the database, nothing to do with the engine.
         return RequestRefused(
             message or "the gateway's database is unavailable", status=status, code=code
         )

@@ -26,6 +26,7 @@ TARGETS = {
     "N domains mixed",
     "hot-swap TPOT",
     "hot-swap failures",
+    "limits enforcement",
     "guard scan time",
     "adapter speed, r16 all-linear",
     "adapter speed, r8 q/v",
@@ -74,6 +75,7 @@ def test_quick_bench_measures_every_case(bundled_model: ModelRecord, tmp_path: P
     cases = {c["name"]: c for c in data["serving"]["cases"]}
     expected = {f"{r}/{w}/c{c}" for c in LEVELS for w in WORKLOADS for r in ROUTES}
     expected |= {f"gateway/swap/c{c}" for c in LEVELS}
+    expected |= {f"limited/base/c{c}" for c in LEVELS}  # a key with limits, never reached
     assert set(cases) == expected
     for name, case in cases.items():
         assert case["failed"] == 0, (name, case["errors"])
@@ -89,6 +91,7 @@ def test_quick_bench_measures_every_case(bundled_model: ModelRecord, tmp_path: P
         "adapter vs base",
         "mixed vs one adapter",
         "swap vs steady",
+        "limited vs unlimited key",
     }
     for ratio in ratios:
         subject = cases[ratio["subject"]][ratio["metric"]]

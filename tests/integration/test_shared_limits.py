@@ -101,13 +101,20 @@ def _chat(url: str, key: str) -> httpx.Response:
     )
 
 
+@pytest.mark.parametrize("counters", ["database", "redis"])
 def test_two_gateways_on_one_database_enforce_one_key_together(
-    start_gateway: Callable[..., str], postgres_url: str
+    start_gateway: Callable[..., str],
+    postgres_url: str,
+    counters: str,
+    request: pytest.FixtureRequest,
 ) -> None:
+    """The key lives in PostgreSQL; its counters there too, or in a real Redis."""
+    storage = request.getfixturevalue("redis_url") if counters == "redis" else "database"
     engine = make_engine(postgres_url)
     keys = SqlKeyStore(engine)
     _, secret = keys.create("team-a", limits=KeyLimits(rpm=4))
-    gateways = [start_gateway(), start_gateway()]
+    env = {"LORASTACK_GATEWAY__LIMITS_STORAGE": storage}
+    gateways = [start_gateway(**env), start_gateway(**env)]
     statuses = [_chat(gateways[i % 2], secret).status_code for i in range(6)]
     # Four requests a minute between both gateways, not four each.
     assert statuses == [200, 200, 200, 200, 429, 429]

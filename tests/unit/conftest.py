@@ -26,6 +26,11 @@ def cli(
 ) -> Callable[..., "Result"]:
     """Run `lorastack ARGS...` in-process through its real entry point."""
     monkeypatch.setenv("COLUMNS", "200")
+    # The consoles were made at import, whatever the terminal was then (none, under xdist).
+    from lorastack.cli import context
+
+    for console in (context.out, context.err):
+        monkeypatch.setattr(console, "width", 200)
 
     def run(*args: str, stdin: str = "") -> Result:
         monkeypatch.setattr("sys.stdin", io.StringIO(stdin))

@@ -2,7 +2,8 @@
 each version does with live traffic (its brand rules' pass rates, and what users said of
 its answers: captured, thumbs up and down, the share up, corrections); each domain's usage
 (tokens per day, answers and latency); load, unload, promote and roll back adapters, and
-start or stop a canary, through the gateway's admin API."""
+start or stop a canary; and the client keys (`ui.tabs.keys`): list, create, revoke, rotate;
+all through the gateway's admin API."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import gradio as gr
 
 from lorastack.ui.client import Gateway
 from lorastack.ui.errors import FeedbackNotCollected, UiClientError
-from lorastack.ui.tabs import usage
+from lorastack.ui.tabs import keys, usage
 from lorastack.ui.wording import percent, warning
 
 ADAPTER_HEADERS = [
@@ -328,6 +329,7 @@ def build(client: Gateway) -> None:
     with gr.Row(equal_height=True):
         stop_reason = gr.Textbox(label="Why stop it (optional)", scale=4)
         stop_canary = gr.Button("Stop canary", scale=1)
+    keys.build(client, refresh)
 
     refresh.click(partial(on_refresh, client), None, [table, status], api_name="adapters")
     both = [status, table]

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from lorastack.bench.cases import CaseResult, ServingPlan, ServingStack, Workload, run_serving
+from lorastack.bench.stack import create_limited_key, scratch_database
+from lorastack.db import SqlFeedbackStore, make_engine
 from lorastack.registry import AdapterRegistry
 from lorastack.serve.app import build_gateway, create_app, engine_client
 from lorastack.settings import load_settings
@@ -30,7 +32,11 @@ def stack(
         source = write_adapter(tmp_path / domain, "tiny", seed=seed)
         registry.publish(source, domain, promote="prod")
     registry.publish(write_adapter(tmp_path / "bench-1-v2", "tiny", seed=9), "bench-1")
+    # The unguarded gateway's database holds the limited route's key, as in a real run.
+    limited_key = create_limited_key(tmp_path)
+    engine = make_engine(scratch_database(tmp_path))
     with ExitStack() as running:
+        running.callback(engine.dispose)
         fake = running.enter_context(FakeUpstream(base_model="tiny"))
         urls = []
         for guardrails in (False, True):
@@ -45,7 +51,13 @@ def stack(
             )
             client = engine_client(30.0)
             app = create_app(
-                build_gateway(settings, [fake.url], client, detector=RegexDetector()),
+                build_gateway(
+                    settings,
+                    [fake.url],
+                    client,
+                    detector=RegexDetector(),
+                    feedback_store=None if guardrails else SqlFeedbackStore(engine),
+                ),
                 settings.gateway.max_body_bytes,
                 client,
             )
@@ -60,6 +72,7 @@ def stack(
                 adapter_dirs={d: registry.version_dir(d, 1) for d in DOMAINS},
                 client_key=CLIENT_KEY,
                 admin_key=ADMIN_KEY,
+                limited_key=limited_key,
             ),
             fake,
         )
@@ -80,7 +93,7 @@ def test_every_case_runs_and_leaves_the_engine_empty(
         "gateway/base/c1",
         "guarded/base/c1",
     ]
-    assert len(results) == 20
+    assert len(results) == 22  # 3 routes x 3 workloads, limited/base and swap, x 2 levels
     for result in results:
         assert result.stats.failed == 0, (result.case.name, result.stats.errors)
         assert result.stats.requests == 2 * result.case.concurrency

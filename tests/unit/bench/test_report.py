@@ -52,7 +52,7 @@ def test_every_part_is_written(tmp_path: Path) -> None:
     assert data["schema"] == 1
     assert data["machine"]["cpu"] == "AMD EPYC"
     cases = data["serving"]["cases"]
-    assert len(cases) == 20
+    assert len(cases) == 22
     assert cases[0]["name"] == "direct/base/c1"
     assert cases[0]["tokens_per_s"] == 51.2
     swap = next(c for c in cases if c["workload"] == "swap")

@@ -64,6 +64,7 @@ def test_a_full_matrix_has_every_comparison_at_every_level() -> None:
         "adapter vs base",
         "mixed vs one adapter",
         "swap vs steady",
+        "limited vs unlimited key",
     }
     assert all(c.value == (0.0 if c.kind == "difference" else 1.0) for c in comparisons)
 

@@ -11,6 +11,7 @@ import httpx
 import pytest
 from opentelemetry.trace import TracerProvider
 
+from lorastack.db import SqlFeedbackStore, make_engine
 from lorastack.feedback import FeedbackStore
 from lorastack.guardrails import Detector
 from lorastack.registry import AdapterRegistry
@@ -23,6 +24,15 @@ from tests.servers import serve_in_thread
 
 ADMIN_KEY = "admin-key-0123456789abcdef"
 COFFEE_VOICE = "You are the cheerful barista of Bean There."
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Iterator[SqlFeedbackStore]:
+    """The gateway's database, as `lorastack serve` opens it (SQLite): feedback, keys,
+    usage, audit."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'lorastack.db'}")
+    yield SqlFeedbackStore(engine)
+    engine.dispose()
 
 
 @pytest.fixture

@@ -4,29 +4,21 @@ hash and never the key; an action is never failed by its record; `GET /admin/aud
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from lorastack.audit import AuditEvent, admin_key_actor_of
-from lorastack.db import SqlAuditLog, SqlFeedbackStore, make_engine
+from lorastack.db import SqlAuditLog, SqlFeedbackStore
 from lorastack.errors import DatabaseError
 from lorastack.serve.audit import AdminAudit
 from tests.unit.serve.conftest import ADMIN_KEY, Running
 
 ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
 ACTOR = admin_key_actor_of(ADMIN_KEY)
-
-
-@pytest.fixture
-def database(tmp_path: Path) -> Iterator[SqlFeedbackStore]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'lorastack.db'}")
-    yield SqlFeedbackStore(engine)
-    engine.dispose()
 
 
 @pytest.fixture

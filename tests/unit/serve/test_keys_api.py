@@ -4,16 +4,15 @@ refusals as OpenAI sends them, so the official client does the right thing."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
 import openai
 import pytest
 
-from lorastack.db import SqlFeedbackStore, make_engine
+from lorastack.db import SqlFeedbackStore
 from lorastack.db.audit_store import SqlAuditLog
 from lorastack.db.key_store import SqlKeyStore
 from lorastack.keys import KeyLimits
@@ -21,13 +20,6 @@ from tests.unit.serve.conftest import ADMIN_KEY, Running
 
 ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
 CHAT = {"model": "coffee-shop", "messages": [{"role": "user", "content": "one flat white"}]}
-
-
-@pytest.fixture
-def database(tmp_path: Path) -> Iterator[SqlFeedbackStore]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'gateway.db'}")
-    yield SqlFeedbackStore(engine)
-    engine.dispose()
 
 
 @pytest.fixture

@@ -195,3 +195,27 @@ def test_a_domain_cap_refuses_above_it_and_each_release_counts_once() -> None:
     for _ in range(10):
         uncapped.enter("coffee-shop")
     assert uncapped.in_flight("coffee-shop") == 0
+
+
+def test_where_the_counters_live_is_a_setting_with_clear_mistakes(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from lorastack.errors import SettingsError
+    from lorastack.serve.tenancy import build_tenancy
+    from lorastack.settings import GatewaySettings
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'limits.db'}")
+    on_database = build_tenancy(GatewaySettings(), engine)
+    assert isinstance(on_database.limiter._limiter.storage, SqlRateStorage)
+    in_memory = build_tenancy(GatewaySettings(limits_storage="memory"), engine)
+    assert isinstance(in_memory.limiter._limiter.storage, MemoryStorage)
+    without_database = build_tenancy(GatewaySettings(), None)
+    assert isinstance(without_database.limiter._limiter.storage, MemoryStorage)
+    assert "counted in this process only" in caplog.text
+    for setting in ("nosuch://host", "memcached"):
+        with pytest.raises(SettingsError, match=r"gateway.limits_storage"):
+            build_tenancy(GatewaySettings(limits_storage=setting), engine)
+    caps = build_tenancy(GatewaySettings(domain_concurrency={"coffee-shop": 2}), engine).caps
+    assert caps is not None
+    with pytest.raises(ValueError, match="at least 1"):
+        GatewaySettings(domain_concurrency={"coffee-shop": 0})

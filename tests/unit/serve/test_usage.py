@@ -6,16 +6,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import sqlalchemy as sa
 
-from lorastack.db import SqlFeedbackStore, make_engine
+from lorastack.db import SqlFeedbackStore
 from lorastack.errors import DatabaseError
 from lorastack.feedback import key_hash
 from lorastack.serve.metrics import Metrics
@@ -141,14 +140,6 @@ def test_close_gives_up_on_a_database_that_hangs() -> None:
 
 
 # -- through the gateway ------------------------------------------------------------------
-
-
-@pytest.fixture
-def database(tmp_path: Path) -> Iterator[SqlFeedbackStore]:
-    """The gateway's database, as `lorastack serve` opens it (SQLite)."""
-    engine = make_engine(f"sqlite:///{tmp_path / 'lorastack.db'}")
-    yield SqlFeedbackStore(engine)
-    engine.dispose()
 
 
 @pytest.fixture

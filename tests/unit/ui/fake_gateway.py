@@ -23,6 +23,12 @@ the gateway's refusals (no such domain, no canary running) read as they would.
 `feedback_counts` answers from `feedback_table` (domain -> `GET /admin/feedback`'s
 `versions`), and no versions for a domain of `adapter_table` it lacks; `usage` answers
 `usage_table` (`GET /admin/usage`'s `groups`) whatever it is asked.
+
+The key calls act on `key_table` (its own copy, in the shape of `GET /admin/keys`'s
+`data`): creating a key adds one whose `key` (`lsk-fake-<name>-<n>`, its last four
+characters the hint) only the answer holds, revoking sets `revoked_at`, rotating gives a
+new key and hint; a name taken is a 409, an unknown (or revoked) one a 404, as the gateway
+words them. Every key given out is in `issued`, to check the UI shows none of them twice.
 """
 
 from __future__ import annotations
@@ -92,6 +98,8 @@ class FakeGateway:
     adapter_table: list[dict[str, Any]] = field(default_factory=list)
     feedback_table: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     usage_table: list[dict[str, Any]] = field(default_factory=list)
+    key_table: list[dict[str, Any]] = field(default_factory=list)
+    issued: list[str] = field(default_factory=list)  # every key created or rotated, in order
     uncaptured: set[str] = field(default_factory=set)  # response ids rated with a 404
     # Method name -> the error every call of it raises (`list_domains`, `adapters`, `load`...).
     errors: dict[str, UiClientError] = field(default_factory=dict)
@@ -102,6 +110,7 @@ class FakeGateway:
     def __post_init__(self) -> None:
         # The canary calls change the table: a test's module-level table stays as it is.
         self.adapter_table = copy.deepcopy(self.adapter_table)
+        self.key_table = copy.deepcopy(self.key_table)
 
     def enqueue(self, model: str, script: Script) -> None:
         """Script the next answer of `model` (first in, first out)."""
@@ -216,6 +225,69 @@ class FakeGateway:
             "at": "2025-01-01T13:00:00Z",
         }
         return f"{domain}: canary v{canary['version']} stopped, prod gets all conversations"
+
+    async def keys(self, include_revoked: bool = False) -> list[dict[str, Any]]:
+        await self._call("keys", include_revoked)
+        return [dict(k) for k in self.key_table if include_revoked or not k.get("revoked_at")]
+
+    async def create_key(
+        self,
+        name: str,
+        domains: Sequence[str] = (),
+        *,
+        rpm: int | None = None,
+        tpm: int | None = None,
+        budget: int | None = None,
+        period: str = "month",
+        expires: str | None = None,
+    ) -> dict[str, Any]:
+        limits = {"rpm": rpm, "tpm": tpm, "budget": budget}
+        await self._call("create_key", name, list(domains), limits, period, expires)
+        if any(k.get("name") == name for k in self.key_table):
+            raise _refused(409, f"a key named {name!r} exists already")
+        secret = self._issue(name)
+        entry = {
+            "name": name,
+            "hint": f"...{secret[-4:]}",
+            "domains": list(domains) or ["*"],
+            **limits,
+            "period": period if budget else None,
+            "expires_at": "2027-06-30T00:00:00Z" if expires else None,
+            "created_at": "2026-12-01T12:00:00Z",
+            "rotated_at": None,
+            "revoked_at": None,
+            "last_used_at": None,
+        }
+        self.key_table.append(entry)
+        return {**entry, "key": secret}
+
+    async def revoke_key(self, name: str) -> dict[str, Any]:
+        await self._call("revoke_key", name)
+        entry = self._live_key(name)
+        entry["revoked_at"] = "2026-12-02T12:00:00Z"
+        return dict(entry)
+
+    async def rotate_key(self, name: str) -> dict[str, Any]:
+        await self._call("rotate_key", name)
+        entry = self._live_key(name)
+        secret = self._issue(name)
+        entry["hint"] = f"...{secret[-4:]}"
+        entry["rotated_at"] = "2026-12-02T12:00:00Z"
+        return {**entry, "key": secret}
+
+    def _issue(self, name: str) -> str:
+        secret = f"lsk-fake-{name}-{len(self.issued):04d}"
+        self.issued.append(secret)
+        return secret
+
+    def _live_key(self, name: str) -> dict[str, Any]:
+        found = next(
+            (k for k in self.key_table if k.get("name") == name and not k.get("revoked_at")),
+            None,
+        )
+        if found is None:
+            raise _refused(404, f"no live key named {name!r}")
+        return found
 
     def _domain(self, domain: str) -> dict[str, Any]:
         found = next((d for d in self.adapter_table if d.get("domain") == domain), None)

@@ -32,6 +32,11 @@ ADMIN_ENDPOINTS = (
     "/start_canary",
     "/stop_canary",
     "/usage",
+    "/keys",
+    "/show_revoked_keys",
+    "/create_key",
+    "/revoke_key",
+    "/rotate_key",
 )
 LOADED = adapters.ADAPTER_HEADERS.index("loaded")  # the adapters table's last column
 
