@@ -22,8 +22,9 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from typing import Protocol, runtime_checkable
 
-from limits import RateLimitItem, RateLimitItemPerDay, RateLimitItemPerMinute
+from limits import RateLimitItem, RateLimitItemPerDay, RateLimitItemPerMinute, WindowStats
 from limits.errors import StorageError
 from limits.storage import MemoryStorage, Storage
 from limits.strategies import FixedWindowRateLimiter
@@ -91,8 +92,8 @@ class KeyLimiter:
         item: RateLimitItem
         if limits.rpm is not None:
             item = RateLimitItemPerMinute(limits.rpm)
-            allowed = self._limiter.hit(item, "rpm", name)
-            reset_s = self._headers(headers, "requests", item, ("rpm", name), now)
+            allowed, stats = self._window(item, ("rpm", name), hit=True)
+            reset_s = _headers(headers, "requests", item, stats, now)
             if not allowed:
                 raise RateLimited(
                     f"rate limit reached for key {name}: {limits.rpm} requests per minute",
@@ -102,8 +103,9 @@ class KeyLimiter:
                 )
         if limits.tpm is not None:
             item = RateLimitItemPerMinute(limits.tpm)
-            reset_s = self._headers(headers, "tokens", item, ("tpm", name), now)
-            if headers["x-ratelimit-remaining-tokens"] == "0":
+            _, stats = self._window(item, ("tpm", name))
+            reset_s = _headers(headers, "tokens", item, stats, now)
+            if stats.remaining <= 0:
                 raise RateLimited(
                     f"rate limit reached for key {name}: {limits.tpm} tokens per minute",
                     reset_s,
@@ -113,7 +115,7 @@ class KeyLimiter:
         if limits.budget_tokens is not None and limits.budget_period is not None:
             window = budget_window(limits.budget_period, datetime.fromtimestamp(now, UTC))
             item = _budget_item(limits.budget_tokens, window.ends_at, now)
-            stats = self._limiter.get_window_stats(item, "budget", name, window.label)
+            _, stats = self._window(item, ("budget", name, window.label))
             headers["x-lorastack-budget-remaining"] = str(stats.remaining)
             if stats.remaining <= 0:
                 raise RateLimited(
@@ -126,21 +128,23 @@ class KeyLimiter:
                 )
         return headers
 
-    def _headers(
-        self,
-        headers: dict[str, str],
-        kind: str,
-        item: RateLimitItem,
-        identifiers: tuple[str, ...],
-        now: float,
-    ) -> float:
-        """OpenAI's headers for one limit; returns the seconds until its window resets."""
-        stats = self._limiter.get_window_stats(item, *identifiers)
-        reset_s = max(0.0, stats.reset_time - now)
-        headers[f"x-ratelimit-limit-{kind}"] = str(item.amount)
-        headers[f"x-ratelimit-remaining-{kind}"] = str(stats.remaining)
-        headers[f"x-ratelimit-reset-{kind}"] = openai_duration(reset_s)
-        return reset_s
+    def _window(
+        self, item: RateLimitItem, identifiers: tuple[str, ...], *, hit: bool = False
+    ) -> tuple[bool, WindowStats]:
+        """Count a request in the window (`hit`) or only read it: whether it is within the
+        limit, and the window's reset time and what remains. A storage that reads a
+        window's count and end in one statement (the database's) is asked once; `limits`'
+        own API asks twice more for the stats."""
+        storage = self._limiter.storage
+        if isinstance(storage, WindowReads):
+            key = item.key_for(*identifiers)
+            if hit:
+                count, ends = storage.hit_window(key, item.get_expiry())
+            else:
+                count, ends = storage.window(key)
+            return count <= item.amount, WindowStats(ends, max(0, item.amount - count))
+        allowed = self._limiter.hit(item, *identifiers) if hit else True
+        return allowed, self._limiter.get_window_stats(item, *identifiers)
 
     def _spend(self, name: str, limits: KeyLimits, tokens: int) -> None:
         now = self._clock()
@@ -153,6 +157,27 @@ class KeyLimiter:
                 self._limiter.hit(item, "budget", name, window.label, cost=tokens)
         except StorageError as error:
             logger.warning("tokens of key %s were not counted: %s", name, error)
+
+
+@runtime_checkable
+class WindowReads(Protocol):
+    """A storage that returns a window's count with its end (Unix time) in one call."""
+
+    def hit_window(self, key: str, expiry: int, amount: int = 1) -> tuple[int, float]: ...
+
+    def window(self, key: str) -> tuple[int, float]: ...
+
+
+def _headers(
+    headers: dict[str, str], kind: str, item: RateLimitItem, stats: WindowStats, now: float
+) -> float:
+    """OpenAI's headers for one limit; returns the seconds until its window resets (never
+    more than the window: a storage's clock, Redis's, may be a little ahead of ours)."""
+    reset_s = min(max(0.0, stats.reset_time - now), float(item.get_expiry()))
+    headers[f"x-ratelimit-limit-{kind}"] = str(item.amount)
+    headers[f"x-ratelimit-remaining-{kind}"] = str(stats.remaining)
+    headers[f"x-ratelimit-reset-{kind}"] = openai_duration(reset_s)
+    return reset_s
 
 
 def _budget_item(tokens: int, ends_at: datetime, now: float) -> RateLimitItem:

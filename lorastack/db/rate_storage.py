@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from limits.errors import StorageError
 from limits.storage import Storage
 from sqlalchemy import Engine, case, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -39,6 +40,27 @@ class SqlRateStorage(Storage):
         return SQLAlchemyError
 
     def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        return self._hit(key, expiry, amount)[0]
+
+    def hit_window(self, key: str, expiry: int, amount: int = 1) -> tuple[int, float]:
+        """`incr`, returning the window's end with its count: one statement, not three."""
+        try:
+            return self._hit(key, expiry, amount)
+        except SQLAlchemyError as error:
+            raise StorageError(error) from error
+
+    def window(self, key: str) -> tuple[int, float]:
+        """The window's count and end (Unix time) in one statement; (0, now) when none."""
+        try:
+            row = self._row(key)
+        except SQLAlchemyError as error:
+            raise StorageError(error) from error
+        now = time.time()
+        if row is None or row.expires_at <= now:
+            return 0, now
+        return int(row.count), float(row.expires_at)
+
+    def _hit(self, key: str, expiry: int, amount: int) -> tuple[int, float]:
         now = time.time()
         table = RateWindowRow.__table__
         insert = self._insert().values(key=key, count=amount, expires_at=now + expiry)
@@ -49,9 +71,10 @@ class SqlRateStorage(Storage):
                 "count": case((expired, insert.excluded.count), else_=table.c.count + amount),
                 "expires_at": case((expired, insert.excluded.expires_at), else_=table.c.expires_at),
             },
-        ).returning(table.c.count)
+        ).returning(table.c.count, table.c.expires_at)
         with self._writer.begin() as connection:
-            return int(connection.execute(statement).scalar_one())
+            count, expires_at = connection.execute(statement).one()
+            return int(count), float(expires_at)
 
     def get(self, key: str) -> int:
         row = self._row(key)
