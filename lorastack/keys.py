@@ -69,6 +69,24 @@ class KeyLimits:
     def any(self) -> bool:
         return any(v is not None for v in (self.rpm, self.tpm, self.budget_tokens))
 
+    @property
+    def described(self) -> str:
+        return describe_limits(self.rpm, self.tpm, self.budget_tokens, self.budget_period)
+
+
+def describe_limits(
+    rpm: int | None, tpm: int | None, budget: int | None, period: str | None
+) -> str:
+    """Limits as `lorastack keys` and the UI word them (`60 rpm, 2000000 tokens/month`)."""
+    parts = []
+    if rpm:
+        parts.append(f"{rpm} rpm")
+    if tpm:
+        parts.append(f"{tpm} tpm")
+    if budget:
+        parts.append(f"{budget} tokens/{period or 'month'}")
+    return ", ".join(parts) or "no limits"
+
 
 @dataclass(frozen=True)
 class ManagedKey:
@@ -88,6 +106,18 @@ class ManagedKey:
 
     def expired(self, now: datetime) -> bool:
         return self.expires_at is not None and now >= self.expires_at
+
+    def audit_details(self) -> dict[str, object]:
+        """What the audit trail keeps of the key's settings, from the CLI or the API alike
+        (never the key)."""
+        return {
+            "domains": list(self.domains),
+            "rpm": self.limits.rpm,
+            "tpm": self.limits.tpm,
+            "budget": self.limits.budget_tokens,
+            "period": self.limits.budget_period,
+            "expires_at": self.expires_at.isoformat() if self.expires_at else None,
+        }
 
 
 @dataclass(frozen=True)

@@ -90,8 +90,8 @@ def create(
             )
         except ValueError as error:
             raise _bad("--name", error) from None
-        _audit(audit, "keys.create", name, _described(key))
-    err.print(f"created key {name} ({_limits_text(key.limits)}); it is shown only now:")
+        _audit(audit, "keys.create", name, key.audit_details())
+    err.print(f"created key {name} ({key.limits.described}); it is shown only now:")
     out.print(secret, soft_wrap=True)
 
 
@@ -111,7 +111,7 @@ def list_keys(
             key.name,
             f"...{key.hint}",
             ",".join(key.domains),
-            _limits_text(key.limits),
+            key.limits.described,
             _when(key.expires_at),
             _when(key.last_used_at),
             _state(key),
@@ -137,30 +137,6 @@ def rotate(name: Annotated[str, typer.Argument(help="The key's name.")]) -> None
         _audit(audit, "keys.rotate", name, {})
     err.print(f"rotated key {name}; the new key is shown only now:")
     out.print(secret, soft_wrap=True)
-
-
-def _described(key: ManagedKey) -> dict[str, object]:
-    """What the audit trail keeps of a key's settings (never the key)."""
-    limits = key.limits
-    return {
-        "domains": list(key.domains),
-        "rpm": limits.rpm,
-        "tpm": limits.tpm,
-        "budget_tokens": limits.budget_tokens,
-        "budget_period": limits.budget_period,
-        "expires_at": key.expires_at.isoformat() if key.expires_at else None,
-    }
-
-
-def _limits_text(limits: KeyLimits) -> str:
-    parts = []
-    if limits.rpm:
-        parts.append(f"{limits.rpm} rpm")
-    if limits.tpm:
-        parts.append(f"{limits.tpm} tpm")
-    if limits.budget_tokens:
-        parts.append(f"{limits.budget_tokens} tokens/{limits.budget_period}")
-    return ", ".join(parts) or "no limits"
 
 
 def _when(at: datetime | None) -> str:

@@ -52,9 +52,12 @@ class SqlRateStorage(Storage):
     def window(self, key: str) -> tuple[int, float]:
         """The window's count and end (Unix time) in one statement; (0, now) when none."""
         try:
-            row = self._row(key)
+            return self._window(key)
         except SQLAlchemyError as error:
             raise StorageError(error) from error
+
+    def _window(self, key: str) -> tuple[int, float]:
+        row = self._row(key)
         now = time.time()
         if row is None or row.expires_at <= now:
             return 0, now
@@ -77,8 +80,7 @@ class SqlRateStorage(Storage):
             return int(count), float(expires_at)
 
     def get(self, key: str) -> int:
-        row = self._row(key)
-        return int(row.count) if row is not None and row.expires_at > time.time() else 0
+        return self._window(key)[0]
 
     def get_expiry(self, key: str) -> float:
         row = self._row(key)

@@ -68,16 +68,6 @@ def key_view(key: ManagedKey, secret: str | None = None) -> dict[str, Any]:
     return view
 
 
-def audit_details(key: ManagedKey) -> dict[str, Any]:
-    """What the audit trail keeps of a key's settings."""
-    view = key_view(key)
-    return {
-        name: (value.isoformat() if isinstance(value, datetime) else value)
-        for name, value in view.items()
-        if name in ("domains", "rpm", "tpm", "budget", "period", "expires_at")
-    }
-
-
 @router.post("", status_code=201, responses=_ERRORS)
 async def create_key(body: KeyCreate, gateway: GatewayDep, actor: AdminActorDep) -> dict[str, Any]:
     """Create a key; the response holds it, once."""
@@ -100,7 +90,7 @@ async def create_key(body: KeyCreate, gateway: GatewayDep, actor: AdminActorDep)
     except ValueError as error:
         raise BadRequest(str(error), param="name") from None
     await asyncio.to_thread(gateway.keys.refresh)
-    await gateway.audit.record(actor, "keys.create", key.name, audit_details(key))
+    await gateway.audit.record(actor, "keys.create", key.name, key.audit_details())
     return key_view(key, secret)
 
 

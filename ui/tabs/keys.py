@@ -17,6 +17,7 @@ from typing import Any
 
 import gradio as gr
 
+from lorastack.keys import describe_limits
 from lorastack.ui.client import Gateway
 from lorastack.ui.errors import UiClientError
 from lorastack.ui.wording import warning
@@ -58,19 +59,15 @@ def key_rows(keys: Sequence[Mapping[str, Any]], now: datetime | None = None) -> 
 
 
 def limits_text(key: Mapping[str, Any]) -> str:
-    """A key's limits as `lorastack keys list` words them (`60 rpm, 2000000 tokens/month`)."""
-    parts = []
-    if _count(key.get("rpm")):
-        parts.append(f"{key['rpm']} rpm")
-    if _count(key.get("tpm")):
-        parts.append(f"{key['tpm']} tpm")
-    if _count(key.get("budget")):
-        parts.append(f"{key['budget']} tokens/{key.get('period') or 'month'}")
-    return ", ".join(parts) or "no limits"
+    """A key's limits as `lorastack keys list` words them (`60 rpm, 2000000 tokens/month`);
+    a value that is not a positive count is no limit."""
+    return describe_limits(
+        _count(key.get("rpm")), _count(key.get("tpm")), _count(key.get("budget")), key.get("period")
+    )
 
 
-def _count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
 def _parsed(value: Any) -> datetime | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -137,9 +138,7 @@ def test_keys_made_elsewhere_arrive_with_the_next_refresh(
     gw.gateway.keys.refresh()
     assert _chat(gw, secret).status_code == 200
     gw.gateway.keys._managed = {  # the key's expiry, passed
-        digest: key.__class__(**{**key.__dict__, "expires_at": datetime.now(UTC)})
-        if key.name == "old"
-        else key
+        digest: replace(key, expires_at=datetime.now(UTC)) if key.name == "old" else key
         for digest, key in gw.gateway.keys._managed.items()
     }
     answer = _chat(gw, expired)
