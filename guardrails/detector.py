@@ -23,17 +23,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 from lorastack.errors import GuardUnavailable
 from lorastack.guardrails.context_words import context_word_enhancer
 from lorastack.guardrails.entities import (
-    CREDIT_CARD,
-    EMAIL_ADDRESS,
-    IBAN_CODE,
-    IP_ADDRESS,
+    BUILTIN_ENTITIES,
     LOCATION,
     PERSON,
     PHONE_NUMBER,
-    US_SSN,
     CustomEntity,
     Finding,
 )
+from lorastack.guardrails.recognizers import extra_recognizers
 from lorastack.guardrails.runtime import numpy_blas_single_threaded
 
 if TYPE_CHECKING:
@@ -378,6 +375,7 @@ def build_analyzer(pipeline: Language | None = None) -> AnalyzerEngine:
         _phone_recognizer(),
         SpacyRecognizer(supported_entities=[PERSON, LOCATION]),
         _name_cue_recognizer(),
+        *extra_recognizers(),
     ]
     registry = RecognizerRegistry(recognizers=recognizers, supported_languages=["en"])
     return AnalyzerEngine(
@@ -400,9 +398,7 @@ def shared_analyzer() -> AnalyzerEngine:
 _loading = threading.Lock()
 
 
-_BUILTIN = frozenset(
-    {PERSON, EMAIL_ADDRESS, PHONE_NUMBER, CREDIT_CARD, IBAN_CODE, US_SSN, IP_ADDRESS, LOCATION}
-)
+_BUILTIN = frozenset(BUILTIN_ENTITIES)
 
 
 class PresidioDetector:

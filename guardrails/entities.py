@@ -13,6 +13,15 @@ IBAN_CODE = "IBAN_CODE"
 US_SSN = "US_SSN"
 IP_ADDRESS = "IP_ADDRESS"
 LOCATION = "LOCATION"
+# Issue 19's entities: each has its recognizers in `lorastack.guardrails.recognizers`.
+ADDRESS = "ADDRESS"
+"""A postal address: street and number, unit, city, postcode (US, UK, common EU formats)."""
+SECRET = "SECRET"  # noqa: S105  (an entity name)
+"""An API key, access token, private key or a password given in context."""
+DATE_OF_BIRTH = "DATE_OF_BIRTH"
+PASSPORT_NUMBER = "PASSPORT_NUMBER"
+DRIVER_LICENSE = "DRIVER_LICENSE"
+UK_NINO = "UK_NINO"
 
 BUILTIN_ENTITIES = (
     PERSON,
@@ -23,6 +32,12 @@ BUILTIN_ENTITIES = (
     US_SSN,
     IP_ADDRESS,
     LOCATION,
+    ADDRESS,
+    SECRET,
+    DATE_OF_BIRTH,
+    PASSPORT_NUMBER,
+    DRIVER_LICENSE,
+    UK_NINO,
 )
 
 
