@@ -168,6 +168,9 @@ class GatewaySettings(BaseModel):
     """Where the keys' rate-limit counters live: `database` (the lorastack database, shared
     by the gateways that share it), `memory` (this process only), or a `limits` storage URI
     such as `redis://host:6379`."""
+    usage_retention_days: int | None = Field(default=400, ge=1)
+    """Days each answer's usage record is kept (the gateway purges older ones every hour);
+    None: kept until `lorastack usage purge`. The default covers a year of invoices."""
     max_concurrent_per_domain: int | None = Field(default=None, ge=1)
     """Requests one domain may have in flight on this gateway (429 above); None: no cap."""
     domain_concurrency: dict[str, int] = Field(default_factory=dict)

@@ -81,3 +81,7 @@ class UsageStore(Protocol):
         """The totals of the answers since `since` (inclusive) per group (per day too,
         with `daily`): the biggest first (each day's, oldest day first)."""
         ...
+
+    def purge(self, before: datetime) -> int:
+        """Remove the usage of answers older than `before`; how many rows went."""
+        ...

@@ -155,7 +155,7 @@ def build_gateway(
     tenancy = build_tenancy(settings.gateway, engine)
     service.caps = tenancy.caps
     service.usage_sinks.append(usage_spender(tenancy.limiter, tenancy.keys.by_name))
-    usage, admin_audit = _usage_and_audit(engine, metrics)
+    usage, admin_audit = _usage_and_audit(engine, metrics, settings.gateway.usage_retention_days)
     if usage is not None:
         service.usage_sinks.append(usage.submit)
     return Gateway(
@@ -177,7 +177,7 @@ def build_gateway(
 
 
 def _usage_and_audit(
-    engine: Engine | None, metrics: Metrics
+    engine: Engine | None, metrics: Metrics, retention_days: int | None
 ) -> tuple[UsageRecorder | None, AdminAudit]:
     """Answers' usage and the admin audit trail, on the gateway's database; without one,
     neither is recorded. Usage holds no text: it is recorded with the guardrails off too."""
@@ -186,7 +186,7 @@ def _usage_and_audit(
     try:
         from lorastack.db import SqlAuditLog, SqlUsageStore  # with a database: SQLAlchemy
 
-        usage = UsageRecorder(SqlUsageStore(engine), metrics)
+        usage = UsageRecorder(SqlUsageStore(engine), metrics, retention_days=retention_days)
         return usage, AdminAudit(SqlAuditLog(engine), metrics)
     except LorastackError as error:  # the database failed since the feedback store opened
         logger.error("usage and the audit trail are not recorded: %s", error)

@@ -122,6 +122,7 @@ class KeyStore:
         self._source = managed
         self._allow_open = allow_open
         self._managed: dict[bytes, ClientKey] = {}
+        self._managed_by_name: dict[str, ClientKey] = {}
         self._loaded = managed is None
         """Whether the database's keys were read at least once (until then: fail closed)."""
         self._last_used: dict[str, datetime] = {}
@@ -192,11 +193,10 @@ class KeyStore:
             for name, at in used.items():
                 self._last_used.setdefault(name, at)
             return
-        self._managed = {
-            bytes.fromhex(key.key_sha256): _client_key(key)
-            for key in managed
-            if key.revoked_at is None
-        }
+        live = [key for key in managed if key.revoked_at is None]
+        # Each dict is replaced whole: readers on other threads see the old or the new one.
+        self._managed = {bytes.fromhex(key.key_sha256): _client_key(key) for key in live}
+        self._managed_by_name = {key.name: key for key in self._managed.values()}
         # Once the database has had a key, the gateway never falls back to open, even
         # with every key revoked.
         self._managed_ever = bool(managed)
@@ -210,10 +210,7 @@ class KeyStore:
 
     def by_name(self, name: str) -> ClientKey | None:
         """A database key by name (for accounting its usage); None for any other."""
-        for key in self._managed.values():
-            if key.name == name:
-                return key
-        return None
+        return self._managed_by_name.get(name)
 
     @property
     def admin_enabled(self) -> bool:

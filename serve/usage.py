@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 
-from lorastack.serve.batch_writer import BatchWriter, Wording
+from lorastack.errors import LorastackError
+from lorastack.serve.batch_writer import BatchWriter, Periodic, Wording
 from lorastack.serve.metrics import Metrics
 from lorastack.usage import UsageEvent, UsageStore
 
@@ -24,6 +26,7 @@ MAX_PENDING = 4096
 BATCH_SIZE = 256
 BATCH_WAIT_S = 1.0
 CLOSE_TIMEOUT_S = 10.0
+PURGE_EVERY_S = 3600.0
 
 
 class UsageRecorder:
@@ -37,9 +40,14 @@ class UsageRecorder:
         max_pending: int = MAX_PENDING,
         batch_size: int = BATCH_SIZE,
         batch_wait_s: float = BATCH_WAIT_S,
+        retention_days: int | None = None,
+        purge_every_s: float = PURGE_EVERY_S,
     ) -> None:
+        """`retention_days`: usage older than this is purged every `purge_every_s`, between
+        batches (None: kept)."""
         self.store = store
         self._metrics = metrics
+        self._retention_days = retention_days
         self.writer = BatchWriter(
             self._write,
             self._lost,
@@ -47,6 +55,7 @@ class UsageRecorder:
             max_pending=max_pending,
             batch_size=batch_size,
             batch_wait_s=batch_wait_s,
+            periodic=None if retention_days is None else Periodic(self._purge, purge_every_s),
         )
 
     def submit(self, event: UsageEvent) -> None:
@@ -66,3 +75,16 @@ class UsageRecorder:
 
     def _lost(self, batch: Sequence[UsageEvent], reason: str) -> None:
         self._metrics.usage_lost(reason, len(batch))
+
+    def _purge(self) -> None:
+        assert self._retention_days is not None  # only scheduled with a retention
+        before = datetime.now(UTC) - timedelta(days=self._retention_days)
+        try:
+            removed = self.store.purge(before)
+        except LorastackError as error:  # the next round tries again
+            logger.warning("usage: purge skipped: %s", error)
+            return
+        if removed:
+            logger.info(
+                "usage: %d records older than %d days purged", removed, self._retention_days
+            )

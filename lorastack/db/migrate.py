@@ -7,6 +7,7 @@ of several gateways starting at once one migrates and the others then find nothi
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -79,8 +80,25 @@ def _revision_of(connection: Connection) -> str | None:
 
 
 def upgrade(target: Engine | str, revision: str = "head") -> None:
-    """Migrate the database to `revision` (the newest by default); nothing if it is there."""
+    """Migrate the database to `revision` (the newest by default); nothing if it is there.
+
+    Every store of a gateway asks this at start: a database already at the newest revision
+    costs one read, not a locked transaction and Alembic's walk of its scripts.
+    """
+    if revision == "head" and _at_head(target):
+        return
     _migrate(target, lambda config: command.upgrade(config, revision))
+
+
+def _at_head(target: Engine | str) -> bool:
+    with _engine_for(target) as engine, database_errors(engine), engine.connect() as connection:
+        return _revision_of(connection) == _newest()
+
+
+@functools.cache
+def _newest() -> str | None:
+    """The newest revision, read once per process: the scripts ship with the package."""
+    return _scripts().get_current_head()
 
 
 def downgrade(target: Engine | str, revision: str) -> None:

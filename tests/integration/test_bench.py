@@ -33,10 +33,8 @@ TARGETS = {
     "N adapters mixed (engine)",
     "adapter loaded at run time",
 }
-# --quick runs vLLM's LoRA ops and lorastack's: the engine part's comparison.
+# --quick runs the default engine only: lorastack's LoRA ops.
 ENGINE_CASES = {
-    *(f"vllm-ops/{shape}/{w}" for shape in ("r8-qv", "r16-all") for w in ("adapter", "mixed")),
-    "vllm-ops/base/base",
     *(
         f"lorastack-ops/{shape}/{w}"
         for shape in ("r8-qv", "r16-all")
@@ -106,7 +104,7 @@ def test_quick_bench_measures_every_case(bundled_model: ModelRecord, tmp_path: P
     for name, case in engine.items():
         assert case["failed"] == 0, (name, case["errors"])
         assert case["output_tokens"] == case["requests"] * QUICK_TOKENS, name
-    assert set(data["engine"]["memory_mib"]) == {"vllm-ops", "lorastack-ops"}
+    assert set(data["engine"]["memory_mib"]) == {"lorastack-ops"}
     for ratio in data["engine"]["ratios"]:
         subject, reference = engine[ratio["subject"]], engine[ratio["reference"]]
         expected = subject["tokens_per_s"] / reference["tokens_per_s"]

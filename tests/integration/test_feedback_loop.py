@@ -20,7 +20,8 @@ real throwaway PostgreSQL server of tests/postgres.py, skipped without its binar
    versions (`x-lorastack-adapter`), then the admin API's promote, after which only the
    new version answers.
 
-One stack per database (module-scoped): vLLM starts twice in all.
+One gateway per database (module-scoped) in front of one vLLM engine: the engine starts
+once for the module (each database's domain is its own adapter on it).
 """
 
 from __future__ import annotations
@@ -129,8 +130,28 @@ def database(
 
 
 @pytest.fixture(scope="module")
+def engine(bundled_model: ModelRecord) -> Iterator[int]:
+    """One vLLM engine for both databases' gateways: its port."""
+    from lorastack.serve.engine import EngineProcess, build_launch
+    from lorastack.settings import load_settings
+
+    home = bundled_model.path.parent.parent
+    settings = load_settings(
+        home=home,
+        base_model=bundled_model.name,
+        engine={"port": free_port(), "startup_timeout_s": 600},
+    )
+    launch = build_launch(settings.engine, bundled_model, settings.max_lora_rank)
+    with EngineProcess(launch, home / "runs" / "engine-feedback-loop.log", 600):
+        yield settings.engine.port
+
+
+@pytest.fixture(scope="module")
 def loop(
-    database: str, bundled_model: ModelRecord, tmp_path_factory: pytest.TempPathFactory
+    database: str,
+    engine: int,
+    bundled_model: ModelRecord,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Loop]:
     from lorastack.guardrails import PresidioDetector
     from lorastack.serve.app import (
@@ -140,8 +161,6 @@ def loop(
         http_protocol,
         open_feedback_store,
     )
-    from lorastack.serve.engine import EngineProcess, build_launch
-    from lorastack.serve.supervisor import EngineSupervisor
     from lorastack.settings import load_settings
 
     # The bundled model's home, shared with the other integration modules: a domain of
@@ -165,21 +184,23 @@ def loop(
         home=home,
         base_model=bundled_model.name,
         database_url=database,
-        engine={"port": free_port(), "startup_timeout_s": 600},
+        engine={"port": engine, "startup_timeout_s": 600},
         gateway={"admin_key": ADMIN_KEY, "api_keys": [USER_KEY, OTHER_KEY]},
     )
-    launch = build_launch(settings.engine, bundled_model, settings.max_lora_rank)
     client = engine_client(120.0)
     with ExitStack() as stack:
-        # As tests/servers.py's real_stack, with this database: closed after the server.
+        # As tests/servers.py's real_stack, with this database and the module's engine
+        # (no supervisor: the engine outlives each gateway): closed after the server.
         store = stack.enter_context(open_feedback_store(settings))
         assert store is not None, "the feedback store did not open"
         gateway = build_gateway(
-            settings, [launch.url], client, detector=PresidioDetector(), feedback_store=store
+            settings,
+            [f"http://{settings.engine.host}:{engine}"],
+            client,
+            detector=PresidioDetector(),
+            feedback_store=store,
         )
-        process = EngineProcess(launch, home / "runs" / f"engine-{domain}.log", 600)
-        supervisor = EngineSupervisor(process, gateway.pool.endpoints[0])
-        app = create_app(gateway, settings.gateway.max_body_bytes, client, supervisor)
+        app = create_app(gateway, settings.gateway.max_body_bytes, client)
         url = stack.enter_context(serve_in_thread(app, http=http_protocol(settings.gateway)))
         wait_ready(url, 600)
         admin = stack.enter_context(

@@ -19,7 +19,7 @@ from lorastack.db import (
     open_feedback_store,
     upgrade,
 )
-from lorastack.db.migrate import VERSION_TABLE
+from lorastack.db.migrate import VERSION_TABLE, downgrade
 from lorastack.errors import DatabaseError, ExchangeNotFound, SettingsError
 from lorastack.feedback import Exchange, FeedbackStore, Rating
 from lorastack.settings import load_settings
@@ -309,3 +309,23 @@ def test_every_migration_downgrades_and_upgrades_again(engine: Engine) -> None:
 def test_the_migrations_build_the_schema_the_code_describes(engine: Engine) -> None:
     upgrade(engine)
     assert schema_differences(engine) == []
+
+
+def test_a_database_at_the_newest_revision_costs_one_read(engine: Engine) -> None:
+    """A gateway's stores share an engine and each asks for the newest schema at start:
+    once there, each ask reads the version and writes nothing; below it, a migration."""
+    statements: list[str] = []
+    sa.event.listen(engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    upgrade(engine)
+    assert any("CREATE TABLE" in sql for sql in statements)
+    statements.clear()
+    SqlFeedbackStore(engine)
+    assert any(VERSION_TABLE in sql for sql in statements)
+    # No write, and not SQLite's write lock (BEGIN IMMEDIATE) that a migration holds.
+    writes = {"CREATE", "ALTER", "DROP", "INSERT", "UPDATE", "DELETE"}
+    assert not [sql for sql in statements if sql.split()[0].upper() in writes]
+    assert "BEGIN IMMEDIATE" not in statements
+    downgrade(engine, "base")
+    statements.clear()
+    upgrade(engine)
+    assert any("CREATE TABLE" in sql for sql in statements)

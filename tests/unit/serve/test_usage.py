@@ -62,6 +62,16 @@ class MemoryUsageStore:
         self.batches.append(len(events))
         self.events.extend(events)
 
+    def summary(
+        self, since: datetime, by: UsageGrouping, *, daily: bool = False
+    ) -> list[UsageTotals]:
+        raise NotImplementedError
+
+    def purge(self, before: datetime) -> int:
+        kept = [e for e in self.events if e.created_at >= before]
+        removed, self.events = len(self.events) - len(kept), kept
+        return removed
+
 
 def _event(number: int = 0) -> UsageEvent:
     return UsageEvent(datetime.now(UTC), "k", None, "coffee", 1, "/v1/x", number, 1, 0.1)
@@ -125,6 +135,28 @@ def test_a_database_that_fails_costs_the_records_and_is_logged_once(
         assert wait_for(lambda: len(store.events) == 1)
         assert wait_for(lambda: "3 usage records were lost" in caplog.text)
     recorder.close()
+
+
+def test_usage_past_its_retention_is_purged_between_batches() -> None:
+    store, metrics = MemoryUsageStore(), Metrics()
+    old = UsageEvent(
+        datetime.now(UTC) - timedelta(days=31), "k", None, "coffee", 1, "/v1/x", 7, 1, 0.1
+    )
+    store.events.append(old)
+    recorder = UsageRecorder(
+        store, metrics, batch_size=1, batch_wait_s=0, retention_days=30, purge_every_s=0.05
+    )
+    recorder.submit(_event(1))
+    assert wait_for(lambda: [e.prompt_tokens for e in store.events] == [1])
+    recorder.close()
+
+    kept = MemoryUsageStore()
+    kept.events.append(old)
+    recorder = UsageRecorder(kept, metrics, batch_size=1, batch_wait_s=0)  # no retention
+    recorder.submit(_event(2))
+    assert wait_for(lambda: len(kept.events) == 2)
+    recorder.close()
+    assert [e.prompt_tokens for e in kept.events] == [7, 2]
 
 
 def test_close_gives_up_on_a_database_that_hangs() -> None:
