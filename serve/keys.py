@@ -31,7 +31,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from lorastack.errors import LorastackError, SettingsError
-from lorastack.keys import ALL_DOMAINS, KeyLimits, ManagedKey
+from lorastack.keys import ALL_DOMAINS, KeyLimits, ManagedKey, Period
 from lorastack.serve.errors import KeysUnavailable, Unauthorized
 
 logger = logging.getLogger(__name__)
@@ -71,16 +71,25 @@ class _KeyEntry(BaseModel):
     key: str | None = Field(default=None, min_length=16)
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     domains: list[str] = Field(default_factory=lambda: [ALL_DOMAINS])
+    # The limits `lorastack keys create` sets, for a key kept in the file: counted under
+    # the key's name, like a database key's.
+    rpm: int | None = Field(default=None, ge=1)
+    tpm: int | None = Field(default=None, ge=1)
+    budget_tokens: int | None = Field(default=None, ge=1)
+    budget_period: Period | None = None
 
     @model_validator(mode="after")
     def _one_secret(self) -> _KeyEntry:
         if (self.key is None) == (self.sha256 is None):
             raise ValueError("give exactly one of key or sha256")
+        if (self.budget_tokens is None) != (self.budget_period is None):
+            raise ValueError("a budget needs both budget_tokens and budget_period")
         return self
 
     def to_key(self) -> ClientKey:
         digest = bytes.fromhex(self.sha256) if self.sha256 else _digest(self.key or "")
-        return ClientKey(self.name, digest, frozenset(self.domains))
+        limits = KeyLimits(self.rpm, self.tpm, self.budget_tokens, self.budget_period)
+        return ClientKey(self.name, digest, frozenset(self.domains), limits)
 
 
 class ManagedKeySource(Protocol):
@@ -118,6 +127,7 @@ class KeyStore:
         allow_open: bool = True,
     ) -> None:
         self._keys = keys
+        self._settings_by_name = {key.name: key for key in keys}
         self._admin = _digest(admin_key) if admin_key else None
         self._source = managed
         self._allow_open = allow_open
@@ -209,8 +219,8 @@ class KeyStore:
             await asyncio.sleep(interval_s)
 
     def by_name(self, name: str) -> ClientKey | None:
-        """A database key by name (for accounting its usage); None for any other."""
-        return self._managed_by_name.get(name)
+        """A key by name (for counting its tokens); a database key wins a shared name."""
+        return self._managed_by_name.get(name) or self._settings_by_name.get(name)
 
     @property
     def admin_enabled(self) -> bool:

@@ -80,6 +80,37 @@ def test_keys_file_mistakes_fail_at_start(tmp_path: Path) -> None:
         KeyStore.from_settings([ALL_KEY], None, ALL_KEY)
 
 
+def test_a_keys_file_key_may_carry_limits(start_gateway: Any, tmp_path: Path) -> None:
+    keys = tmp_path / "keys.yaml"
+    keys.write_text(
+        "keys:\n"
+        f"  - {{name: metered, key: {COFFEE_KEY}, rpm: 2}}\n"
+        f"  - {{name: thrifty, key: {ALL_KEY}, tpm: 1}}\n"
+    )
+    gw = start_gateway(keys_file=str(keys))
+    assert [_chat(gw, "coffee-shop", COFFEE_KEY).status_code for _ in range(2)] == [200, 200]
+    refused = _chat(gw, "coffee-shop", COFFEE_KEY)
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "rate_limit_exceeded"
+    assert "2 requests per minute" in refused.json()["error"]["message"]
+    # Tokens are counted once an answer ends: the first spends the minute's one token.
+    first = _chat(gw, "coffee-shop", ALL_KEY)
+    assert first.status_code == 200 and first.headers["x-ratelimit-limit-tokens"] == "1"
+    assert _chat(gw, "coffee-shop", ALL_KEY).status_code == 429
+
+
+def test_keys_file_limit_mistakes_fail_at_start(tmp_path: Path) -> None:
+    bad = tmp_path / "keys.yaml"
+    for text, message in [
+        (f"keys: [{{name: a, key: {ALL_KEY}, rpm: 0}}]", "key 1: rpm"),
+        (f"keys: [{{name: a, key: {ALL_KEY}, budget_tokens: 9}}]", "budget_tokens and"),
+        (f"keys: [{{name: a, key: {ALL_KEY}, budget_tokens: 9, budget_period: year}}]", "key 1"),
+    ]:
+        bad.write_text(text)
+        with pytest.raises(SettingsError, match=message):
+            KeyStore.from_settings([], bad, None)
+
+
 def test_keys_may_be_stored_as_hashes(start_gateway: Any, tmp_path: Path) -> None:
     import hashlib
 
