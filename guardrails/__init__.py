@@ -31,6 +31,8 @@ from lorastack.guardrails.guard import (
     ProtectedTexts,
     ScanResult,
 )
+from lorastack.guardrails.injection import find_injection
+from lorastack.guardrails.leaks import LeakIndex, leak_index
 from lorastack.guardrails.policy import GuardPolicy, PolicyStore, default_policy, load_policy
 from lorastack.guardrails.streaming import StreamRedactor
 from lorastack.guardrails.vault import Vault
@@ -48,6 +50,7 @@ __all__ = [
     "Guard",
     "GuardPolicy",
     "JsonlAuditLog",
+    "LeakIndex",
     "MemoryAuditLog",
     "PolicyStore",
     "PresidioDetector",
@@ -57,5 +60,7 @@ __all__ = [
     "StreamRedactor",
     "Vault",
     "default_policy",
+    "find_injection",
+    "leak_index",
     "load_policy",
 ]

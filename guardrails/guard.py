@@ -3,7 +3,9 @@
 `find` detects; `scan` detects and applies a direction's actions;
 `protect_messages` masks a conversation before the model sees it;
 `protect_output` and `stream` make the model's answer safe to show;
-`restore` puts a user's own masked values back.
+`restore` puts a user's own masked values back. An answer is also checked for
+a copy of the domain's system prompt, when the caller gives its `LeakIndex`;
+`screen_injection` looks for prompt-injection patterns in what users sent.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from lorastack.errors import GuardUnavailable, PiiBlocked
+from lorastack.errors import GuardUnavailable
 from lorastack.guardrails.audit import AuditEvent, AuditSink
 from lorastack.guardrails.detector import Detector
 from lorastack.guardrails.entities import Action, Direction, Finding
+from lorastack.guardrails.injection import find_in_texts
+from lorastack.guardrails.leaks import LeakIndex, blocked_error, with_leaks
 from lorastack.guardrails.normalize import normalize
 from lorastack.guardrails.policy import GuardPolicy
 from lorastack.guardrails.screening import ScreeningPool, default_pool
@@ -27,6 +31,9 @@ if TYPE_CHECKING:
     from lorastack.guardrails.streaming import StreamRedactor
 
 logger = logging.getLogger(__name__)
+
+INJECTION = "PROMPT_INJECTION"
+"""How audit events name the injection screen's findings (counted by kind of pattern)."""
 
 
 @dataclass(frozen=True)
@@ -177,6 +184,14 @@ class Guard:
         resolved = _resolve_overlaps([*mapped, *placeholders])
         return [f for f in resolved if f.type != "_PLACEHOLDER"]
 
+    def find_leaks(self, text: str, leaks: LeakIndex | None, from_char: int = 0) -> list[Finding]:
+        """Spans of an answer copying the system prompt `leaks` indexes (none when the
+        policy allows leaks). No model runs: this never fails, not even where PII
+        detection failed open."""
+        if leaks is None or self.policy.system_prompt_leak == "allow":
+            return []
+        return leaks.find(text, from_char)
+
     # -- actions -------------------------------------------------------------
 
     def apply(
@@ -213,14 +228,16 @@ class Guard:
         direction: Direction = Direction.INPUT,
         vault: Vault | None = None,
         request_id: str | None = None,
+        leaks: LeakIndex | None = None,
     ) -> ScanResult:
-        """Detect and apply one direction's actions; report blocks, don't raise them."""
+        """Detect and apply one direction's actions; report blocks, don't raise them.
+
+        `leaks`: for an answer, the domain's system prompt to look for in it."""
         findings = self.find_or_fail_open(text)
-        if findings is None:
-            result = ScanResult(text, text, [], failed_open=True)
-        else:
-            redacted, applied = self.apply(text, findings, direction, vault)
-            result = ScanResult(text, redacted, applied)
+        leaked = self.find_leaks(text, leaks)
+        found = with_leaks(findings or [], leaked) if leaked else findings or []
+        redacted, applied = self.apply(text, found, direction, vault)
+        result = ScanResult(text, redacted, applied, failed_open=findings is None)
         self.record(result.findings, direction, request_id, failed_open=result.failed_open)
         return result
 
@@ -266,6 +283,38 @@ class Guard:
             )
         )
 
+    # -- prompt injection ------------------------------------------------------
+
+    def screen_injection(self, texts: Sequence[str], request_id: str | None = None) -> list[str]:
+        """The kinds of prompt-injection pattern in `texts` (the user's messages, never the
+        domain's own prompt), logged and audited by kind, never the text; empty when none,
+        or when the policy does not screen. Raises nothing: the caller applies `block`."""
+        if self.policy.prompt_injection == "allow" or not texts:
+            return []
+        kinds = find_in_texts(texts)
+        if not kinds:
+            return []
+        action = self.policy.prompt_injection
+        logger.warning(
+            "prompt injection %s for domain %s: %s (request %s)",
+            "blocked" if action == "block" else "flagged",
+            self.domain or self.policy.name,
+            ", ".join(kinds),
+            request_id,
+        )
+        if self.audit is not None:
+            self.audit.record(
+                AuditEvent(
+                    request_id=request_id,
+                    domain=self.domain,
+                    direction=Direction.INPUT.value,
+                    counts={INJECTION: len(kinds)},
+                    actions={INJECTION: action},
+                    blocked=action == "block",
+                )
+            )
+        return kinds
+
     # -- conversations ---------------------------------------------------------
 
     def protect_text(self, text: str, vault: Vault, request_id: str | None = None) -> ScanResult:
@@ -273,7 +322,7 @@ class Guard:
         vault.reserve_literals(text)
         result = self.scan(text, Direction.INPUT, vault, request_id)
         if result.blocked_types:
-            raise PiiBlocked(result.blocked_types, "input")
+            raise blocked_error(result.blocked_types, "input")
         return result
 
     def protect_texts(
@@ -295,7 +344,7 @@ class Guard:
             findings.extend(result.findings)
             blocked.update(result.blocked_types)
         if blocked:
-            raise PiiBlocked(sorted(blocked), "input")
+            raise blocked_error(sorted(blocked), "input")
         return ProtectedTexts(masked, findings)
 
     def protect_messages(
@@ -314,16 +363,23 @@ class Guard:
         return ProtectedMessages(masked, protected.findings)
 
     def protect_output(
-        self, text: str, vault: Vault, request_id: str | None = None, *, restore: bool = True
+        self,
+        text: str,
+        vault: Vault,
+        request_id: str | None = None,
+        *,
+        restore: bool = True,
+        leaks: LeakIndex | None = None,
     ) -> ScanResult:
         """Make a whole answer safe to show: output actions, then the user's values restored.
 
         `restore=False` leaves the user's values masked (what may be stored of the answer);
-        `restore` on that text is then what the user would be shown.
+        `restore` on that text is then what the user would be shown. `leaks`: the domain's
+        system prompt, redacted as `<SYSTEM_PROMPT>` where copied (or `SystemPromptLeaked`).
         """
-        result = self.scan(text, Direction.OUTPUT, vault, request_id)
+        result = self.scan(text, Direction.OUTPUT, vault, request_id, leaks)
         if result.blocked_types:
-            raise PiiBlocked(result.blocked_types, "output")
+            raise blocked_error(result.blocked_types, "output")
         if restore:
             result.redacted = self.restore(result.redacted, vault)
         return result
@@ -333,9 +389,14 @@ class Guard:
         return vault.restore(text) if self.policy.restore_output else text
 
     def stream(
-        self, vault: Vault, request_id: str | None = None, *, restore: bool = True
+        self,
+        vault: Vault,
+        request_id: str | None = None,
+        *,
+        restore: bool = True,
+        leaks: LeakIndex | None = None,
     ) -> StreamRedactor:
-        """A `StreamRedactor` for one streamed answer (`restore`: as `protect_output`)."""
+        """A `StreamRedactor` for one streamed answer (`restore`, `leaks`: as `protect_output`)."""
         from lorastack.guardrails.streaming import StreamRedactor
 
-        return StreamRedactor(self, vault, request_id, restore=restore)
+        return StreamRedactor(self, vault, request_id, restore=restore, leaks=leaks)

@@ -9,13 +9,14 @@ from __future__ import annotations
 import re
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from lorastack.errors import PolicyError
 from lorastack.guardrails.entities import BUILTIN_ENTITIES, Action, CustomEntity, Direction
+from lorastack.guardrails.leaks import SYSTEM_PROMPT
 from lorastack.manifest import check_name
 
 _TYPE_NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,40}$")
@@ -88,6 +89,12 @@ class GuardPolicy(_Strict):
     """If detection fails, pass text on unscanned (logged loudly) instead of refusing it."""
     timeout_s: float = Field(default=5.0, gt=0.0)
     """Longest a detection may take before it counts as failed."""
+    system_prompt_leak: Literal["redact", "block", "allow"] = "redact"
+    """An answer repeating the domain's system prompt: the copied span becomes
+    `<SYSTEM_PROMPT>` (redact), the answer is refused (block), or it passes (allow)."""
+    prompt_injection: Literal["flag", "block", "allow"] = "flag"
+    """A user message that looks like a prompt injection: logged and counted (flag),
+    refused with a 400 (block), or not screened (allow)."""
 
     def entity_types(self) -> list[str]:
         """Every type this policy looks for (the built-in ones and its custom ones)."""
@@ -98,6 +105,8 @@ class GuardPolicy(_Strict):
         return tuple(spec.to_entity() for spec in self.custom)
 
     def action(self, entity_type: str, direction: Direction) -> Action:
+        if entity_type == SYSTEM_PROMPT:
+            return Action(self.system_prompt_leak)
         rule = self.entities.get(entity_type)
         chosen = getattr(rule, direction.value) if rule is not None else None
         return chosen or getattr(self.defaults, direction.value) or Action.MASK

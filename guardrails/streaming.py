@@ -17,6 +17,11 @@ is scanned a few times, for the same guarantee; until a piece is due, `hold` tak
 without scanning anything. The first piece is the exception: it goes out as soon as any
 text is safe, because the time to the first words is what a reader of a streamed answer
 waits on (one small scan more an answer).
+
+Given the domain's system prompt (a `LeakIndex`), the redactor also holds back a tail whose
+words are so far a run of the prompt's words (`LeakIndex.hold_start`, fewer than its
+`min_words`), however long in characters, and releases a copied span only once it is whole,
+as `<SYSTEM_PROMPT>`: no run of the prompt long enough to count is ever released raw.
 """
 
 from __future__ import annotations
@@ -24,11 +29,12 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from lorastack.errors import PiiBlocked
 from lorastack.guardrails.entities import Action, Direction, Finding
+from lorastack.guardrails.leaks import blocked_error, with_leaks
 
 if TYPE_CHECKING:
     from lorastack.guardrails.guard import AppliedFinding, Guard
+    from lorastack.guardrails.leaks import LeakIndex
     from lorastack.guardrails.vault import Vault
 
 # Tails that may continue into an entity, anchored at the end of the pending text.
@@ -66,6 +72,7 @@ class StreamRedactor:
         min_release: int = 32,
         context_chars: int = 80,
         restore: bool = True,
+        leaks: LeakIndex | None = None,
     ) -> None:
         self.guard = guard
         self.vault = vault
@@ -77,6 +84,8 @@ class StreamRedactor:
         self.restore = restore
         """False: released text keeps the user's values masked (whole placeholders: a
         placeholder is never cut), for a caller that restores, and keeps the masked text."""
+        self.leaks = leaks if guard.policy.system_prompt_leak != "allow" else None
+        """The domain's system prompt, looked for in the answer; None: not looked for."""
         self.findings: list[AppliedFinding] = []
         self._pending = ""
         self._context = ""
@@ -134,6 +143,11 @@ class StreamRedactor:
             if match is not None:
                 hold = min(hold, match.start())
         hold = max(hold, len(pending) - self.max_hold, 0)
+        # A possible start of a copy of the system prompt: held whatever its length.
+        if self.leaks is not None:
+            leak = self.leaks.hold_start(pending)
+            if leak is not None:
+                hold = min(hold, leak)
         # Never cut through a placeholder, however long the run around it.
         for match in _PLACEHOLDER_LIKE.finditer(pending):
             if match.start() < hold < match.end():
@@ -155,6 +169,13 @@ class StreamRedactor:
                 continue  # entirely in text already released
             start = max(finding.start - offset, 0)
             findings.append(Finding(start, finding.end - offset, finding.type, finding.score))
+        # A copy of the prompt starts after the released text: the hold-back saw to that.
+        leaked = [
+            Finding(f.start - offset, f.end - offset, f.type, f.score)
+            for f in self.guard.find_leaks(window, self.leaks, from_char=offset)
+        ]
+        if leaked:
+            findings = with_leaks(findings, leaked)
         if not final:
             # An entity reaching into the held tail is released only once it is whole.
             for finding in findings:
@@ -171,5 +192,5 @@ class StreamRedactor:
         self._pending = self._pending[cut:]
         self._released_any = True
         if any(a.action is Action.BLOCK for a in applied):
-            raise PiiBlocked([a.type for a in applied if a.action is Action.BLOCK], "output")
+            raise blocked_error([a.type for a in applied if a.action is Action.BLOCK], "output")
         return self.guard.restore(safe, self.vault) if self.restore else safe

@@ -64,6 +64,25 @@ class PiiBlocked(LorastackError):
         )
 
 
+class SystemPromptLeaked(LorastackError):
+    """An answer repeats the domain's system prompt and its policy blocks that; never quotes it."""
+
+    def __init__(self) -> None:
+        super().__init__("the answer repeats this domain's system prompt, which its policy blocks")
+
+
+class PromptInjectionBlocked(LorastackError):
+    """A request looks like a prompt injection and the policy blocks those; names the kinds
+    of pattern matched, never the text."""
+
+    def __init__(self, categories: list[str]) -> None:
+        self.categories = sorted(set(categories))
+        super().__init__(
+            "the request looks like a prompt injection, which this domain's policy blocks: "
+            + ", ".join(self.categories)
+        )
+
+
 class PolicyError(LorastackError):
     """A guardrail policy file is missing or invalid."""
 

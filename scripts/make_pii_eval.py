@@ -32,6 +32,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pii_eval_addresses as issue19_addresses  # issue 19: addresses, beside this script
+import pii_eval_secrets_documents as issue19  # issue 19: beside this script
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT_PATH = ROOT / "guardrails" / "data" / "pii_eval.jsonl"
 SEED = 2026
@@ -45,6 +48,8 @@ SSN = "US_SSN"
 IP = "IP_ADDRESS"
 LOCATION = "LOCATION"
 ENTITY_TYPES = (PERSON, EMAIL, PHONE, CARD, IBAN, SSN, IP, LOCATION)
+ENTITY_TYPES += issue19.ENTITY_TYPES  # issue 19: secrets and documents
+ENTITY_TYPES += issue19_addresses.ENTITY_TYPES  # issue 19: addresses
 
 FULLWIDTH_AT = "\uff20"
 ZERO_WIDTH_SPACE = "\u200b"
@@ -1032,6 +1037,103 @@ NEGATIVE_TEMPLATES: dict[str, list[str]] = {
 }
 
 
+# --- issue 19: names ----------------------------------------------------------------------
+
+# Names from five traditions spaCy's small English model knows little of, written as people
+# type them. Some of their words are rare or absent in the gazetteer the recognizer ships
+# (e.g. "Dubhghaill", "Hrytsenko", "Wickramasinghe", "Jae-won"), so recall on these is a
+# check, not a tuning target.
+NAMES19 = {
+    "irish": [
+        "Siobhán Ní Bhriain", "Aoife Ní Chonaill", "Tadhg Ó Ceallaigh", "Niamh Ó Súilleabháin",
+        "Oisín Mac Cárthaigh", "Gráinne Nic Dhonnchadha", "Caoimhe Ní Mhurchú",
+        "Ciarán Ó Dubhghaill", "Saoirse Uí Bhriain", "Ruairí Ó Floinn", "Eibhlín Ní Shé",
+        "Pádraig Mac Suibhne",
+    ],
+    "slavic": [
+        "Wojciech Przybylski", "Grzegorz Brzęczek", "Dmitry Vasilyev", "Svetlana Kuznetsova",
+        "Miroslav Dvořák", "Zbigniew Wiśniewski", "Jelena Jovanović", "Bogdan Nikolić",
+        "Katarzyna Zielińska", "Radosław Kowalczyk", "Yaroslava Hrytsenko", "Vuk Stanković",
+    ],
+    "arabic": [
+        "Yusuf Al-Farsi", "Khalid bin Hamdan", "Layla Haddad", "Abdullah ibn Nasser",
+        "Mariam al-Qahtani", "Omar El-Sayed", "Noura bint Saeed", "Tariq Abu Zaid",
+        "Huda Al Mansouri", "Samir Khoury", "Rania Barakat", "Faisal Al-Otaibi",
+    ],
+    "south-asian": [
+        "Venkatesh Subramanian", "Lakshmi Iyer", "Arjun Chatterjee", "Deepika Banerjee",
+        "Ravi Krishnamurthy", "Ananya Raghavan", "Sandeep Kulkarni", "Meenakshi Sundaram",
+        "Harpreet Kaur Sandhu", "Farhan Chowdhury", "Nirmala Wickramasinghe", "Rohan Deshpande",
+    ],
+    "east-asian": [
+        "Zhang Xiaoming", "Liu Yang", "Takahashi Yuki", "Hiroshi Watanabe", "Choi Ji-woo",
+        "Kim Seo-yeon", "Nguyen Thi Phuong", "Tran Van Hung", "Lim Wei Jie", "Tan Mei Ling",
+        "Nakamura Haruto", "Park Jae-won",
+    ],
+}  # fmt: skip
+NAME19_TEMPLATES = [
+    "Please add {name} as a second user on our accounting subscription.",
+    "The parcel was left with {name} next door and now it's missing.",
+    "Your barista {name} went above and beyond today, please pass on my thanks!",
+    "The invoice is addressed to {name}, but it should go to our finance team.",
+    "Can you move the phone contract over to {name}? They are taking over the bill.",
+    "I was helped by {name} in your returns team last week.",
+    "Booking for tomorrow for {name}, a table of four.",
+    "The refund went to {name} instead of to me.",
+    "{name} will pick up the order on Friday.",
+    "Our new bookkeeper {name} needs access to the ledger.",
+]
+NEGATIVE19_TEMPLATES = [
+    "One Rose latte and a Java Mocha to take away, please.",
+    "Do you have the Jordan sneakers in a size 10?",
+    "Is the Earl Grey loose leaf or in bags?",
+    "Can I pay with Apple Pay in the app?",
+    "A Matcha latte with oat milk and a Masala chai, please.",
+    "Is the Jasmine green tea caffeine free?",
+    "The Darjeeling tea and the Sumatra Mandheling beans are out of stock.",
+    "Are the Chelsea boots available in tan?",
+    "Does the Dell Latitude come with a backlit keyboard?",
+    "The Ford Fiesta in the advert is the hire car, right?",
+    "Your Costa Coffee gift card doesn't work in the app.",
+    "I bought a Tesla Model Y charger from your shop.",
+    "We had the Kung Pao chicken and the Pad Thai.",
+    "Two Krispy Kreme boxes for the office, please.",
+    "Does the Nespresso Vertuo take the Lavazza pods?",
+    "grant access to the shared folder for the whole team",
+    "will rose gold cases be back in stock?",
+    "The Harley Davidson jacket I ordered came in the wrong size.",
+    "Is the Tim Tam multipack still on offer?",
+    "Can I get a Flat White with a shot of Irish Cream syrup?",
+]
+# Places made of words that are also names: LOCATION, so a PERSON finding is a false positive.
+PLACES19 = [
+    "Paris", "Kuala Lumpur", "Abu Dhabi", "Ho Chi Minh City", "San Diego", "Santa Cruz",
+    "Sao Paulo", "Hyderabad",
+]  # fmt: skip
+PLACE19_TEMPLATES = [
+    "We are flying to {place19} on Friday.",
+    "My order is going to {place19}, not to the office.",
+    "Is the store in {place19} open on Sundays?",
+    "Delivery to {place19} took three weeks.",
+]
+
+
+def f_place19(b: Builder, who: Identity) -> Pieces:
+    return (PLACES19[b.rotate("place19", len(PLACES19))], LOCATION)
+
+
+def f_name19(group: str) -> Factory:
+    """The group's next name: as written (half of them), in lower case or in capitals."""
+
+    def factory(b: Builder, who: Identity) -> Pieces:
+        names = NAMES19[group]
+        name = names[b.rotate(f"name19-{group}", len(names))]
+        style = b.rotate("name19-case", 4)
+        return (name.lower() if style == 2 else name.upper() if style == 3 else name, PERSON)
+
+    return factory
+
+
 def build(rng: random.Random) -> list[Example]:
     b = Builder(rng)
     b.add("person-full", NAME_TEMPLATES, 18)
@@ -1058,6 +1160,15 @@ def build(rng: random.Random) -> list[Example]:
     b.add("mixed", MIXED_TEMPLATES, 42, intl_share=0.3)
     for category, templates in NEGATIVE_TEMPLATES.items():
         b.add(category, templates)
+    # issue 19: names
+    for group, names in NAMES19.items():
+        b.add(f"person-{group}", NAME19_TEMPLATES, len(names), {"name": f_name19(group)})
+    b.add("location-name-lookalike", PLACE19_TEMPLATES, len(PLACES19), {"place19": f_place19})
+    b.add("negative-name-lookalike", NEGATIVE19_TEMPLATES)
+    # issue 19: secrets and documents
+    issue19.add_to(b)
+    # issue 19: addresses
+    issue19_addresses.add_to(b)
     for number, example in enumerate(b.examples, start=1):
         example.id = f"pii-{number:04d}"
     return b.examples

@@ -31,8 +31,10 @@ from lorastack.errors import (
     KeyNotFound,
     LorastackError,
     PiiBlocked,
+    PromptInjectionBlocked,
     RegistryCorrupt,
     RegistryError,
+    SystemPromptLeaked,
 )
 from lorastack.serve.outcome import Outcome, new_request_id, outcome_of
 
@@ -212,6 +214,10 @@ def to_gateway_error(error: BaseException) -> GatewayError:
         return ModelNotFound("", str(error))
     if isinstance(error, PiiBlocked):
         return BadRequest(str(error), code="pii_blocked")
+    if isinstance(error, PromptInjectionBlocked):
+        return BadRequest(str(error), code="prompt_injection_blocked")
+    if isinstance(error, SystemPromptLeaked):
+        return BadRequest(str(error), code="system_prompt_leak_blocked")
     if isinstance(error, GuardUnavailable):
         # Never pass text on unscanned: the request fails and may be retried.
         return EngineUnavailable(

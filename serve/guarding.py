@@ -10,6 +10,11 @@ Each scan of a request's texts (its prompt's, a whole answer's) is a span of its
 (tracing.py: how many values were masked, redacted or blocked, of which entity types); a
 stream's pieces are not, they are counted in the request's totals (`found`).
 
+Before masking, the user's own messages (not the domain's system prompt, not the client's
+system message) are screened for prompt-injection patterns: the policy flags them (logged,
+counted, audited) or blocks the request. Every answer text is also checked for a copy of
+the domain's system prompt (its manifest's), redacted or blocked by the policy.
+
 An answer's text is `Released` twice: as the user is shown it (their own values
 restored) and as the engine wrote it with personal data masked (what capture stores,
 serve/capture.py), from one scan.
@@ -20,14 +25,14 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple, TypeVar
 
 from opentelemetry.trace import Span, Tracer
 
-from lorastack.errors import PiiBlocked
+from lorastack.errors import PiiBlocked, PromptInjectionBlocked
 from lorastack.guardrails import (
     Action,
     AppliedFinding,
@@ -41,6 +46,7 @@ from lorastack.guardrails import (
     StreamRedactor,
     Vault,
 )
+from lorastack.guardrails.leaks import LeakIndex, leak_index
 from lorastack.guardrails.screening import ScreeningBusy, ScreeningPool, ScreeningTimeout
 from lorastack.serve import tracing
 from lorastack.serve.metrics import Metrics
@@ -140,6 +146,9 @@ class Screening:
         self.vault = Vault()
         self.masked = 0
         """Values masked in the prompt: a count the client may be told."""
+        prompt = target.manifest.system_prompt if target.manifest is not None else ""
+        self.leaks: LeakIndex | None = leak_index(prompt) if prompt.strip() else None
+        """The domain's system prompt, looked for in every answer text."""
         self.found: Counter[tuple[Direction, Action]] = Counter()
         """What this request's scans found, by direction and action (for its trace)."""
         self._pool = pool
@@ -157,17 +166,33 @@ class Screening:
         ) as span:
             yield span
 
-    async def texts(self, texts: list[str]) -> list[str]:
-        """The request's texts masked as the model may see them (raises `PiiBlocked`)."""
+    async def texts(self, texts: list[str], untrusted: Sequence[str] = ()) -> list[str]:
+        """The request's texts masked as the model may see them (raises `PiiBlocked`).
+
+        `untrusted`: the user's own texts, screened first for prompt injection (raises
+        `PromptInjectionBlocked` where the policy blocks it)."""
+
+        def protect() -> ProtectedTexts:
+            self.injections(untrusted)
+            return self.guard.protect_texts(texts, self.vault, self._request_id)
+
         with self._scan(Direction.INPUT, len(texts)) as span:
-            protected = await self.run(
-                lambda: self.guard.protect_texts(texts, self.vault, self._request_id),
-                fallback=lambda: ProtectedTexts(list(texts)),
-            )
+            protected = await self.run(protect, fallback=lambda: ProtectedTexts(list(texts)))
             tracing.guard_found(span, protected.findings)
         self.count(Direction.INPUT, protected.findings)
         self.masked += protected.masked_count
         return protected.texts
+
+    def injections(self, texts: Sequence[str]) -> list[str]:
+        """Screen the user's texts for prompt injection: counted by kind, blocked if the
+        policy says so. Runs on the screening pool, with the prompt's masking."""
+        kinds = self.guard.screen_injection(texts, self._request_id)
+        action = self.guard.policy.prompt_injection
+        for kind in kinds:
+            self._metrics.injection(self._label, kind, action)
+        if kinds and action == "block":
+            raise PromptInjectionBlocked(kinds)
+        return kinds
 
     async def answers(self, texts: list[str]) -> list[Released]:
         """Whole answer texts made safe: to show (the user's own values restored), and masked."""
@@ -176,7 +201,7 @@ class Screening:
             protected = []
             for text in texts:
                 result = self.guard.protect_output(
-                    text, self.vault, self._request_id, restore=False
+                    text, self.vault, self._request_id, restore=False, leaks=self.leaks
                 )
                 shown = self.guard.restore(result.redacted, self.vault)
                 protected.append((result, Released(shown, result.redacted)))
@@ -218,7 +243,7 @@ class Screening:
         return await self.run(mask)
 
     def stream(self) -> StreamScreening:
-        redactor = self.guard.stream(self.vault, self._request_id, restore=False)
+        redactor = self.guard.stream(self.vault, self._request_id, restore=False, leaks=self.leaks)
         return StreamScreening(self, redactor)
 
     async def run(self, operation: Callable[[], T], fallback: Callable[[], T] | None = None) -> T:

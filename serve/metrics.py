@@ -87,8 +87,15 @@ class Metrics:
         )
         self.guardrail_actions = Counter(
             "lorastack_guardrail_actions",
-            "Personal data found, by entity type and action",
+            "Personal data found, by entity type and action (SYSTEM_PROMPT: an answer "
+            "repeating the domain's system prompt)",
             ["domain", "direction", "entity", "action"],
+            registry=r,
+        )
+        self.prompt_injections = Counter(
+            "lorastack_prompt_injections",
+            "Requests whose user messages match a prompt-injection pattern, by kind and action",
+            ["domain", "kind", "action"],
             registry=r,
         )
         self.rule_checks = Counter(
@@ -229,6 +236,9 @@ class Metrics:
 
     def guardrail(self, domain: str, direction: str, entity: str, action: str) -> None:
         self.guardrail_actions.labels(domain, direction, entity, action).inc()
+
+    def injection(self, domain: str, kind: str, action: str) -> None:
+        self.prompt_injections.labels(domain, kind, action).inc()
 
     def render(self, visible: Callable[[str], bool] | None = None) -> bytes:
         """The Prometheus text exposition. With `visible`, the series of every domain it

@@ -10,7 +10,8 @@ The path of one request, each step in one place:
 2. The brand voice (the target's system prompt) joins the conversation.
 3. `fields.py`: every parameter is screened, passed, dropped or refused; `PromptLimit`
    (prompt_size.py) refuses a prompt longer than the engine takes, before any scan.
-4. `Screening` (guarding.py): personal data in every text the engine reads is masked, on
+4. `Screening` (guarding.py): the user's messages are screened for prompt injection
+   (flagged or blocked), and personal data in every text the engine reads is masked, on
    the screening pool.
 5. `EngineSession` (pool.py): an engine with the domain's adapter loaded answers; a lost
    adapter is reloaded and the request retried once.
@@ -49,6 +50,7 @@ from lorastack.serve.rate_limits import DomainCaps
 from lorastack.serve.relay import StreamRelay
 from lorastack.serve.schemas import Api, ChatRequest, CompletionRequest
 from lorastack.serve.targets import ServedModel, resolve_target
+from lorastack.texts import message_texts
 
 Answer = JSONResponse | StreamingResponse
 
@@ -91,7 +93,8 @@ class CompletionService:
         with call.failures_recorded():
             body = _body(request)
             body["messages"] = call.target.with_brand_voice(body["messages"])
-            await self._screen_prompt(call, fields.prepare_chat(body))
+            slots = fields.prepare_chat(body)
+            await self._screen_prompt(call, slots, _user_texts(body["messages"]))
             call.keep_prompt(body["messages"])  # masked now: the slots were replaced
             return await self._answer(call, body, answer_format)
 
@@ -101,7 +104,10 @@ class CompletionService:
         call = self._start(request, COMPLETIONS_FORMAT.api, key, outcome)
         with call.failures_recorded():
             body = _body(request)
-            await self._screen_prompt(call, fields.prepare_completion(body))
+            slots = fields.prepare_completion(body)
+            # A completion prompt has no roles: all of it is the client's.
+            untrusted = [s.text for s in slots if s.path.split("[")[0] in ("prompt", "suffix")]
+            await self._screen_prompt(call, slots, untrusted)
             call.keep_prompt([{"role": "user", "content": _first_prompt(body["prompt"])}])
             return await self._answer(call, body, COMPLETIONS_FORMAT)
 
@@ -132,12 +138,16 @@ class CompletionService:
             call.screening = self.guards.screening(target, call.request_id, tenant)
         return call
 
-    async def _screen_prompt(self, call: Call, slots: list[fields.Slot]) -> None:
-        """Refuse a prompt the engine cannot take, then mask every text it reads."""
+    async def _screen_prompt(
+        self, call: Call, slots: list[fields.Slot], untrusted: list[str]
+    ) -> None:
+        """Refuse a prompt the engine cannot take, screen the user's texts (`untrusted`) for
+        prompt injection, then mask every text the engine reads."""
         texts = [slot.text for slot in slots]
         await self.prompt_limit.check(texts)
         if call.screening is not None:
-            for slot, safe in zip(slots, await call.screening.texts(texts), strict=True):
+            masked = await call.screening.texts(texts, untrusted)
+            for slot, safe in zip(slots, masked, strict=True):
                 slot.replace(safe)
 
     async def _answer(
@@ -197,6 +207,21 @@ class CompletionService:
         return StreamingResponse(
             relay.__aiter__(), media_type="text/event-stream", headers=call.headers()
         )
+
+
+_UNTRUSTED_ROLES = frozenset({"user", "tool", "function"})
+"""Whose messages are screened for prompt injection: the user's, and what tools fetched (an
+injection in a web page or a document). The system and developer messages are the client's
+own instructions, the assistant's are the model's."""
+
+
+def _user_texts(messages: list[dict[str, Any]]) -> list[str]:
+    return [
+        text
+        for message in messages
+        if isinstance(message, dict) and message.get("role") in _UNTRUSTED_ROLES
+        for text in message_texts(message)
+    ]
 
 
 def _first_prompt(prompt: str | list[str]) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import asdict
+from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,9 +18,14 @@ from lorastack.guardrails.benchmark import SIZES, benchmark
 from lorastack.guardrails.entities import Direction
 from lorastack.guardrails.evaluation import LabelledExample, evaluate
 from lorastack.guardrails.guard import Guard
+from lorastack.guardrails.leaks import MIN_WORDS
 from lorastack.guardrails.runtime import freeze_loaded_objects
+from lorastack.guardrails.threat_eval import evaluate_injection, evaluate_leaks
 
-app = typer.Typer(help="PII guardrails: scan text, evaluate detection.", no_args_is_help=True)
+app = typer.Typer(
+    help="Guardrails: scan text, evaluate PII detection, the injection screen, the leak check.",
+    no_args_is_help=True,
+)
 
 DomainOption = Annotated[str | None, typer.Option(help="Use this domain's policy.")]
 PolicyOption = Annotated[
@@ -68,6 +74,107 @@ def scan(domain: DomainOption = None, policy: PolicyOption = None) -> None:
             answer = {"error": str(error), "line": number}
         sys.stdout.write(json.dumps(answer, ensure_ascii=False) + "\n")
         sys.stdout.flush()
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    records = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as error:
+        raise LorastackError(f"cannot read {path}: {error.strerror}") from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise LorastackError(f"{path}:{number}: not JSON: {error.msg}") from None
+        if not isinstance(record, dict):
+            raise LorastackError(f"{path}:{number}: expected a JSON object")
+        records.append(record)
+    return records
+
+
+def _shipped(name: str) -> Path:
+    return Path(str(resources.files("lorastack.guardrails").joinpath(f"data/{name}")))
+
+
+def _row(name: str, report: dict[str, Any]) -> list[str]:
+    return [
+        name,
+        f"{report['precision']:.3f}",
+        f"{report['recall']:.3f}",
+        f"{report['f1']:.3f}",
+        f"{report['true_pos']}/{report['positives']}",
+        f"{report['false_pos']}/{report['negatives']}",
+    ]
+
+
+def _by_category(counts: dict[str, int]) -> str:
+    return ", ".join(f"{name} {count}" for name, count in counts.items()) or "none"
+
+
+@app.command("eval-injection")
+def evaluate_injection_command(
+    data: Annotated[
+        Path | None,
+        typer.Argument(
+            help='Labelled JSONL {"text", "label", "category", "split"}; default: the shipped set.',
+            dir_okay=False,
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Precision, recall and F1 of the prompt-injection screen, per split (dev: tuned on)."""
+    try:
+        report = evaluate_injection(_read_jsonl(data or _shipped("injection_eval.jsonl")))
+    except ValueError as error:
+        raise LorastackError(str(error)) from None
+    if as_json:
+        print_json(report)
+        return
+    table = Table("split", "precision", "recall", "F1", "caught", "false alarms")
+    for name, row in [*report["splits"].items(), ("overall", report["overall"])]:
+        table.add_row(*_row(name, row))
+    out.print(table)
+    for name, row in report["splits"].items():
+        out.print(
+            f"{name}: missed by category: {_by_category(row['missed'])}; "
+            f"false alarms by category: {_by_category(row['false_alarms'])}"
+        )
+
+
+@app.command("eval-leaks")
+def evaluate_leaks_command(
+    data: Annotated[
+        Path | None,
+        typer.Argument(
+            help='JSONL {"system_prompt", "answer", "leaked"}; default: the shipped set.',
+            dir_okay=False,
+        ),
+    ] = None,
+    min_words: Annotated[
+        int, typer.Option(min=2, help="Shared words in a row that count as a leak.")
+    ] = MIN_WORDS,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Detection rate and false positives of the system prompt leak check."""
+    try:
+        report = evaluate_leaks(_read_jsonl(data or _shipped("leak_eval.jsonl")), min_words)
+    except ValueError as error:
+        raise LorastackError(str(error)) from None
+    if as_json:
+        print_json(report)
+        return
+    out.print(
+        f"runs of {min_words} words: detected {report['true_pos']} of {report['positives']} "
+        f"leaks ({report['detection_rate']:.1%}); false positives {report['false_pos']} of "
+        f"{report['negatives']} ({report['false_positive_rate']:.1%})"
+    )
+    out.print(
+        f"missed by category: {_by_category(report['missed'])}; "
+        f"false positives by category: {_by_category(report['false_alarms'])}"
+    )
 
 
 def read_labelled(path: Path) -> list[LabelledExample]:

@@ -165,3 +165,29 @@ def test_the_commands_guards_share_the_process_detector(fake_pii_detector: objec
 
     assert guard_for("coffee").detector is fake_pii_detector
     assert guard_for(None).detector is fake_pii_detector
+
+
+def test_guard_eval_injection_reports_each_split(cli) -> None:  # type: ignore[no-untyped-def]
+    result = cli("guard", "eval-injection", "--json")
+    assert result.code == 0, result.err
+    report = json.loads(result.out)
+    assert set(report["splits"]) == {"dev", "holdout"}
+    assert report["overall"]["positives"] == 80 and report["overall"]["negatives"] == 150
+    table = cli("guard", "eval-injection").out
+    assert "holdout" in table and "missed by category" in table
+
+
+def test_guard_eval_leaks_counts_detections_and_false_positives(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    prompt = "You are the cheerful barista of Bean There and you love oat milk."
+    data = tmp_path / "leaks.jsonl"
+    rows = [
+        {"system_prompt": prompt, "answer": prompt.upper(), "leaked": True},
+        {"system_prompt": prompt, "answer": "We love oat milk too!", "leaked": False},
+    ]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    report = json.loads(cli("guard", "eval-leaks", str(data), "--json").out)
+    assert (report["true_pos"], report["false_pos"], report["detection_rate"]) == (1, 0, 1.0)
+    assert "detected" in cli("guard", "eval-leaks").out
+    data.write_text('{"answer": "x"}\n')
+    bad = cli("guard", "eval-leaks", str(data))
+    assert bad.code == 1 and "system_prompt" in bad.err
