@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.table import Table
 
 from lorastack.cli.adapters import CaptureOption, RetentionOption
 from lorastack.cli.context import (
@@ -18,6 +20,7 @@ from lorastack.cli.context import (
     registry,
     settings,
 )
+from lorastack.db import database_url
 from lorastack.progress import progress_display
 from lorastack.train.config import MODES, ConfigError, TrainConfig, build_config, load_config
 from lorastack.train.defaults_bench import DefaultsReport, Goals, measure_brand
@@ -27,7 +30,6 @@ from lorastack.train.gate import DEFAULT_FORCE_REASON
 from lorastack.train.quality import DEFAULT_EXAMPLES
 from lorastack.train.quickstart import DEMO_DIR, DEMO_ROOT, find_domains
 from lorastack.train.run import RunPaths, latest_run, load_run_config, new_run_dir, run_from
-from lorastack.train.search import search
 from lorastack.train.trainer import run_training
 
 TEST_BRANDS = tuple(
@@ -64,10 +66,36 @@ def train(
     ] = False,
     search_trials: Annotated[
         int | None,
-        typer.Option("--search", min=1, help="Try N hyper-parameter sets; keep the best."),
+        typer.Option(
+            "--search",
+            min=1,
+            help="Try N hyper-parameter sets in all (Optuna's TPE, trials pruned on "
+            "validation loss) and keep the best. N is the study's total: every process "
+            "on the same --study and --study-storage runs a share of the N.",
+        ),
     ] = None,
     search_budget_s: Annotated[
-        float | None, typer.Option(min=1, help="Stop starting new trials after this long.")
+        float | None,
+        typer.Option(min=1, help="Stop starting new trials after this long (this process)."),
+    ] = None,
+    study: Annotated[
+        str | None,
+        typer.Option(
+            help="--search: the study to run or join (default: the domain and a hash of "
+            "the config, data and rank limit, the same on every machine)."
+        ),
+    ] = None,
+    study_storage: Annotated[
+        str | None,
+        typer.Option(
+            help="--search: where the study is kept, a database URL (default: the lorastack "
+            "database, LORASTACK_DATABASE_URL or $LORASTACK_HOME/lorastack.db); "
+            "postgresql://... for workers on several machines."
+        ),
+    ] = None,
+    search_seed: Annotated[
+        int | None,
+        typer.Option(help="--search: the sampler's seed (default: the config's seed)."),
     ] = None,
 ) -> None:
     """Fine-tune a LoRA adapter; prints the run folder last."""
@@ -104,9 +132,18 @@ def train(
             raise ConfigError(f"{paths.root} already exists; pick another --run-name or --resume")
     if search_trials is not None and resume:
         raise ConfigError("--search and --resume cannot be combined")
+    if search_trials is None and (study, study_storage, search_seed) != (None, None, None):
+        raise ConfigError("--study, --study-storage and --search-seed go with --search")
     scrub = guard_for(config.domain)
     with progress_display(err) as progress:
         if search_trials is not None:
+            # Imported here: Optuna takes a second to import, which only a search should pay.
+            import optuna
+
+            from lorastack.train.search import search
+
+            # lorastack reports the trials itself (progress, the table below).
+            optuna.logging.set_verbosity(optuna.logging.ERROR)
             result = search(
                 config,
                 paths,
@@ -118,6 +155,9 @@ def train(
                 scrub,
                 progress,
                 registry=registry(),
+                study_name=study,
+                storage=study_storage or database_url(config_settings),
+                seed=search_seed,
             )
         else:
             result = run_training(
@@ -131,12 +171,42 @@ def train(
                 progress=progress,
                 registry=registry(),
             )
+    if search_trials is not None:
+        _print_search(paths)
     stopped = " (stopped early)" if result.stopped_early else ""
     err.print(
         f"{result.steps} steps in {result.seconds:.0f} s{stopped}; best validation loss "
         f"{result.best_eval_loss if result.best_eval_loss is not None else 'n/a'}"
     )
     out.print(paths.root)
+
+
+def _print_search(paths: RunPaths) -> None:
+    """The study's trials as a table, then which one the run folder holds."""
+    from lorastack.train.search import SEARCH_FILE, SEARCHED, describe
+
+    summary = json.loads((paths.root / SEARCH_FILE).read_text())
+    table = Table("trial", "state", "validation loss", "parameters", "steps", "host")
+    for trial in summary["trials"]:
+        loss = trial.get("best_eval_loss")
+        params = {k: trial[k] for k in SEARCHED if k in trial}
+        best = " (best)" if trial["trial"] == summary["best"] else ""
+        table.add_row(
+            trial["trial"] + best,
+            trial["state"],
+            "-" if loss is None else f"{loss:.4f}",
+            describe(params),
+            str(trial.get("steps") or "-"),
+            trial.get("host") or "-",
+        )
+    err.print(f"study {summary['study']} in {summary['storage']}")
+    err.print(table)
+    if summary["kept"] != summary["best"]:
+        err.print(
+            f"the study's best, {summary['best']}, is in {summary['best_run']} on "
+            f"{summary['best_host']}, which this machine cannot read; "
+            f"this run holds {summary['kept']}, the best here"
+        )
 
 
 def evaluate(

@@ -44,34 +44,42 @@ def display_url(url: str | URL) -> str:
         return "<not a database URL>"
 
 
-def make_engine(url: str | URL, *, connect_timeout_s: int = 10) -> Engine:
-    """An engine for `url`, set up for concurrent writers (see the module docstring).
-
-    `postgresql://` means psycopg 3, the driver lorastack installs. SQLite's folder is
-    created when missing. `connect_timeout_s`: how long a PostgreSQL connection may take.
-    """
+def connect_url(url: str | URL) -> URL:
+    """`url` as lorastack connects to it: `postgresql://` means psycopg 3, the driver
+    lorastack installs, and a SQLite file's folder is created when missing. Any engine on a
+    lorastack database needs this, lorastack's own and Optuna's (`train/study.py`) alike."""
     try:
         parsed = make_url(url)
     except ArgumentError:
         raise DatabaseError(f"not a database URL: {display_url(url)}") from None
     backend = parsed.get_backend_name()
     if backend == "sqlite":
-        return _sqlite_engine(parsed)
+        _create_folder(parsed)
+        return parsed
     if backend in ("postgresql", "postgres"):
         # SQLAlchemy's default PostgreSQL driver is psycopg2, which lorastack does not ship.
         if parsed.drivername in ("postgresql", "postgres"):
             parsed = parsed.set(drivername="postgresql+psycopg")
-        return create_engine(
-            parsed,
-            # A gateway outlives connections that a restart or a proxy closed.
-            pool_pre_ping=True,
-            # libpq reads 1 as 2: say so rather than surprise.
-            connect_args={"connect_timeout": max(2, connect_timeout_s)},
-        )
+        return parsed
     raise DatabaseError(f"unsupported database {backend!r}: use sqlite or postgresql")
 
 
-def _sqlite_engine(url: URL) -> Engine:
+def make_engine(url: str | URL, *, connect_timeout_s: int = 10) -> Engine:
+    """An engine for `url` (see `connect_url`), set up for concurrent writers (see the
+    module docstring). `connect_timeout_s`: how long a PostgreSQL connection may take."""
+    parsed = connect_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_engine(parsed)
+    return create_engine(
+        parsed,
+        # A gateway outlives connections that a restart or a proxy closed.
+        pool_pre_ping=True,
+        # libpq reads 1 as 2: say so rather than surprise.
+        connect_args={"connect_timeout": max(2, connect_timeout_s)},
+    )
+
+
+def _create_folder(url: URL) -> None:
     if url.database and url.database != ":memory:" and not url.database.startswith("file:"):
         folder = Path(url.database).expanduser().absolute().parent
         try:
@@ -80,6 +88,9 @@ def _sqlite_engine(url: URL) -> Engine:
             raise DatabaseError(
                 f"database {display_url(url)}: cannot create {folder}: {error.strerror}"
             ) from None
+
+
+def _sqlite_engine(url: URL) -> Engine:
     engine = create_engine(url)
     event.listen(engine, "connect", _configure_sqlite_connection)
     event.listen(engine, "begin", _begin_sqlite_transaction)
