@@ -44,6 +44,8 @@ _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 MetricsAuth = Literal["open", "key"]
 """Who may read the gateway's /metrics (`GatewaySettings.metrics_auth`)."""
+UpstreamKind = Literal["vllm", "vllm-resolver", "ray-serve"]
+"""What the gateway's upstreams are (`GatewaySettings.upstream_kind`)."""
 
 
 def _check_port(port: int) -> int:
@@ -138,6 +140,14 @@ class GatewaySettings(BaseModel):
     to some domains sees only those by name."""
     upstreams: list[str] = Field(default_factory=list)
     """Already running vLLM servers to front; empty: `lorastack serve` starts its own."""
+    upstream_kind: UpstreamKind = "vllm"
+    """What the `upstreams` are. `vllm`: vLLM servers the gateway loads adapters into
+    through their management API. `vllm-resolver`: servers that load a version on its first
+    request by name (lorastack's LoRA resolver; also an llm-d / Inference Gateway in front
+    of them): the gateway never loads or unloads. `ray-serve`: Ray Serve LLM's OpenAI app
+    (`lorastack deploy ray`): a version is `<base model>:<domain>@v<N>` there, loaded by
+    Ray on demand; health on `/-/healthz`. Without upstreams (the gateway's own vLLM) it
+    does not apply."""
     max_body_bytes: int = 1_048_576
     """Largest request body accepted (413 above)."""
     body_timeout_s: float = Field(default=30.0, gt=0)

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from lorastack.errors import AdapterInvalid
-from lorastack.manifest import LoraSpec
+from lorastack.fsutil import sha256_file
+from lorastack.manifest import AdapterManifest, LoraSpec
 from lorastack.models import ModelRecord, ModelStore
 from lorastack.tensors import SafetensorsHeaderError, checkpoint_module_names, tensor_shapes
 
@@ -22,6 +23,7 @@ ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 _PICKLE_WEIGHTS = ("adapter_model.bin", "adapter_model.pt", "adapter_model.pth")
 # PEFT saves `base_model.model.<module path>.lora_A.weight` (and lora_B, lora_embedding_*).
+_ANY_RANK = 1 << 30
 _LORA_KEY = re.compile(r"^base_model\.model\.(?P<module>.+)\.lora_(?:A|B|embedding_A|embedding_B)")
 
 
@@ -177,3 +179,27 @@ def validate_adapter(
     check_targets(lora, base_modules, base)
     _check_weights(folder, max_rank, base_modules, base)
     return ValidatedAdapter(path=folder, base_model=base, lora=lora)
+
+
+def check_published_weights(folder: Path, manifest: AdapterManifest) -> None:
+    """Refuse weights that changed since publishing: the manifest records their sha256."""
+    if sha256_file(folder / ADAPTER_WEIGHTS) != manifest.adapter_sha256:
+        raise AdapterInvalid(f"{manifest.ref}: adapter weights do not match the published hash")
+
+
+def check_published(folder: Path, manifest: AdapterManifest) -> None:
+    """Refuse a copy of a published adapter that is not what was published: its weights'
+    hash, and the LoRA shape its config declares (rank, alpha, targets), against the manifest.
+    """
+    check_published_weights(folder, manifest)
+    try:
+        # Ranks were held to the registry's maximum when it was published; only the shape
+        # is compared here.
+        lora = check_lora_options(_load_config(folder), max_rank=_ANY_RANK)
+    except AdapterInvalid as error:
+        raise AdapterInvalid(f"{manifest.ref}: {error}") from None
+    if lora != manifest.lora:
+        raise AdapterInvalid(
+            f"{manifest.ref}: {ADAPTER_CONFIG} declares {lora.model_dump()}, "
+            f"not the published {manifest.lora.model_dump()}"
+        )

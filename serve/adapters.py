@@ -22,13 +22,13 @@ from typing import Any
 
 from opentelemetry.trace import Tracer
 
-from lorastack.fsutil import sha256_file
+from lorastack.errors import AdapterInvalid
 from lorastack.manifest import AdapterManifest
 from lorastack.serve import tracing
 from lorastack.serve.errors import AdapterLoadFailed, GatewayError
 from lorastack.serve.metrics import Metrics
 from lorastack.serve.upstream import Upstream
-from lorastack.validation import ADAPTER_WEIGHTS
+from lorastack.validation import check_published_weights
 
 logger = logging.getLogger(__name__)
 
@@ -228,6 +228,9 @@ class AdapterManager:
 
 def _check_weights(slot: AdapterSlot) -> None:
     """Refuse weights that changed since publishing (the manifest records their hash)."""
-    actual = sha256_file(slot.path / ADAPTER_WEIGHTS)
-    if actual != slot.manifest.adapter_sha256:
-        raise GatewayError(f"{slot.name}: adapter weights do not match the published hash")
+    try:
+        check_published_weights(slot.path, slot.manifest)
+    except AdapterInvalid:
+        raise GatewayError(
+            f"{slot.name}: adapter weights do not match the published hash"
+        ) from None

@@ -47,7 +47,7 @@ from lorastack.serve.service import CompletionService
 from lorastack.serve.supervisor import EngineSupervisor
 from lorastack.serve.targets import ServedModel
 from lorastack.serve.tenancy import build_tenancy, database_engine
-from lorastack.serve.upstream import Upstream
+from lorastack.serve.upstream import Upstream, UpstreamApi
 from lorastack.serve.usage import UsageRecorder
 from lorastack.settings import GatewaySettings, Settings
 
@@ -125,9 +125,14 @@ def build_gateway(
     store = ModelStore(settings.models_dir)
     registry = AdapterRegistry(settings.adapters_dir, store, settings.max_lora_rank)
     capacity = settings.gateway.max_adapters or settings.engine.max_cpu_loras
+    api = UpstreamApi()  # the gateway's own engine is vLLM
+    if settings.gateway.upstreams:
+        api = UpstreamApi.of(settings.gateway.upstream_kind, settings.base_model)
+    elif settings.gateway.upstream_kind != "vllm":
+        logger.warning("upstream_kind applies to upstreams only: this gateway starts vLLM")
     endpoints = [
         Endpoint(upstream, AdapterManager(upstream, capacity, metrics, tracer))
-        for upstream in (Upstream(url, client) for url in upstream_urls)
+        for upstream in (Upstream(url, client, api) for url in upstream_urls)
     ]
     pool = EnginePool(endpoints, settings.base_model, tracer)
     guards = None

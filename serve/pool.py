@@ -103,7 +103,7 @@ class EnginePool:
                 yield endpoint, self.base_model
             else:
                 async with endpoint.adapters.use(target.manifest, target.path) as name:
-                    yield endpoint, name
+                    yield endpoint, endpoint.upstream.model_for(name)
         except EngineUnavailable:
             endpoint.mark_down()
             raise

@@ -12,6 +12,7 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -22,6 +23,7 @@ from lorastack.serve.errors import (
     EngineUnavailable,
     UpstreamFailed,
 )
+from lorastack.settings import UpstreamKind
 from lorastack.sse import StreamBroken, StreamErrorEvent, StreamIncomplete, read_events
 
 logger = logging.getLogger(__name__)
@@ -63,12 +65,35 @@ def _unreachable(error: httpx.TransportError) -> EngineUnavailable:
     return EngineUnavailable(f"the engine is not reachable ({type(error).__name__})")
 
 
-class Upstream:
-    """One vLLM server, by base URL."""
+@dataclass(frozen=True)
+class UpstreamApi:
+    """How an upstream names adapters, loads them and says it is healthy."""
 
-    def __init__(self, url: str, client: httpx.AsyncClient) -> None:
+    health_path: str = "/health"
+    loads_on_demand: bool = False
+    """The upstream loads a version on its first request by name (lorastack's LoRA
+    resolver, Ray Serve LLM): the gateway never calls the management API."""
+    adapter_prefix: str = ""
+    """Put before the version's name in `model` (Ray Serve LLM: `<base model>:`)."""
+
+    @classmethod
+    def of(cls, kind: UpstreamKind, base_model: str) -> UpstreamApi:
+        if kind == "ray-serve":
+            return cls("/-/healthz", loads_on_demand=True, adapter_prefix=f"{base_model}:")
+        return cls(loads_on_demand=kind == "vllm-resolver")
+
+
+class Upstream:
+    """One vLLM server (or an OpenAI endpoint in front of several), by base URL."""
+
+    def __init__(self, url: str, client: httpx.AsyncClient, api: UpstreamApi | None = None) -> None:
         self.url = url.rstrip("/")
         self._client = client
+        self.api = api or UpstreamApi()
+
+    def model_for(self, adapter: str) -> str:
+        """The `model` to send this upstream for the adapter named `adapter` (`domain@vN`)."""
+        return f"{self.api.adapter_prefix}{adapter}"
 
     async def _post(self, path: str, body: dict[str, Any]) -> httpx.Response:
         try:
@@ -78,7 +103,7 @@ class Upstream:
 
     async def healthy(self) -> bool:
         try:
-            response = await self._client.get(f"{self.url}/health", timeout=5.0)
+            response = await self._client.get(f"{self.url}{self.api.health_path}", timeout=5.0)
         except httpx.TransportError:
             return False
         return response.status_code == 200
@@ -127,6 +152,8 @@ class Upstream:
             await response.aclose()
 
     async def load_adapter(self, name: str, path: str) -> None:
+        if self.api.loads_on_demand:
+            return  # the first request naming it loads it there
         response = await self._post("/v1/load_lora_adapter", {"lora_name": name, "lora_path": path})
         if response.status_code < 400:
             return
@@ -137,6 +164,8 @@ class Upstream:
         raise UpstreamFailed(f"the engine refused adapter {name}: {_upstream_message(response)}")
 
     async def unload_adapter(self, name: str) -> None:
+        if self.api.loads_on_demand:
+            return  # the upstream evicts by itself
         response = await self._post("/v1/unload_lora_adapter", {"lora_name": name})
         if response.status_code in (400, 404):
             return  # already gone: the goal is reached

@@ -2,7 +2,8 @@
 
 It serves, on a real loopback port, the subset of vLLM's HTTP API the gateway uses:
 
-- ``GET /health``: 200, or 503 while ``fake.healthy`` is False;
+- ``GET /health`` (and Ray Serve's ``GET /-/healthz``): 200, or 503 while ``fake.healthy``
+  is False;
 - ``GET /v1/models``: the base model plus every loaded LoRA adapter;
 - ``POST /v1/load_lora_adapter`` and ``POST /v1/unload_lora_adapter``;
 - ``POST /v1/chat/completions`` and ``POST /v1/completions``, streamed (SSE, ending with
@@ -175,6 +176,8 @@ class FakeUpstream:
         self.app = Starlette(
             routes=[
                 Route("/health", self._health, methods=["GET"]),
+                # Ray Serve's proxy answers its health here (upstream_kind `ray-serve`).
+                Route("/-/healthz", self._health, methods=["GET"]),
                 Route("/v1/models", self._models, methods=["GET"]),
                 Route("/v1/load_lora_adapter", self._load, methods=["POST"]),
                 Route("/v1/unload_lora_adapter", self._unload, methods=["POST"]),

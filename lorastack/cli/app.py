@@ -20,6 +20,7 @@ from lorastack.cli import (
     bench,
     data,
     db,
+    deploy,
     feedback,
     guard,
     improve,
@@ -48,6 +49,7 @@ app.add_typer(data.app, name="data")
 app.add_typer(feedback.app, name="feedback")
 app.add_typer(db.app, name="db")
 app.add_typer(keys.app, name="keys")
+app.add_typer(deploy.app, name="deploy")
 app.add_typer(usage.app, name="usage")
 app.command("audit")(usage.audit)
 app.command("quickstart")(quickstart.quickstart)

@@ -1,18 +1,74 @@
-"""The real thing: vLLM on the CPU serving the bundled model and a published adapter."""
+"""The real thing: vLLM on the CPU serving the bundled model, a published adapter loaded at
+run time, and, with no gateway in between, registry versions by name through lorastack's
+LoRA resolver (an alias and a tampered version refused with clear errors; after v2 is
+published and promoted, `coffee@2` serves v2 while `coffee@1` still serves v1).
 
+One engine for the module, started with the resolver switched on: the runtime-loading
+test shows it changes nothing for adapters given by path.
+"""
+
+import dataclasses
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
+from lorastack import fsutil
 from lorastack.models import ModelRecord, ModelStore
 from lorastack.registry import AdapterRegistry
 from lorastack.serve.engine import EngineProcess, build_launch
+from lorastack.serve.lora_resolver import CACHE_ENV, HOME_ENV
 from lorastack.settings import load_settings
-from tests.peft_adapters import write_random_lora
+from tests.peft_adapters import write_random_lora, write_random_loras
 from tests.servers import free_port
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
+
+PROMPT = "The capital of France is"
+
+
+@dataclass
+class Engine:
+    url: str
+    served: ModelRecord
+    """The model the server runs, registered in the home the resolver reads."""
+    registry: AdapterRegistry
+    """The resolver's registry."""
+    cache: Path
+    log: Path
+    v2: Path
+    """A second coffee adapter, published by the resolver test."""
+
+
+@pytest.fixture(scope="module")
+def engine(
+    bundled_model: ModelRecord, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Engine]:
+    root = tmp_path_factory.mktemp("vllm-engine")
+    home = root / "home"
+    store = ModelStore(home / "models")
+    served = store.add(bundled_model.path, bundled_model.name)  # used in place
+    registry = AdapterRegistry(home / "adapters", store, max_rank=16)
+    v1, v2, tea = (root / "v1", root / "v2", root / "tea")
+    write_random_loras(bundled_model.path, [(v1, 0), (v2, 1), (tea, 2)])
+    registry.publish(v1, "coffee", promote="prod")
+    registry.publish(tea, "tea", promote="prod")
+    tampered = registry.version_dir("tea", 1) / "adapter_model.safetensors"
+    data = bytearray(tampered.read_bytes())
+    data[-1] ^= 0xFF
+    tampered.write_bytes(bytes(data))
+
+    settings = load_settings(engine={"port": free_port()})
+    launch = build_launch(settings.engine, served, settings.max_lora_rank)
+    cache = root / "resolver-cache"
+    launch = dataclasses.replace(
+        launch, env={**launch.env, HOME_ENV: str(home), CACHE_ENV: str(cache)}
+    )
+    log = root / "engine.log"
+    with EngineProcess(launch, log, startup_timeout_s=600) as process:
+        yield Engine(process.url, served, registry, cache, log, v2)
 
 
 def _chat(client: httpx.Client, model: str) -> httpx.Response:
@@ -27,8 +83,24 @@ def _chat(client: httpx.Client, model: str) -> httpx.Response:
     )
 
 
+def _complete(client: httpx.Client, model: str) -> httpx.Response:
+    return client.post(
+        "/v1/completions",
+        json={"model": model, "prompt": PROMPT, "max_tokens": 16, "temperature": 0},
+    )
+
+
+def _text(response: httpx.Response) -> str:
+    assert response.status_code == 200, response.text
+    return str(response.json()["choices"][0]["text"])
+
+
+def _error(response: httpx.Response) -> str:
+    return str(response.json()["error"]["message"])
+
+
 def test_vllm_serves_the_base_model_and_a_runtime_loaded_adapter(
-    bundled_model: ModelRecord, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    engine: Engine, bundled_model: ModelRecord, tmp_path: Path
 ) -> None:
     store = ModelStore(bundled_model.path.parent)
     registry = AdapterRegistry(tmp_path / "adapters", store, max_rank=16)
@@ -39,12 +111,7 @@ def test_vllm_serves_the_base_model_and_a_runtime_loaded_adapter(
     trained_manifest = registry.publish(trained, "tickets")
     trained_path = registry.version_dir("tickets", trained_manifest.version)
 
-    monkeypatch.setenv("LORASTACK_ENGINE__PORT", str(free_port()))
-    settings = load_settings()
-    launch = build_launch(settings.engine, bundled_model, settings.max_lora_rank)
-    engine = EngineProcess(launch, tmp_path / "engine.log", startup_timeout_s=600)
-
-    with engine, httpx.Client(base_url=engine.url, timeout=120) as client:
+    with httpx.Client(base_url=engine.url, timeout=120) as client:
         base = _chat(client, bundled_model.name)
         assert base.status_code == 200, base.text
         base_answer = base.json()["choices"][0]["message"]["content"]
@@ -74,6 +141,45 @@ def test_vllm_serves_the_base_model_and_a_runtime_loaded_adapter(
         answer = _chat(client, "tickets")
         assert answer.status_code == 200, answer.text
         assert answer.json()["choices"][0]["message"]["content"]
+
+
+def test_a_plain_vllm_server_serves_domain_versions_from_the_registry(engine: Engine) -> None:
+    registry, cache = engine.registry, engine.cache
+    with httpx.Client(base_url=engine.url, timeout=120) as client:
+        base = _text(_complete(client, engine.served.name))
+        first = _text(_complete(client, "coffee@1"))
+        assert first != base
+        cached = [p for p in cache.iterdir() if p.is_dir() and not p.name.startswith(".")]
+        assert len(cached) == 1
+        v1_sha = registry.manifest("coffee", 1).adapter_sha256
+        assert fsutil.sha256_file(cached[0] / "adapter_model.safetensors") == v1_sha
+
+        alias = _complete(client, "coffee@prod")
+        assert alias.status_code == 400, alias.text
+        assert "`coffee@prod` names an alias" in _error(alias)
+        assert "it points to coffee@v1 now" in _error(alias)
+
+        bad = _complete(client, "tea@v1")
+        assert bad.status_code == 500, bad.text
+        assert _error(bad) == (
+            "`tea@v1` cannot be served: tea@v1: adapter weights do not match the published hash"
+        )
+
+        registry.publish(engine.v2, "coffee", promote="prod")
+        second = _text(_complete(client, "coffee@2"))
+        assert second != first
+        assert _text(_complete(client, "coffee@1")) == first
+        alias = _complete(client, "coffee@prod")
+        assert alias.status_code == 400 and "it points to coffee@v2 now" in _error(alias)
+
+        models = {m["id"] for m in client.get("/v1/models").json()["data"]}
+        assert {"coffee@1", "coffee@2"} <= models
+        assert not {"coffee@prod", "tea@v1"} & models
+
+    lines = engine.log.read_text(errors="replace")
+    assert "lorastack's LoRA resolver serves domain versions" in lines
+    assert "resolved coffee@1 to coffee@v1 (copied into the cache" in lines
+    assert "refused tea@v1: tea@v1: adapter weights do not match the published hash" in lines
 
 
 def _trained_adapter(bundled_model: ModelRecord, tmp_path: Path) -> Path:
