@@ -10,10 +10,10 @@ import typer
 
 from lorastack.cli.context import err, guard_for, out
 from lorastack.cli.guard import DomainOption, PolicyOption
-from lorastack.errors import LorastackError
 from lorastack.fsutil import write_json_atomic
 from lorastack.guardrails.guard import Guard
 from lorastack.guardrails.scrub import ScrubReport, scrub_record
+from lorastack.jsonl import read_objects
 from lorastack.progress import progress_display
 from lorastack.train.data import (
     DEFAULT_PARAPHRASES,
@@ -47,23 +47,12 @@ def scrub(
     """
     guard = _guard(domain, policy)
     report = ScrubReport()
-    try:
-        lines = source.read_text(encoding="utf-8").splitlines()
-    except OSError as error:
-        raise LorastackError(f"cannot read {source}: {error.strerror}") from None
+    records = read_objects(source)
     scrubbed: list[str] = []
     with progress_display(err) as progress:
-        progress.step(f"scrubbing {source.name}", total=len(lines))
-        for number, line in enumerate(lines, start=1):
+        progress.step(f"scrubbing {source.name}", total=len(records))
+        for _, record in records:
             progress.advance(1)
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise LorastackError(f"{source}:{number}: not JSON: {error.msg}") from None
-            if not isinstance(record, dict):
-                raise LorastackError(f"{source}:{number}: expected a JSON object")
             cleaned = scrub_record(record, guard, report)
             if cleaned is not None:
                 scrubbed.append(json.dumps(cleaned, ensure_ascii=False))

@@ -21,6 +21,7 @@ from lorastack.guardrails.guard import Guard
 from lorastack.guardrails.leaks import MIN_WORDS
 from lorastack.guardrails.runtime import freeze_loaded_objects
 from lorastack.guardrails.threat_eval import evaluate_injection, evaluate_leaks
+from lorastack.jsonl import read_objects
 
 app = typer.Typer(
     help="Guardrails: scan text, evaluate PII detection, the injection screen, the leak check.",
@@ -77,22 +78,7 @@ def scan(domain: DomainOption = None, policy: PolicyOption = None) -> None:
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    records = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as error:
-        raise LorastackError(f"cannot read {path}: {error.strerror}") from None
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise LorastackError(f"{path}:{number}: not JSON: {error.msg}") from None
-        if not isinstance(record, dict):
-            raise LorastackError(f"{path}:{number}: expected a JSON object")
-        records.append(record)
-    return records
+    return [record for _, record in read_objects(path)]
 
 
 def _shipped(name: str) -> Path:
@@ -179,16 +165,10 @@ def evaluate_leaks_command(
 
 def read_labelled(path: Path) -> list[LabelledExample]:
     examples = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as error:
-        raise LorastackError(f"cannot read {path}: {error.strerror}") from None
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
+    for number, record in read_objects(path):
         try:
-            examples.append(LabelledExample.from_record(json.loads(line)))
-        except (json.JSONDecodeError, ValueError) as error:
+            examples.append(LabelledExample.from_record(record))
+        except ValueError as error:
             raise LorastackError(f"{path}:{number}: {error}") from None
     return examples
 
