@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from lorastack.errors import PiiBlocked
 from lorastack.guardrails.detector import (
     PHONE_REGIONS,
     PresidioDetector,
@@ -180,6 +181,9 @@ ANSWERS = [
     "+44 20 7946 0958 and confirm by email to olu.adeyemi@example.com.",
     "The refund went to card 4111 1111 1111 1111 and IBAN GB82 WEST 1234 5698 7654 32; "
     "Siobhán O'Brien approved it.",
+    # Issue 19's entities: an address, a name from outside the English patterns, a NINO.
+    "We will post it to 1428 Elm Street, Springfield, IL 62704 for Siobhán Ní Bhriain; her "
+    "National Insurance number AB 12 34 56 C is on file.",
 ]
 RAW = (
     "Olusegun",
@@ -190,6 +194,10 @@ RAW = (
     "GB82 WEST",
     "Siobhán",
     "O'Brien",
+    "1428 Elm",
+    "Springfield, IL",
+    "Ní Bhriain",
+    "12 34 56",
 )
 TAG = re.compile(r"<[A-Z][A-Z0-9_]*>")
 
@@ -210,6 +218,23 @@ def test_streamed_answers_never_leak_at_any_split_point(answer: str) -> None:
             assert piece.count("<") == len(TAG.findall(piece)) == piece.count(">")
         if "<PERSON_1>" in answer:
             assert output.startswith("Of course Jane Porter!")
+
+
+def test_a_streamed_secret_is_blocked_before_any_of_it_is_shown() -> None:
+    """The default policy blocks a SECRET in an answer: at no split point does a piece of
+    the key reach the user first."""
+    key = "sk-proj-EXAMPLEa8Fk2Lq9Zr7Xw3Vb6Nm1Pt4Yc0Hd5Js"
+    answer = f"Use the key {key} and restart the app."
+    guard = _guard()
+    for chunks in [[answer[:i], answer[i:]] for i in range(1, len(answer))] + [list(answer)]:
+        redactor = guard.stream(Vault())
+        shown = ""
+        with pytest.raises(PiiBlocked):
+            for chunk in chunks:
+                shown += redactor.feed(chunk)
+            redactor.finish()
+        assert "sk-proj" not in shown and "EXAMPLE" not in shown, (chunks, shown)
+        assert redactor.blocked_types == ["SECRET"]
 
 
 def test_guard_scan_command_reads_stdin_and_writes_json_lines() -> None:
