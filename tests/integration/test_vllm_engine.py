@@ -63,9 +63,9 @@ def engine(
     settings = load_settings(engine={"port": free_port()})
     launch = build_launch(settings.engine, served, settings.max_lora_rank)
     cache = root / "resolver-cache"
-    launch = dataclasses.replace(
-        launch, env={**launch.env, HOME_ENV: str(home), CACHE_ENV: str(cache)}
-    )
+    # Unbuffered: the resolver test reads the engine's log while the engine still runs.
+    env = {**launch.env, HOME_ENV: str(home), CACHE_ENV: str(cache), "PYTHONUNBUFFERED": "1"}
+    launch = dataclasses.replace(launch, env=env)
     log = root / "engine.log"
     with EngineProcess(launch, log, startup_timeout_s=600) as process:
         yield Engine(process.url, served, registry, cache, log, v2)
@@ -105,8 +105,8 @@ def test_vllm_serves_the_base_model_and_a_runtime_loaded_adapter(
     store = ModelStore(bundled_model.path.parent)
     registry = AdapterRegistry(tmp_path / "adapters", store, max_rank=16)
     adapter = write_random_lora(bundled_model.path, tmp_path / "trained", seed=0)
-    manifest = registry.publish(adapter, "coffee", promote="prod")
-    published = registry.version_dir("coffee", manifest.version)
+    manifest = registry.publish(adapter, "espresso", promote="prod")
+    published = registry.version_dir("espresso", manifest.version)
     trained = _trained_adapter(bundled_model, tmp_path)
     trained_manifest = registry.publish(trained, "tickets")
     trained_path = registry.version_dir("tickets", trained_manifest.version)
@@ -118,20 +118,21 @@ def test_vllm_serves_the_base_model_and_a_runtime_loaded_adapter(
         assert "Paris" in base_answer
 
         loaded = client.post(
-            "/v1/load_lora_adapter", json={"lora_name": "coffee", "lora_path": str(published)}
+            "/v1/load_lora_adapter", json={"lora_name": "espresso", "lora_path": str(published)}
         )
         assert loaded.status_code == 200, loaded.text
         served = {m["id"] for m in client.get("/v1/models").json()["data"]}
-        assert {bundled_model.name, "coffee"} <= served
+        assert {bundled_model.name, "espresso"} <= served
 
-        tuned = _chat(client, "coffee")
+        tuned = _chat(client, "espresso")
         assert tuned.status_code == 200, tuned.text
-        assert tuned.json()["model"] == "coffee"
+        assert tuned.json()["model"] == "espresso"
         assert tuned.json()["choices"][0]["message"]["content"] != base_answer
 
-        unloaded = client.post("/v1/unload_lora_adapter", json={"lora_name": "coffee"})
+        unloaded = client.post("/v1/unload_lora_adapter", json={"lora_name": "espresso"})
         assert unloaded.status_code == 200, unloaded.text
-        assert _chat(client, "coffee").status_code == 404
+        # Unknown to vLLM and to the resolver's registry: not found.
+        assert _chat(client, "espresso").status_code == 404
 
         # An adapter that `lorastack train` produced loads and answers too.
         loaded = client.post(
