@@ -51,6 +51,21 @@ class BlockedByPrivacyPolicy(UiClientError):
     the text names entity types, never values."""
 
 
+class BlockedByGuardrail(UiClientError):
+    """The domain's guardrails refused the message as a prompt injection
+    (`prompt_injection_blocked`), or the answer for repeating the assistant's instructions
+    (`system_prompt_leak_blocked`)."""
+
+
+# The gateway's guardrail refusals other than personal data, as a person reads them.
+GUARDRAIL_REFUSALS = {
+    "prompt_injection_blocked": "blocked: the message reads like an attempt to override "
+    "the assistant's instructions",
+    "system_prompt_leak_blocked": "blocked: the answer repeated the assistant's "
+    "instructions, which this assistant does not show",
+}
+
+
 class RequestRefused(UiClientError):
     """Any other refusal (bad request, too long, engine failure)."""
 
@@ -130,6 +145,8 @@ def error_from_response(
         return BlockedByPrivacyPolicy(
             f"blocked by the privacy policy: {message}", status=status, code=code
         )
+    if code in GUARDRAIL_REFUSALS:
+        return BlockedByGuardrail(GUARDRAIL_REFUSALS[code], status=status, code=code)
     if status == 413:
         return RequestRefused("the message is too large for the gateway", status=status, code=code)
     if status == 502:
@@ -145,7 +162,8 @@ def stream_error(body: object, model: str) -> UiClientError:
     message, code = _error_fields(body)
     if code in ("engine_unavailable", "adapter_load_failed"):
         return EngineRestarting(DEFAULT_RETRY_S, code=code)
-    status = {"pii_blocked": 400, "model_not_found": 404, "not_found": 404}.get(code or "", 502)
+    refused = {"pii_blocked": 400, **dict.fromkeys(GUARDRAIL_REFUSALS, 400)}
+    status = {**refused, "model_not_found": 404, "not_found": 404}.get(code or "", 502)
     return error_from_response(
         status,
         None,

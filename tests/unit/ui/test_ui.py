@@ -13,10 +13,12 @@ from lorastack.registry import AdapterRegistry
 from lorastack.ui.client import GuardrailNotice, normalise_api_url
 from lorastack.ui.errors import (
     AccessDenied,
+    BlockedByGuardrail,
     BlockedByPrivacyPolicy,
     EngineRestarting,
     UnknownDomain,
     error_from_response,
+    stream_error,
 )
 from lorastack.ui.tabs import adapters
 from lorastack.ui.transcript import Turn, conversation, turn, with_switch_marker
@@ -385,6 +387,13 @@ def test_error_messages_are_readable() -> None:
         400, None, {"message": "the request contains ...: CREDIT_CARD", "code": "pii_blocked"}
     )
     assert isinstance(blocked, BlockedByPrivacyPolicy) and "CREDIT_CARD" in str(blocked)
+    injection = {"error": {"message": "... injection ...", "code": "prompt_injection_blocked"}}
+    refused = error_from_response(400, None, injection)
+    assert isinstance(refused, BlockedByGuardrail)
+    assert str(refused).startswith("blocked: the message reads like an attempt to override")
+    leak = stream_error({"message": "x", "code": "system_prompt_leak_blocked"}, "coffee")
+    assert isinstance(leak, BlockedByGuardrail) and leak.status == 400
+    assert "repeated the assistant's instructions" in str(leak)
     assert isinstance(error_from_response(403, None, {}), AccessDenied)
     assert isinstance(error_from_response(404, None, {}, model="m"), UnknownDomain)
     assert GuardrailNotice(0).text == ""
