@@ -23,6 +23,7 @@ import yaml
 
 from lorastack.fsutil import sha256_file
 from lorastack.train.config import ConfigError, TrainConfig, build_config
+from lorastack.train.distributed import agreed
 
 SPLITS = ("train", "validation", "test")
 REPORT_JSON = "report.json"
@@ -87,14 +88,17 @@ class RunPaths:
 
 
 def new_run_dir(runs_dir: Path, domain: str) -> RunPaths:
-    """A fresh run folder for `domain` (not created yet), named after the time."""
+    """A fresh run folder for `domain` (not created yet), named after the time.
+
+    Under a launcher, the main process names it and the others take its name.
+    """
     stamp = time.strftime("%Y%m%d-%H%M%S")
     root = runs_dir / f"{domain}-{stamp}"
     suffix = 1
     while root.exists():
         suffix += 1
         root = runs_dir / f"{domain}-{stamp}-{suffix}"
-    return RunPaths(root)
+    return RunPaths(agreed(root))
 
 
 def latest_run(runs_dir: Path, domain: str) -> RunPaths:

@@ -45,6 +45,7 @@ from lorastack.train.data import (
     detect_format,
     prepare_dataset,
 )
+from lorastack.train.distributed import is_main_process, wait_for_everyone
 from lorastack.train.run import (
     RunPaths,
     check_prepared,
@@ -256,8 +257,9 @@ def run_callbacks(config: TrainConfig, paths: RunPaths, progress: Progress) -> l
             losses = [f"{k} {v:.3f}" for k, v in entry.items() if k in _SHOWN and _is_number(v)]
             if losses:
                 progress.detail(", ".join(losses))
-            with paths.log.open("a", encoding="utf-8") as handle:
-                handle.write(json.dumps(entry) + "\n")
+            if state.is_world_process_zero:  # one log, however many processes train
+                with paths.log.open("a", encoding="utf-8") as handle:
+                    handle.write(json.dumps(entry) + "\n")
 
     return [
         RunLog(),
@@ -328,6 +330,15 @@ def prepare_run(
     preflight(config, base, max_rank)
     if not paths.data.exists() and config.data.is_dir():
         check_prepared(config.data)
+    if is_main_process():  # under a launcher, the others read what it lays out
+        _lay_out(config, paths, scrub, progress)
+    wait_for_everyone()
+    return base
+
+
+def _lay_out(
+    config: TrainConfig, paths: RunPaths, scrub: Guard | None, progress: Progress | None
+) -> None:
     paths.root.mkdir(parents=True, exist_ok=True)
     if not paths.data.exists() and not config.data.is_dir():
         seed = int(config.training_fields().get("seed", 42))
@@ -336,7 +347,6 @@ def prepare_run(
     elif not paths.data.exists():
         copy_dataset(config.data, paths.data)
     paths.config.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
-    return base
 
 
 def run_training(
@@ -356,7 +366,9 @@ def run_training(
 
     `registry` is where a kto or dpo run finds the published adapter it starts from.
     """
-    progress = progress or NullProgress()
+    main = is_main_process()
+    # Under a launcher, one progress bar: the main process's.
+    progress = progress if progress is not None and main else NullProgress()
     started = time.monotonic()
     base = prepare_run(config, paths, store, default_base, max_rank, scrub, progress, registry)
     checkpoint: bool | str = False
@@ -373,13 +385,16 @@ def run_training(
             config, base, paths, progress, registry, store, max_rank, extra_callbacks
         )
         trainer.train(resume_from_checkpoint=checkpoint)
-        save_adapter(trainer, paths.adapter)
+        if main:
+            save_adapter(trainer, paths.adapter)
     else:
         trainer = build_trainer(config, base, paths, progress, extra_callbacks)
         trainer.train(resume_from_checkpoint=checkpoint)
-        trainer.save_model(str(paths.adapter))
-    # save_model adds the training arguments as a pickle; an adapter folder holds data only.
-    (paths.adapter / "training_args.bin").unlink(missing_ok=True)
+        trainer.save_model(str(paths.adapter))  # every process calls it; the main one writes
+    if main:
+        # save_model adds the training arguments as a pickle; an adapter folder holds data only.
+        (paths.adapter / "training_args.bin").unlink(missing_ok=True)
+    wait_for_everyone()  # every process returns the adapter the main one saved
     state = trainer.state
     try:
         adapter = validate_adapter(paths.adapter, store, max_rank, base_model=base.name)
@@ -395,6 +410,8 @@ def run_training(
         seconds=time.monotonic() - started,
         from_adapter=config.from_adapter,
     )
+    if not main:
+        return result
     paths.result.write_text(
         json.dumps(
             {

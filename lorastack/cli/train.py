@@ -25,6 +25,7 @@ from lorastack.progress import progress_display
 from lorastack.train.config import MODES, ConfigError, TrainConfig, build_config, load_config
 from lorastack.train.defaults_bench import DefaultsReport, Goals, measure_brand
 from lorastack.train.defaults_bench import write_report as write_defaults_report
+from lorastack.train.distributed import agreed, distributed, is_main_process
 from lorastack.train.evaluate import evaluate_run, publish_run
 from lorastack.train.gate import DEFAULT_FORCE_REASON
 from lorastack.train.quality import DEFAULT_EXAMPLES
@@ -105,7 +106,8 @@ def train(
         if domain is None and config_file is None:
             raise ConfigError("--resume needs --domain (or --config) to find the run")
         name = domain or load_config(config_file).domain  # type: ignore[arg-type]
-        paths = RunPaths(runs / run_name) if run_name else latest_run(runs, name)
+        # Under a launcher, every process resumes the run the main process found.
+        paths = RunPaths(runs / run_name) if run_name else agreed(latest_run(runs, name))
         config = load_run_config(paths)
     else:
         training: dict[str, Any] = {}
@@ -128,8 +130,13 @@ def train(
             else build_config({}, overrides, source="command line")
         )
         paths = RunPaths(runs / run_name) if run_name else new_run_dir(runs, config.domain)
-        if paths.config.exists():
+        # The main process's answer: it may already have laid the folder out.
+        if agreed(paths.config.exists()):
             raise ConfigError(f"{paths.root} already exists; pick another --run-name or --resume")
+    if search_trials is not None and distributed():
+        raise ConfigError(
+            "--search runs one process per worker; start it without torchrun or accelerate"
+        )
     if search_trials is not None and resume:
         raise ConfigError("--search and --resume cannot be combined")
     if search_trials is None and (study, study_storage, search_seed) != (None, None, None):
@@ -171,6 +178,8 @@ def train(
                 progress=progress,
                 registry=registry(),
             )
+    if not is_main_process():
+        return  # the main process reports the run
     if search_trials is not None:
         _print_search(paths)
     stopped = " (stopped early)" if result.stopped_early else ""
