@@ -23,6 +23,7 @@ import yaml
 from lorastack.models import ModelRecord, ModelStore
 from lorastack.train.data import PrepareOptions, prepare_dataset
 from lorastack.validation import validate_adapter
+from tests.cli_homes import cli_home
 from tests.servers import free_port
 
 pytestmark = pytest.mark.integration
@@ -57,15 +58,8 @@ def _config(tmp_path: Path, batch: int) -> Path:
 
 
 def _train(home: Path, bundled_model: ModelRecord, config: Path, launcher: list[str]) -> Any:
-    if not (home / "models").exists():
-        (home / "models").mkdir(parents=True)
-        (home / "models" / bundled_model.name).symlink_to(bundled_model.path)
-    env = {
-        "LORASTACK_HOME": str(home),
-        "PATH": "",
-        "HF_HUB_OFFLINE": "1",
-        "OMP_NUM_THREADS": "1",  # two processes share the cores
-    }
+    # Two processes share the cores.
+    env = {**cli_home(home, bundled_model), "OMP_NUM_THREADS": "1"}
     argv = [*launcher, "-m", "lorastack.cli", "train", "--config", str(config)]
     argv += ["--base-model", bundled_model.name]
     return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)

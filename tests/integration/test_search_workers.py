@@ -22,6 +22,7 @@ import yaml
 
 from lorastack.models import ModelRecord
 from lorastack.train.data import PrepareOptions, prepare_dataset
+from tests.cli_homes import cli_home
 
 pytestmark = pytest.mark.integration
 
@@ -60,14 +61,8 @@ def _config(tmp_path: Path) -> Path:
 def _worker(
     home: Path, bundled_model: ModelRecord, config: Path, url: str
 ) -> subprocess.Popen[str]:
-    (home / "models").mkdir(parents=True)
-    (home / "models" / bundled_model.name).symlink_to(bundled_model.path)
-    env = {
-        "LORASTACK_HOME": str(home),
-        "PATH": "",
-        "HF_HUB_OFFLINE": "1",
-        "OMP_NUM_THREADS": "1",  # two trainings share the cores
-    }
+    # Two trainings share the cores.
+    env = {**cli_home(home, bundled_model), "OMP_NUM_THREADS": "1"}
     argv = [
         *(sys.executable, "-m", "lorastack.cli", "train", "--config", str(config)),
         *("--base-model", bundled_model.name, "--search", str(TRIALS)),

@@ -17,6 +17,7 @@ from lorastack.train.config import ConfigError, build_config
 from lorastack.train.evaluate import evaluate_run, publish_run
 from lorastack.train.run import RunPaths
 from lorastack.train.trainer import TrainResult, run_training
+from tests.cli_homes import cli_home
 
 pytestmark = pytest.mark.integration
 
@@ -322,9 +323,7 @@ def test_train_eval_publish_from_the_command_line(
     import sys
 
     home = tmp_path / "home"
-    (home / "models").mkdir(parents=True)
-    (home / "models" / bundled_model.name).symlink_to(bundled_model.path)
-    env = {"LORASTACK_HOME": str(home), "PATH": "", "HF_HUB_OFFLINE": "1"}
+    env = cli_home(home, bundled_model)
 
     def lorastack(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
