@@ -37,13 +37,13 @@ UNIT_WORKERS ?= 2
 
 test: install
 	$(BIN)/python -m pytest -m "not integration" -n $(UNIT_WORKERS) --dist loadscope
-	$(BIN)/python -m pytest -m integration
+	$(BIN)/python -m pytest -m integration --durations=60
 
 test-unit: install
 	$(BIN)/python -m pytest -m "not integration" -n $(UNIT_WORKERS) --dist loadscope
 
 test-integration: install
-	$(BIN)/python -m pytest -m integration
+	$(BIN)/python -m pytest -m integration --durations=60
 
 # BENCH_ARGS='--quick' for the short version; results under $LORASTACK_HOME/bench/.
 BENCH_ARGS ?=

@@ -73,16 +73,24 @@ class RealStack:
     """The gateway in front of real vLLM on the CPU (see `real_stack`)."""
 
     url: str
-    supervisor: EngineSupervisor
+    supervisor: EngineSupervisor | None
+    """None in front of an engine the gateway did not start."""
 
 
 @contextmanager
 def real_stack(
-    model: ModelRecord, home: Path, admin_key: str, *, feedback: bool = False
+    model: ModelRecord,
+    home: Path,
+    admin_key: str,
+    *,
+    feedback: bool = False,
+    engine_url: str | None = None,
 ) -> Iterator[RealStack]:
     """The gateway for the registry under `home`, in front of vLLM serving `model`, ready.
 
     vLLM starts on the CPU (about 35 s); it stops with the gateway's lifespan on exit.
+    `engine_url`: a running engine serving `model` instead (`lorastack serve --upstream`):
+    the gateway neither starts nor stops it.
     `feedback`: the gateway opens its feedback store, as `lorastack serve` does (SQLite
     under `home`), so that domains whose capture is on keep answers to rate.
     """
@@ -110,10 +118,16 @@ def real_stack(
         # Closed after the server: its lifespan writes what capture still holds first.
         store = stack.enter_context(open_feedback_store(settings)) if feedback else None
         gateway = build_gateway(
-            settings, [launch.url], client, detector=PresidioDetector(), feedback_store=store
+            settings,
+            [engine_url or launch.url],
+            client,
+            detector=PresidioDetector(),
+            feedback_store=store,
         )
-        process = EngineProcess(launch, home / "runs" / "engine.log", 600)
-        supervisor = EngineSupervisor(process, gateway.pool.endpoints[0])
+        supervisor = None
+        if engine_url is None:
+            process = EngineProcess(launch, home / "runs" / "engine.log", 600)
+            supervisor = EngineSupervisor(process, gateway.pool.endpoints[0])
         app = create_app(gateway, settings.gateway.max_body_bytes, client, supervisor)
         with serve_in_thread(app, http=http_protocol(settings.gateway)) as url:
             wait_ready(url, 600)

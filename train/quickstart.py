@@ -38,7 +38,7 @@ DEMO_DIR = Path(__file__).resolve().parent / "demo"
 DEMO_ROOT = DEMO_DIR.parents[1]
 CONFIG_NAME = "train.yaml"
 SAMPLES = 2  # side-by-side answers in each run's report
-QUICK_QUALITY_EXAMPLES = 6
+QUICK_QUALITY_EXAMPLES = 4
 """Test questions whose answers measure rules and facts when training is capped (a
 quick demo): enough to see the numbers, a fraction of the full evaluation's time."""
 

@@ -20,8 +20,8 @@ real throwaway PostgreSQL server of tests/postgres.py, skipped without its binar
    versions (`x-lorastack-adapter`), then the admin API's promote, after which only the
    new version answers.
 
-One gateway per database (module-scoped) in front of one vLLM engine: the engine starts
-once for the module (each database's domain is its own adapter on it).
+One gateway per database (module-scoped) in front of the integration tests' shared vLLM
+engine (tests/integration/shared_engine.py; each database's domain is its own adapter on it).
 """
 
 from __future__ import annotations
@@ -54,8 +54,9 @@ from lorastack.train.feedback_export import export_feedback
 from lorastack.train.gate import PublishRefused
 from lorastack.train.run import new_run_dir
 from lorastack.train.trainer import run_training
+from tests.integration.shared_engine import SharedEngine
 from tests.peft_adapters import write_random_lora
-from tests.servers import free_port, serve_in_thread, wait_ready
+from tests.servers import serve_in_thread, wait_ready
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
 
@@ -130,20 +131,9 @@ def database(
 
 
 @pytest.fixture(scope="module")
-def engine(bundled_model: ModelRecord) -> Iterator[int]:
-    """One vLLM engine for both databases' gateways: its port."""
-    from lorastack.serve.engine import EngineProcess, build_launch
-    from lorastack.settings import load_settings
-
-    home = bundled_model.path.parent.parent
-    settings = load_settings(
-        home=home,
-        base_model=bundled_model.name,
-        engine={"port": free_port(), "startup_timeout_s": 600},
-    )
-    launch = build_launch(settings.engine, bundled_model, settings.max_lora_rank)
-    with EngineProcess(launch, home / "runs" / "engine-feedback-loop.log", 600):
-        yield settings.engine.port
+def engine(shared_engine: SharedEngine) -> int:
+    """The integration tests' shared vLLM engine, for both databases' gateways: its port."""
+    return shared_engine.port
 
 
 @pytest.fixture(scope="module")

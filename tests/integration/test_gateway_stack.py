@@ -61,6 +61,7 @@ def stack(bundled_model: ModelRecord, tmp_path_factory: pytest.TempPathFactory) 
             base_url=running.url, headers={"authorization": f"Bearer {ADMIN_KEY}"}, timeout=120
         ) as admin,
     ):
+        assert running.supervisor is not None  # the gateway started its engine
         yield Stack(
             running.url,
             OpenAI(base_url=f"{running.url}/v1", api_key="local", max_retries=0, timeout=120),

@@ -38,6 +38,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from lorastack.models import ModelRecord, ModelStore
 from lorastack.registry import AdapterRegistry
 from lorastack.ui.app import build_app, launch_app
+from tests.integration.shared_engine import SharedEngine
 from tests.peft_adapters import write_random_lora
 from tests.servers import free_port, real_stack
 
@@ -143,8 +144,13 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
 
 
 @pytest.fixture(scope="module")
-def ui_url(bundled_model: ModelRecord, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The UI's URL, in front of the real stack serving the two brands (a home of its own)."""
+def ui_url(
+    shared_engine: SharedEngine,
+    bundled_model: ModelRecord,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[str]:
+    """The UI's URL, in front of the real stack serving the two brands (a home of its own),
+    on the integration tests' shared engine."""
     home = tmp_path_factory.mktemp("ui-home")
     store = ModelStore(home / "models")
     model = store.add(bundled_model.path, bundled_model.name)
@@ -162,7 +168,7 @@ def ui_url(bundled_model: ModelRecord, tmp_path_factory: pytest.TempPathFactory)
             promote="prod",
             capture=brand.capture,
         )
-    with real_stack(model, home, ADMIN_KEY, feedback=True) as running:
+    with real_stack(model, home, ADMIN_KEY, feedback=True, engine_url=shared_engine.url) as running:
         app = build_app(running.url, None, None)
         url = launch_app(app, "127.0.0.1", free_port(), quiet=True)
         try:

@@ -3,12 +3,11 @@ run time, and, with no gateway in between, registry versions by name through lor
 LoRA resolver (an alias and a tampered version refused with clear errors; after v2 is
 published and promoted, `coffee@2` serves v2 while `coffee@1` still serves v1).
 
-One engine for the module, started with the resolver switched on: the runtime-loading
-test shows it changes nothing for adapters given by path.
+The integration tests' shared engine (tests/integration/conftest.py), started with the
+resolver switched on: the runtime-loading test shows it changes nothing for adapters given
+by path.
 """
 
-import dataclasses
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,11 +17,8 @@ import pytest
 from lorastack import fsutil
 from lorastack.models import ModelRecord, ModelStore
 from lorastack.registry import AdapterRegistry
-from lorastack.serve.engine import EngineProcess, build_launch
-from lorastack.serve.lora_resolver import CACHE_ENV, HOME_ENV
-from lorastack.settings import load_settings
+from tests.integration.shared_engine import SharedEngine
 from tests.peft_adapters import write_random_lora, write_random_loras
-from tests.servers import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
@@ -44,13 +40,14 @@ class Engine:
 
 @pytest.fixture(scope="module")
 def engine(
-    bundled_model: ModelRecord, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Engine]:
+    shared_engine: SharedEngine,
+    bundled_model: ModelRecord,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Engine:
     root = tmp_path_factory.mktemp("vllm-engine")
-    home = root / "home"
-    store = ModelStore(home / "models")
-    served = store.add(bundled_model.path, bundled_model.name)  # used in place
-    registry = AdapterRegistry(home / "adapters", store, max_rank=16)
+    store = ModelStore(shared_engine.resolver_home / "models")
+    served = store.get(bundled_model.name)
+    registry = AdapterRegistry(shared_engine.resolver_home / "adapters", store, max_rank=16)
     v1, v2, tea = (root / "v1", root / "v2", root / "tea")
     write_random_loras(bundled_model.path, [(v1, 0), (v2, 1), (tea, 2)])
     registry.publish(v1, "coffee", promote="prod")
@@ -59,16 +56,9 @@ def engine(
     data = bytearray(tampered.read_bytes())
     data[-1] ^= 0xFF
     tampered.write_bytes(bytes(data))
-
-    settings = load_settings(engine={"port": free_port()})
-    launch = build_launch(settings.engine, served, settings.max_lora_rank)
-    cache = root / "resolver-cache"
-    # Unbuffered: the resolver test reads the engine's log while the engine still runs.
-    env = {**launch.env, HOME_ENV: str(home), CACHE_ENV: str(cache), "PYTHONUNBUFFERED": "1"}
-    launch = dataclasses.replace(launch, env=env)
-    log = root / "engine.log"
-    with EngineProcess(launch, log, startup_timeout_s=600) as process:
-        yield Engine(process.url, served, registry, cache, log, v2)
+    return Engine(
+        shared_engine.url, served, registry, shared_engine.resolver_cache, shared_engine.log, v2
+    )
 
 
 def _chat(client: httpx.Client, model: str) -> httpx.Response:
@@ -177,8 +167,9 @@ def test_a_plain_vllm_server_serves_domain_versions_from_the_registry(engine: En
         assert {"coffee@1", "coffee@2"} <= models
         assert not {"coffee@prod", "tea@v1"} & models
 
+    # The API server's lines (the one process that resolves); the start-up line comes from
+    # whichever vLLM process loads plugins after logging is set up, so the unit tests check it.
     lines = engine.log.read_text(errors="replace")
-    assert "lorastack's LoRA resolver serves domain versions" in lines
     assert "resolved coffee@1 to coffee@v1 (copied into the cache" in lines
     assert "refused tea@v1: tea@v1: adapter weights do not match the published hash" in lines
 
