@@ -105,3 +105,17 @@ class KeyNotFound(ManagedKeyError):
 
 class KeyNameTaken(ManagedKeyError):
     """A managed key (live or revoked) already has that name."""
+
+
+class BlobStoreError(RegistryError):
+    """The adapter file store (a folder, a shared filesystem or an object store) failed or
+    cannot be opened; one line naming the store without its credentials."""
+
+
+class BlobNotFound(BlobStoreError):
+    """No blob is stored under that sha256 digest."""
+
+
+class BlobCorrupt(BlobStoreError):
+    """A stored blob's bytes do not hash to its name (tampered with, or damaged in storage);
+    nothing was written where it was being fetched to."""
