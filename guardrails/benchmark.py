@@ -12,12 +12,14 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from lorastack.guardrails.guard import Guard
+from lorastack.guardrails.injection import find_injection
+from lorastack.guardrails.leaks import leak_index
 from lorastack.stats import percentile
 
 _SENTENCES = (
@@ -118,12 +120,17 @@ def pinned(cores: int = 1) -> Iterator[int | None]:
 
 def time_scans(guard: Guard, text: str, name: str, repeats: int = 200) -> ScanTiming:
     """Scan `text` `repeats` times after a warm-up; report per-scan latencies."""
+    return time_calls(guard.find, text, name, repeats)
+
+
+def time_calls(scan: Callable[[str], object], text: str, name: str, repeats: int) -> ScanTiming:
+    """Call `scan(text)` `repeats` times after a warm-up; report per-call latencies."""
     for _ in range(min(10, repeats)):
-        guard.find(text)
+        scan(text)
     samples = []
     for _ in range(repeats):
         start = time.perf_counter()
-        guard.find(text)
+        scan(text)
         samples.append((time.perf_counter() - start) * 1000)
     p50, p99 = percentile(samples, 50), percentile(samples, 99)
     if p50 is None or p99 is None:
@@ -149,3 +156,29 @@ def benchmark(guard: Guard, repeats: int = 200, cores: int | None = 1) -> list[S
         return [time_scans(guard, sample_message(w), n, repeats) for n, w in SIZES.items()]
     with pinned(cores):
         return benchmark(guard, repeats, None)
+
+
+SCREEN_PROMPT = (
+    "You are the barista of Bean There, a coffee shop. Answer in one short, cheerful "
+    "sentence about coffee, and never share the staff rota or the supplier's prices."
+)
+"""The system prompt whose leaks the leak screen looks for in the timed messages."""
+
+
+def benchmark_screens(repeats: int = 200, cores: int | None = 1) -> list[ScanTiming]:
+    """Time the prompt-injection screen (user messages) and the system-prompt leak screen
+    (answers) on each of `SIZES`, named `<size>, injection screen` and `<size>, leak screen`:
+    what they add to a request besides the personal-data scan."""
+    if cores is not None:
+        with pinned(cores):
+            return benchmark_screens(repeats, None)
+    leaks = leak_index(SCREEN_PROMPT)
+    screens: dict[str, Callable[[str], object]] = {
+        "injection screen": find_injection,
+        "leak screen": leaks.find,
+    }
+    return [
+        time_calls(scan, sample_message(words), f"{size}, {screen}", repeats)
+        for screen, scan in screens.items()
+        for size, words in SIZES.items()
+    ]

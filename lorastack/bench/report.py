@@ -13,6 +13,7 @@ from lorastack.bench.stats import CaseStats
 from lorastack.bench.targets import Comparison, TargetCheck, compare, evaluate
 from lorastack.bench.training import TrainingRun
 from lorastack.fsutil import write_json_atomic
+from lorastack.guardrails.benchmark import SIZES
 
 JSON_FILE = "bench.json"
 MARKDOWN_FILE = "bench.md"
@@ -284,11 +285,13 @@ def _serving_plots(results: Sequence[CaseResult], folder: Path) -> list[Path]:
 
 
 def _guard_plot(timings: Sequence[dict[str, Any]], folder: Path, limit_ms: float) -> Path:
+    """The personal-data scan's times (the target's); the screens' are in the table."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    timings = [t for t in timings if t.get("name") in SIZES]
     names = [f"{t.get('name')} ({t.get('words')} words)" for t in timings]
     figure, ax = plt.subplots(figsize=(5.5, 3.2))
     positions = range(len(timings))

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from lorastack.cli.context import err, guard_for, out, print_json
 from lorastack.errors import LorastackError
-from lorastack.guardrails.benchmark import SIZES, benchmark
+from lorastack.guardrails.benchmark import SIZES, benchmark, benchmark_screens
 from lorastack.guardrails.entities import Direction
 from lorastack.guardrails.evaluation import LabelledExample, evaluate
 from lorastack.guardrails.guard import Guard
@@ -212,14 +212,15 @@ def bench(
     cores: Annotated[int, typer.Option(min=1, help="CPU cores to allow (default one).")] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Time per scan (p50/p99) of short, medium and long messages, on one core by default."""
+    """Time per scan (p50/p99) of short, medium and long messages, on one core by default;
+    then the prompt-injection and system-prompt leak screens on the same messages."""
     guard = guard_for(None)
     # Timed as the gateway runs: models loaded, then what they brought in frozen.
     guard.prepare()
     freeze_loaded_objects()
     # A plain line, not a spinner: its refresh thread would share the core being timed.
     err.print(f"timing {', '.join(f'{w}-word' for w in SIZES.values())} messages ...")
-    timings = benchmark(guard, repeats, cores)
+    timings = benchmark(guard, repeats, cores) + benchmark_screens(repeats, cores)
     if as_json:
         print_json([asdict(t) for t in timings])
         return

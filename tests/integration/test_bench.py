@@ -110,7 +110,11 @@ def test_quick_bench_measures_every_case(bundled_model: ModelRecord, tmp_path: P
         expected = subject["tokens_per_s"] / reference["tokens_per_s"]
         assert ratio["value"] == pytest.approx(expected, abs=1e-4), ratio
 
-    assert [t["name"] for t in data["guard"]["timings"]] == ["short", "medium", "long"]
+    sizes = ["short", "medium", "long"]
+    screens = [
+        f"{size}, {screen}" for screen in ("injection screen", "leak screen") for size in sizes
+    ]
+    assert [t["name"] for t in data["guard"]["timings"]] == sizes + screens
     runs = data["training"]["runs"]
     assert [r["packing"] for r in runs] == [False, True]
     assert all(r["tokens"] > 0 and r["tokens_per_s"] > 0 and r["peak_gib"] > 0 for r in runs)

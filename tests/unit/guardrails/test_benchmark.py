@@ -7,6 +7,7 @@ import pytest
 from lorastack.guardrails.benchmark import (
     SIZES,
     benchmark,
+    benchmark_screens,
     pinned,
     process_cores,
     sample_message,
@@ -69,6 +70,19 @@ def test_timings_say_on_how_many_cores_they_ran() -> None:
         assert timing.cores == 1
         assert 0 < timing.p50_ms <= timing.p99_ms
     assert process_cores() == len(os.sched_getaffinity(0)) > 1  # unpinned afterwards
+
+
+@needs_affinity
+def test_the_injection_and_leak_screens_are_timed_on_each_size() -> None:
+    timings = benchmark_screens(repeats=10, cores=1)
+    names = [t.name for t in timings]
+    assert names == [
+        f"{size}, {screen}" for screen in ("injection screen", "leak screen") for size in SIZES
+    ]
+    assert [t.words for t in timings] == list(SIZES.values()) * 2
+    for timing in timings:
+        assert timing.cores == 1
+        assert 0 < timing.p50_ms <= timing.p99_ms
 
 
 def test_time_scans_keeps_its_signature_and_fields() -> None:
