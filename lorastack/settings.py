@@ -233,6 +233,29 @@ class PublishSettings(BaseModel):
     may be, absolute (0.05: 5 percentage points)."""
 
 
+class RegistrySettings(BaseModel):
+    """Where the adapter registry keeps its index and the adapters' files."""
+
+    index: Literal["folder", "database"] = "folder"
+    """`folder`: everything under `<home>/adapters/`, locked with file locks (one machine, or
+    a shared filesystem whose locks work). `database`: the index (domains, versions,
+    aliases, canaries, capture) in the lorastack database (`database_url`; PostgreSQL for
+    several machines) with transactions, the adapters' files in the blob store (`store`).
+    `lorastack registry migrate` copies a folder registry into the database, then set
+    `LORASTACK_REGISTRY__INDEX=database`."""
+    store: str | None = None
+    """The blob store of the database index: a folder (a path or `file://`), or object
+    storage through fsspec (`s3://bucket/prefix`, `gs://...`, `az://...`). None:
+    `<home>/blobs`. Credentials come from the usual places (environment, instance roles,
+    `store_options`), never from this URL."""
+    store_options: dict[str, Any] = Field(default_factory=dict)
+    """Passed to the fsspec filesystem, e.g. `{"endpoint_url": "http://minio:9000"}` for an
+    S3-compatible server."""
+    cache_dir: Path | None = None
+    """Local copies of the versions served or evaluated with the database index, verified
+    once when made. None: `<home>/cache/adapters`. Keep it on local disk."""
+
+
 class Settings(BaseSettings):
     """Everything a lorastack process needs to know about its environment."""
 
@@ -257,6 +280,7 @@ class Settings(BaseSettings):
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     ui: UiSettings = Field(default_factory=UiSettings)
     publish: PublishSettings = Field(default_factory=PublishSettings)
+    registry: RegistrySettings = Field(default_factory=RegistrySettings)
 
     @field_validator("home")
     @classmethod
@@ -298,6 +322,17 @@ class Settings(BaseSettings):
     @property
     def adapters_dir(self) -> Path:
         return self.home / "adapters"
+
+    @property
+    def blobs_url(self) -> str:
+        """The registry's blob store (`registry.store`, default `<home>/blobs`)."""
+        return self.registry.store or str(self.home / "blobs")
+
+    @property
+    def adapter_cache_dir(self) -> Path:
+        """Local copies of the database registry's versions (`registry.cache_dir`)."""
+        cache = self.registry.cache_dir or self.home / "cache" / "adapters"
+        return cache.expanduser().absolute()
 
     @property
     def runs_dir(self) -> Path:

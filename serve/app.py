@@ -22,7 +22,7 @@ from lorastack.feedback import FeedbackStore
 from lorastack.guardrails import Detector, JsonlAuditLog, PolicyStore
 from lorastack.guardrails.screening import ScreeningPool
 from lorastack.models import ModelStore
-from lorastack.registry import AdapterRegistry
+from lorastack.registry import open_registry
 from lorastack.serve import tracing
 from lorastack.serve.adapters import AdapterManager
 from lorastack.serve.admission import Admission
@@ -123,7 +123,7 @@ def build_gateway(
             client, tracer_provider=tracer_provider, meter_provider=NoOpMeterProvider()
         )
     store = ModelStore(settings.models_dir)
-    registry = AdapterRegistry(settings.adapters_dir, store, settings.max_lora_rank)
+    registry = open_registry(settings, store)
     capacity = settings.gateway.max_adapters or settings.engine.max_cpu_loras
     api = UpstreamApi()  # the gateway's own engine is vLLM
     if settings.gateway.upstreams:

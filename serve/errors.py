@@ -23,6 +23,7 @@ from starlette.types import Scope, Send
 
 from lorastack.errors import (
     AdapterNotFound,
+    BlobStoreError,
     DatabaseError,
     ExchangeNotFound,
     GuardUnavailable,
@@ -232,7 +233,7 @@ def to_gateway_error(error: BaseException) -> GatewayError:
     if isinstance(error, DatabaseError):
         logger.error("feedback store: %s", type(error).__name__)
         return FeedbackUnavailable("the feedback store is unavailable; try again later")
-    if isinstance(error, RegistryCorrupt):
+    if isinstance(error, (RegistryCorrupt, BlobStoreError)):
         # The operator's problem, logged with its path; the client learns neither.
         logger.error("%s", error)
         return GatewayError("the adapter registry cannot be read")

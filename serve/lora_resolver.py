@@ -28,9 +28,9 @@ from vllm.lora.resolver import LoRAResolver, LoRAResolverRegistry
 
 from lorastack.errors import AdapterInvalid, AdapterNotFound, RegistryError
 from lorastack.models import ModelStore
-from lorastack.registry import AdapterRegistry
+from lorastack.registry import open_registry
 from lorastack.serve.adapter_cache import AdapterCache, MutableName, WrongBaseModel
-from lorastack.settings import VLLM_LORA_RANKS
+from lorastack.settings import VLLM_LORA_RANKS, load_settings
 
 # A child of vLLM's logger, so that the lines land where vLLM's own log goes.
 logger = logging.getLogger("vllm.lorastack.lora_resolver")
@@ -73,9 +73,16 @@ class ResolverConfig:
         )
 
     def adapter_cache(self) -> AdapterCache:
-        store = ModelStore(self.home / "models")
+        """The cache over the home's registry: its `adapters/` folder, or the database index
+        that the `LORASTACK_*` environment names (`LORASTACK_REGISTRY__INDEX=database`)."""
+        settings = load_settings(home=self.home)
+        if settings.registry.cache_dir is None:
+            # The database index's local copies beside the resolver's, not in a shared home.
+            local = settings.registry.model_copy(update={"cache_dir": self.cache_dir / "registry"})
+            settings = settings.model_copy(update={"registry": local})
+        store = ModelStore(settings.models_dir)
         # The resolver never publishes, so the registry's rank limit does not apply here.
-        registry = AdapterRegistry(self.home / "adapters", store, max(VLLM_LORA_RANKS))
+        registry = open_registry(settings, store, max_rank=max(VLLM_LORA_RANKS))
         return AdapterCache(registry, self.cache_dir)
 
 

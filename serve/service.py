@@ -28,6 +28,7 @@ outcome is noted in its `Outcome` (outcome.py), which the boundary (boundary.py)
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -89,7 +90,7 @@ class CompletionService:
         answer_format: AnswerFormat = CHAT_FORMAT,
     ) -> Answer:
         """Answer a chat request; `answer_format` writes the answer (another API's shape)."""
-        call = self._start(request, answer_format.api, key, outcome)
+        call = await self._start(request, answer_format.api, key, outcome)
         with call.failures_recorded():
             body = _body(request)
             body["messages"] = call.target.with_brand_voice(body["messages"])
@@ -101,7 +102,7 @@ class CompletionService:
     async def complete(
         self, request: CompletionRequest, key: ClientKey | None, outcome: Outcome
     ) -> Answer:
-        call = self._start(request, COMPLETIONS_FORMAT.api, key, outcome)
+        call = await self._start(request, COMPLETIONS_FORMAT.api, key, outcome)
         with call.failures_recorded():
             body = _body(request)
             slots = fields.prepare_completion(body)
@@ -111,7 +112,7 @@ class CompletionService:
             call.keep_prompt([{"role": "user", "content": _first_prompt(body["prompt"])}])
             return await self._answer(call, body, COMPLETIONS_FORMAT)
 
-    def _start(
+    async def _start(
         self,
         request: ChatRequest | CompletionRequest,
         api: Api,
@@ -119,7 +120,11 @@ class CompletionService:
         outcome: Outcome,
     ) -> Call:
         who = canary.conversation_identity(request, key)
-        target = resolve_target(request.model, self.served, self.registry, key, who)
+        resolve = (request.model, self.served, self.registry, key, who)
+        if self.registry.reads_files:
+            target = resolve_target(*resolve)
+        else:  # database queries, maybe a version's first download: off the event loop
+            target = await asyncio.to_thread(resolve_target, *resolve)
         if self.caps is not None and target.domain is not None:
             outcome.on_done(self.caps.enter(target.domain))
         call = Call(

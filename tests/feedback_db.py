@@ -164,11 +164,43 @@ def _write_rows_at_0002(engine: Engine) -> None:
         )
 
 
+def _write_rows_at_0003(engine: Engine) -> None:
+    """A registry domain with one version, as revision 0003's code wrote them."""
+    domains = sa.table(
+        "registry_domains",
+        sa.column("domain", sa.String),
+        sa.column("index", sa.JSON),
+        sa.column("updated_at", sa.DateTime(timezone=True)),
+    )
+    versions = sa.table(
+        "registry_versions",
+        sa.column("domain", sa.String),
+        sa.column("version", sa.Integer),
+        sa.column("manifest", sa.JSON),
+        sa.column("adapter_sha256", sa.String),
+        sa.column("config_sha256", sa.String),
+        sa.column("published_at", sa.DateTime(timezone=True)),
+    )
+    at = T0 if engine.dialect.name == "postgresql" else T0.replace(tzinfo=None)
+    with engine.begin() as connection:
+        index = {"domain": "coffee", "last_version": 1, "aliases": {"prod": 1}}
+        connection.execute(
+            domains.insert(), [{"domain": "coffee", "index": index, "updated_at": at}]
+        )
+        row = {"domain": "coffee", "version": 1, "manifest": {"domain": "coffee", "version": 1}}
+        digests = {"adapter_sha256": "a" * 64, "config_sha256": "c" * 64}
+        connection.execute(versions.insert(), [{**row, **digests, "published_at": at}])
+
+
 # The rows each revision's code wrote; a new revision that changes how rows look adds its
 # writer here, and the walk checks that every older row survives every later migration.
-ROWS_WRITTEN_AT = {"0001": _write_rows_at_0001, "0002": _write_rows_at_0002}
+ROWS_WRITTEN_AT = {
+    "0001": _write_rows_at_0001,
+    "0002": _write_rows_at_0002,
+    "0003": _write_rows_at_0003,
+}
 # How many exchanges (and ratings) the writers up to and including each revision added.
-_EXCHANGES_WRITTEN_BY = {"0001": 1, "0002": 1}
+_EXCHANGES_WRITTEN_BY = {"0001": 1, "0002": 1, "0003": 1}
 
 
 def walk_migrations_with_rows(engine: Engine) -> None:
@@ -196,7 +228,10 @@ def walk_migrations_with_rows(engine: Engine) -> None:
     assert store.counts("coffee") == {1: {"captured": 1, "up": 0, "down": 1, "corrections": 1}}
     with engine.connect() as connection:
         names = connection.execute(sa.text("SELECT name, rpm FROM api_keys")).all()
+        registry = connection.execute(sa.text("SELECT domain, version FROM registry_versions"))
+        published = [tuple(row) for row in registry]
     assert [tuple(row) for row in names] == [("from-0002", 60)]
+    assert published == [("coffee", 1)]
 
 
 def walk_down_and_up(engine: Engine) -> None:

@@ -33,9 +33,9 @@ from lorastack.fsutil import write_json_atomic
 from lorastack.guardrails import Guard
 from lorastack.models import ModelStore
 from lorastack.progress import NullProgress, Progress
-from lorastack.registry import AdapterRegistry
+from lorastack.registry import open_registry
 from lorastack.rules import BrandRule
-from lorastack.settings import Settings
+from lorastack.settings import RegistrySettings, Settings
 from lorastack.train import quality
 from lorastack.train.config import ConfigError, TrainConfig
 from lorastack.train.data import PrepareOptions, prepare_splits, write_dataset
@@ -205,10 +205,15 @@ def measure_improve(
         # A second loop in the same home would start from the first one's versions.
         raise ConfigError(f"{folder} already holds a benchmark's home: choose another folder")
     home = settings.model_copy(
-        update={"home": folder / "home", "database_url": f"sqlite:///{folder / 'feedback.db'}"}
+        update={
+            "home": folder / "home",
+            "database_url": f"sqlite:///{folder / 'feedback.db'}",
+            # The scratch home's own registry, in its folder: never the configured store.
+            "registry": RegistrySettings(),
+        }
     )
     home.home.mkdir(parents=True, exist_ok=True)
-    registry = AdapterRegistry(home.adapters_dir, models, settings.max_lora_rank)
+    registry = open_registry(home, models)
     seconds: dict[str, float] = {}
 
     clock = time.monotonic()

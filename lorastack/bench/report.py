@@ -13,7 +13,6 @@ from lorastack.bench.stats import CaseStats
 from lorastack.bench.targets import Comparison, TargetCheck, compare, evaluate
 from lorastack.bench.training import TrainingRun
 from lorastack.fsutil import write_json_atomic
-from lorastack.guardrails.benchmark import SIZES
 
 JSON_FILE = "bench.json"
 MARKDOWN_FILE = "bench.md"
@@ -291,7 +290,8 @@ def _guard_plot(timings: Sequence[dict[str, Any]], folder: Path, limit_ms: float
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    timings = [t for t in timings if t.get("name") in SIZES]
+    # The screens' rows are named `<size>, <screen>` (guardrails/benchmark.py).
+    timings = [t for t in timings if ", " not in str(t.get("name"))]
     names = [f"{t.get('name')} ({t.get('words')} words)" for t in timings]
     figure, ax = plt.subplots(figsize=(5.5, 3.2))
     positions = range(len(timings))

@@ -92,6 +92,8 @@ def process_env(home: Path, base_model: str, extra: dict[str, str] | None = None
         "LORASTACK_HOME": str(home),
         "LORASTACK_BASE_MODEL": base_model,
         "LORASTACK_DATABASE_URL": scratch_database(home),
+        # `prepare_home` published into the scratch home's folder registry.
+        "LORASTACK_REGISTRY__INDEX": "folder",
         **(extra or {}),
     }
 

@@ -27,6 +27,7 @@ from lorastack.cli import (
     keys,
     models,
     quickstart,
+    registry,
     serve,
     train,
     ui,
@@ -51,6 +52,7 @@ app.add_typer(db.app, name="db")
 app.add_typer(keys.app, name="keys")
 app.add_typer(deploy.app, name="deploy")
 app.add_typer(usage.app, name="usage")
+app.add_typer(registry.app, name="registry")
 app.command("audit")(usage.audit)
 app.command("quickstart")(quickstart.quickstart)
 app.command("serve")(serve.serve)

@@ -17,7 +17,7 @@ from lorastack.guardrails.guard import Guard
 from lorastack.guardrails.policy import GuardPolicy, PolicyStore, load_policy
 from lorastack.guardrails.runtime import limit_numpy_blas_threads
 from lorastack.models import ModelStore
-from lorastack.registry import AdapterRegistry
+from lorastack.registry import AdapterRegistry, open_registry
 from lorastack.settings import Settings, get_settings
 
 # Results go to stdout (one value per line where scripts read it); progress to stderr.
@@ -34,8 +34,7 @@ def model_store() -> ModelStore:
 
 
 def registry() -> AdapterRegistry:
-    config = settings()
-    return AdapterRegistry(config.adapters_dir, model_store(), config.max_lora_rank)
+    return open_registry(settings(), model_store())
 
 
 @lru_cache(maxsize=1)

@@ -186,3 +186,33 @@ class RateWindowRow(Base):
     count: Mapped[int] = mapped_column(BigInteger)
     expires_at: Mapped[float] = mapped_column(Float)
     """Unix time at which the window ends and the count starts again from zero."""
+
+
+class RegistryDomainRow(Base):
+    """One domain of the adapter registry's database index (`lorastack.registry.database`):
+    its `DomainIndex` (aliases, their history, the canary, capture, the last version).
+
+    Every change of a domain locks its row first, so concurrent writers take turns."""
+
+    __tablename__ = "registry_domains"
+
+    domain: Mapped[str] = mapped_column(String(255), primary_key=True)
+    index: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class RegistryVersionRow(Base):
+    """One published version: its manifest and the blobs of its two files, by sha256."""
+
+    __tablename__ = "registry_versions"
+
+    domain: Mapped[str] = mapped_column(
+        String(255), ForeignKey("registry_domains.domain"), primary_key=True
+    )
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    manifest: Mapped[dict[str, Any]] = mapped_column(JSON)
+    adapter_sha256: Mapped[str] = mapped_column(String(64))
+    """The blob of `adapter_model.safetensors` (also in the manifest)."""
+    config_sha256: Mapped[str] = mapped_column(String(64))
+    """The blob of `adapter_config.json`."""
+    published_at: Mapped[datetime] = mapped_column(UtcDateTime())

@@ -150,7 +150,7 @@ async def list_adapters(_: AdminDep, gateway: GatewayDep) -> dict[str, Any]:
 async def load(body: AdapterAction, actor: AdminActorDep, gateway: GatewayDep) -> dict[str, Any]:
     ref = AdapterRef.parse(body.model)
     manifest = gateway.registry.resolve(ref)
-    path = gateway.registry.version_dir(ref.domain, manifest.version)
+    path = await asyncio.to_thread(gateway.registry.version_dir, ref.domain, manifest.version)
     slots = await asyncio.gather(*(e.adapters.load(manifest, path) for e in gateway.pool.endpoints))
     name = engine_name(manifest)
     await gateway.audit.record(actor, "adapters.load", name, {"model": body.model})

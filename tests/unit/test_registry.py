@@ -1,6 +1,10 @@
+"""The registry's rules, against both indexes (folders, and the database with its blob
+store); what only the folder index does is tested on it alone (`folder_registry`)."""
+
 import json
 import multiprocessing
 import os
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -10,8 +14,34 @@ from lorastack import fsutil
 from lorastack.errors import AdapterInvalid, AdapterNotFound, InvalidName, RegistryError
 from lorastack.manifest import MANIFEST_FILE, CanaryGuard, CaptureSetting
 from lorastack.models import ModelRecord, ModelStore
-from lorastack.registry import AdapterRegistry
+from lorastack.registry import AdapterRegistry, FolderIndex
 from tests.fakes import write_adapter
+from tests.registries import database_registry
+
+
+@pytest.fixture(params=["folder", "database"])
+def registry(
+    request: pytest.FixtureRequest, home: Path, store: ModelStore, fake_base: ModelRecord
+) -> Iterator[AdapterRegistry]:
+    if request.param == "folder":
+        yield AdapterRegistry(home / "adapters", store, max_rank=16)
+        return
+    with database_registry(store) as registry:
+        yield registry
+
+
+@pytest.fixture
+def folder_registry(home: Path, store: ModelStore, fake_base: ModelRecord) -> AdapterRegistry:
+    return AdapterRegistry(home / "adapters", store, max_rank=16)
+
+
+def _nothing_left_for(registry: AdapterRegistry, domain: str) -> bool:
+    """A refused change left no trace of a domain the registry did not know."""
+    if registry.domains() != [] and domain in registry.domains():
+        return False
+    if isinstance(registry.backend, FolderIndex):
+        return not (registry.root / domain).exists()
+    return registry.index(domain).last_version == 0
 
 
 def _publish(registry: AdapterRegistry, tmp_path: Path, seed: int = 0, **kwargs: object) -> int:
@@ -34,6 +64,7 @@ def test_publish_copies_the_adapter_and_records_its_manifest(
     )
     folder = registry.version_dir("coffee", 1)
     assert manifest.ref == "coffee@v1"
+    # With the database index: a local copy, made from the blob store.
     assert sorted(p.name for p in folder.iterdir()) == [
         "adapter_config.json",
         "adapter_model.safetensors",
@@ -76,7 +107,7 @@ def _publish_in_process(args: tuple[str, str, int]) -> list[int]:
 
 
 def test_concurrent_publishers_get_distinct_complete_versions(
-    registry: AdapterRegistry, home: Path, tmp_path: Path
+    folder_registry: AdapterRegistry, home: Path, tmp_path: Path
 ) -> None:
     context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(max_workers=2, mp_context=context) as pool:
@@ -85,38 +116,40 @@ def test_concurrent_publishers_get_distinct_complete_versions(
         )
     versions = sorted(results[0] + results[1])
     assert versions == list(range(1, 11))
-    for manifest in registry.versions("coffee"):
-        weights = registry.version_dir("coffee", manifest.version) / "adapter_model.safetensors"
+    for manifest in folder_registry.versions("coffee"):
+        weights = (
+            folder_registry.version_dir("coffee", manifest.version) / "adapter_model.safetensors"
+        )
         # Each folder is whole: its manifest describes exactly the weights beside it.
         assert fsutil.sha256_file(weights) == manifest.adapter_sha256
-    assert registry.index("coffee").last_version == 10
+    assert folder_registry.index("coffee").last_version == 10
     assert not list((home / "adapters" / "coffee").glob(".staging-*"))
 
 
 def test_a_crash_during_publish_leaves_no_version(
-    registry: AdapterRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    folder_registry: AdapterRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def crash(_: Path) -> None:
         raise OSError("disk full")
 
     monkeypatch.setattr(fsutil, "fsync_tree", crash)
     with pytest.raises(OSError, match="disk full"):
-        _publish(registry, tmp_path)
-    folder = registry.root / "coffee"
-    assert registry.domains() == []
+        _publish(folder_registry, tmp_path)
+    folder = folder_registry.root / "coffee"
+    assert folder_registry.domains() == []
     assert not list(folder.glob("v*"))
     assert not list(folder.glob(".staging-*"))
 
 
 def test_staging_left_by_a_dead_process_is_cleaned_up(
-    registry: AdapterRegistry, tmp_path: Path
+    folder_registry: AdapterRegistry, tmp_path: Path
 ) -> None:
-    folder = registry.root / "coffee"
+    folder = folder_registry.root / "coffee"
     dead = folder / ".staging-999999999-abc"
     alive = folder / f".staging-{os.getpid()}-def"
     dead.mkdir(parents=True)
     alive.mkdir()
-    _publish(registry, tmp_path)
+    _publish(folder_registry, tmp_path)
     assert not dead.exists()
     assert alive.exists()
 
@@ -188,7 +221,8 @@ def test_remove_is_refused_while_an_alias_points_to_the_version(
 def test_list_summarises_domains(registry: AdapterRegistry, tmp_path: Path) -> None:
     _publish(registry, tmp_path, 0)
     _publish(registry, tmp_path, 1, display_name="Bean There")
-    (registry.root / ".staging-1-x").mkdir()
+    if isinstance(registry.backend, FolderIndex):
+        (registry.root / ".staging-1-x").mkdir()
     (summary,) = registry.list()
     assert summary.index.domain == "coffee"
     assert [m.version for m in summary.versions] == [1, 2]
@@ -216,7 +250,7 @@ def test_a_canary_needs_a_version_beside_prod(registry: AdapterRegistry, tmp_pat
         registry.start_canary("coffee", 9, 10)
     with pytest.raises(AdapterNotFound):
         registry.start_canary("tea", 1, 10)
-    assert not (registry.root / "tea").exists()  # a refused canary leaves no folder behind
+    assert _nothing_left_for(registry, "tea")  # a refused canary leaves no folder behind
     for weight in (0, -1, 100.5, float("nan"), float("inf")):
         with pytest.raises(RegistryError, match="percentage"):
             registry.start_canary("coffee", 2, weight)
@@ -326,7 +360,7 @@ def test_capture_mistakes_are_refused_before_anything_is_written(
     assert registry.domains() == []
     with pytest.raises(AdapterNotFound):
         registry.set_capture("tea", True)
-    assert not (registry.root / "tea").exists()
+    assert _nothing_left_for(registry, "tea")
     _publish(registry, tmp_path, 0, capture=True, retention_days=90)
     assert registry.index("coffee").capture == CaptureSetting(enabled=True, retention_days=90)
     for days in (0, -1, 3651):
@@ -336,10 +370,10 @@ def test_capture_mistakes_are_refused_before_anything_is_written(
 
 
 def test_a_domain_json_written_before_capture_still_loads(
-    registry: AdapterRegistry, tmp_path: Path
+    folder_registry: AdapterRegistry, tmp_path: Path
 ) -> None:
-    _publish(registry, tmp_path, 0)
-    path = registry.root / "coffee" / "domain.json"
+    _publish(folder_registry, tmp_path, 0)
+    path = folder_registry.root / "coffee" / "domain.json"
     old = {  # as an older lorastack wrote it: no `capture`
         "schema_version": 1,
         "domain": "coffee",
@@ -350,6 +384,6 @@ def test_a_domain_json_written_before_capture_still_loads(
         "last_canary": None,
     }
     path.write_text(json.dumps(old))
-    index = registry.index("coffee")
+    index = folder_registry.index("coffee")
     assert index.capture is None and index.aliases == {"prod": 1}
-    assert registry.set_capture("coffee", True).aliases == {"prod": 1}
+    assert folder_registry.set_capture("coffee", True).aliases == {"prod": 1}

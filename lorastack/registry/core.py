@@ -1,36 +1,27 @@
-"""The adapter registry: published, versioned domain adapters on a filesystem.
+"""The adapter registry: published, versioned domain adapters and the rules they follow.
 
-Layout, one folder per business domain::
-
-    adapters/<domain>/domain.json        aliases, canary, capture, the last version assigned
-    adapters/<domain>/v<N>/manifest.json
-    adapters/<domain>/v<N>/adapter_config.json
-    adapters/<domain>/v<N>/adapter_model.safetensors
-
-A version folder appears by one rename once complete, and is never changed
-afterwards; aliases switch by an atomic replace of `domain.json`. Writers of a
-domain take its lock, so concurrent publishes get distinct versions. Readers
-take no lock. The registry can live on shared storage for several gateways.
+Every domain has numbered versions that never change once published, aliases (`prod`)
+that point at one of them and remember where they pointed before (for `rollback`), an
+optional canary beside `prod`, and a capture setting. Where all of that is kept is the
+index's business (index.py): folders under `adapters/` (folder.py, the default) or the
+database with the adapters' files in a blob store (database.py), which several gateways
+on several machines can share.
 """
 
 from __future__ import annotations
 
 import logging
-import re
-import shutil
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from lorastack import fsutil
 from lorastack.errors import AdapterNotFound, RegistryCorrupt, RegistryError
 from lorastack.manifest import (
     DEFAULT_ALIAS,
-    DOMAIN_INDEX_FILE,
-    MANIFEST_FILE,
     AdapterManifest,
     BaseModelRef,
     Canary,
@@ -44,14 +35,14 @@ from lorastack.manifest import (
     check_name,
 )
 from lorastack.models import ModelStore
+from lorastack.registry.folder import FolderIndex
+from lorastack.registry.index import IndexTransaction, RegistryIndex
 from lorastack.rules import BrandRule
-from lorastack.validation import ADAPTER_CONFIG, ADAPTER_WEIGHTS, validate_adapter
+from lorastack.validation import validate_adapter
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_CANARY_GUARD = CanaryGuard()
-_VERSION_DIR = re.compile(r"^v([1-9][0-9]*)$")
-_LOCK_FILE = ".lock"
 
 
 @dataclass(frozen=True)
@@ -94,54 +85,50 @@ class DomainSummary:
 
 
 class AdapterRegistry:
-    """Domain adapters under one `adapters/` folder."""
+    """Published domain adapters: the rules, over an index in folders or in a database.
 
-    def __init__(self, root: Path, models: ModelStore, max_rank: int) -> None:
-        self.root = root
+    `AdapterRegistry(home / "adapters", models, max_rank)` keeps everything in that folder
+    (folder.py); pass a `RegistryIndex` instead for another backend (`open_registry` builds
+    the configured one: database.py).
+    """
+
+    def __init__(self, root: Path | RegistryIndex, models: ModelStore, max_rank: int) -> None:
+        self.backend: RegistryIndex = FolderIndex(root) if isinstance(root, Path) else root
         self.models = models
         self.max_rank = max_rank
 
+    @property
+    def root(self) -> Path:
+        """The `adapters/` folder of a folder index."""
+        if isinstance(self.backend, FolderIndex):
+            return self.backend.root
+        raise RegistryError(f"the registry's index is in {self.backend.description}, no folder")
+
+    @property
+    def reads_files(self) -> bool:
+        """Whether reading the registry costs local file reads only (the folder index): cheap
+        enough for an event loop, unlike the database index's queries and downloads."""
+        return isinstance(self.backend, FolderIndex)
+
     # -- reading -------------------------------------------------------------
 
-    def _domain_dir(self, domain: str) -> Path:
-        return self.root / check_name(domain)
-
     def version_dir(self, domain: str, version: int) -> Path:
-        return self._domain_dir(domain) / f"v{version}"
+        """A local folder holding the version's `adapter_config.json` and
+        `adapter_model.safetensors` (with a database index, a verified cached copy)."""
+        return self.backend.version_dir(domain, version)
 
     def index(self, domain: str) -> DomainIndex:
-        path = self._domain_dir(domain) / DOMAIN_INDEX_FILE
-        if not path.is_file():
-            return DomainIndex(domain=domain)
-        try:
-            return DomainIndex.model_validate(fsutil.read_json(path))
-        except (ValueError, ValidationError) as error:
-            raise RegistryCorrupt(f"{path} is corrupt: {error}") from None
-
-    def _version_numbers(self, domain: str) -> list[int]:
-        folder = self._domain_dir(domain)
-        if not folder.is_dir():
-            return []
-        numbers = (_VERSION_DIR.match(p.name) for p in folder.iterdir() if p.is_dir())
-        return sorted(int(m.group(1)) for m in numbers if m)
+        return self.backend.read(check_name(domain))
 
     def manifest(self, domain: str, version: int) -> AdapterManifest:
-        path = self.version_dir(domain, version) / MANIFEST_FILE
-        if not path.is_file():
-            raise AdapterNotFound(f"{domain}@v{version} does not exist")
-        try:
-            return AdapterManifest.model_validate(fsutil.read_json(path))
-        except (ValueError, ValidationError) as error:
-            raise RegistryCorrupt(f"{path} is corrupt: {error}") from None
+        return self.backend.manifest(check_name(domain), version)
 
     def versions(self, domain: str) -> list[AdapterManifest]:
-        return [self.manifest(domain, n) for n in self._version_numbers(domain)]
+        numbers = self.backend.version_numbers(check_name(domain))
+        return [self.manifest(domain, n) for n in numbers]
 
     def domains(self) -> list[str]:
-        if not self.root.is_dir():
-            return []
-        names = sorted(p.name for p in self.root.iterdir() if p.is_dir())
-        return [name for name in names if not name.startswith(".") and self._version_numbers(name)]
+        return self.backend.domains()
 
     def list(self) -> list[DomainSummary]:
         """Every readable domain; a corrupt one is logged and left out, not fatal to all."""
@@ -154,21 +141,32 @@ class AdapterRegistry:
         return summaries
 
     def resolve(self, reference: str | AdapterRef) -> AdapterManifest:
-        """The manifest a reference names; a bare domain means its `prod` alias, else latest."""
+        """The manifest a reference names; a bare domain means its `prod` alias, else latest.
+
+        Gateways resolve on every request: a domain with `prod` costs two reads (its index,
+        the manifest), which on the database index are two queries.
+        """
         ref = AdapterRef.parse(reference) if isinstance(reference, str) else reference
-        numbers = self._version_numbers(ref.domain)
-        if not numbers:
-            raise AdapterNotFound(f"no adapter is published for domain {ref.domain!r}")
-        if ref.version is not None:
-            return self.manifest(ref.domain, ref.version)
-        aliases = self.index(ref.domain).aliases
+        try:
+            if ref.version is not None:
+                return self.manifest(ref.domain, ref.version)
+            aliases = self.index(ref.domain).aliases
+            alias = ref.alias or DEFAULT_ALIAS
+            if alias in aliases:
+                return self.manifest(ref.domain, aliases[alias])
+        except AdapterNotFound:
+            self._latest_version(ref.domain)  # the domain itself may be unknown
+            raise
+        latest = self._latest_version(ref.domain)
         if ref.alias is not None:
-            if ref.alias not in aliases:
-                raise AdapterNotFound(f"domain {ref.domain!r} has no alias {ref.alias!r}")
-            return self.manifest(ref.domain, aliases[ref.alias])
-        if DEFAULT_ALIAS in aliases:
-            return self.manifest(ref.domain, aliases[DEFAULT_ALIAS])
-        return self.manifest(ref.domain, numbers[-1])
+            raise AdapterNotFound(f"domain {ref.domain!r} has no alias {ref.alias!r}")
+        return self.manifest(ref.domain, latest)
+
+    def _latest_version(self, domain: str) -> int:
+        numbers = self.backend.version_numbers(domain)
+        if not numbers:
+            raise AdapterNotFound(f"no adapter is published for domain {domain!r}")
+        return numbers[-1]
 
     # -- writing -------------------------------------------------------------
 
@@ -197,71 +195,58 @@ class AdapterRegistry:
         `promote` names an alias to point at the new version in the same step; `capture`
         and `retention_days` change the domain's capture setting in it too (None: as is).
         """
-        folder = self._domain_dir(domain)
+        check_name(domain)
         if promote is not None:
             check_alias(promote)
         _changed_capture(None, capture, retention_days)  # refused before anything is copied
         adapter = validate_adapter(source, self.models, self.max_rank, base_model)
-        folder.mkdir(parents=True, exist_ok=True)
-        fsutil.remove_stale_staging(folder)
-        with fsutil.staging_dir(folder) as staging:
-            # Only what vLLM loads is copied: never optimizer states or stray files.
-            for name in (ADAPTER_CONFIG, ADAPTER_WEIGHTS):
-                shutil.copyfile(source / name, staging / name)
-            adapter_sha256 = fsutil.sha256_file(staging / ADAPTER_WEIGHTS)
-            with fsutil.file_lock(folder / _LOCK_FILE):
-                index = self.index(domain)
-                version = index.last_version + 1
-                manifest = AdapterManifest(
-                    domain=domain,
-                    version=version,
-                    display_name=display_name or domain,
-                    description=description,
-                    system_prompt=system_prompt,
-                    system_prompt_mode=system_prompt_mode,
-                    base_model=BaseModelRef(
-                        name=adapter.base_model.name,
-                        checkpoint_sha256=adapter.base_model.checkpoint_sha256,
-                    ),
-                    lora=adapter.lora,
-                    adapter_sha256=adapter_sha256,
-                    dataset_sha256=dataset_sha256,
-                    metrics=metrics or {},
-                    training=training or {},
-                    rules=list(rules),
-                    forced=forced,
-                    started_from=started_from,
-                )
-                fsutil.write_json_atomic(staging / MANIFEST_FILE, manifest.model_dump(mode="json"))
-                fsutil.fsync_tree(staging)
-                staging.rename(self.version_dir(domain, version))
-                fsutil.fsync_dir(folder)
-                index.last_version = version
-                if promote is not None:
-                    _point_alias(index, promote, version)
-                if capture is not None or retention_days is not None:
-                    index.capture = _changed_capture(index.capture, capture, retention_days)
-                self._write_index(index)
+        with self.backend.stage(domain, source) as staged, self._writing(domain) as tx:
+            index = tx.index
+            version = index.last_version + 1
+            manifest = AdapterManifest(
+                domain=domain,
+                version=version,
+                display_name=display_name or domain,
+                description=description,
+                system_prompt=system_prompt,
+                system_prompt_mode=system_prompt_mode,
+                base_model=BaseModelRef(
+                    name=adapter.base_model.name,
+                    checkpoint_sha256=adapter.base_model.checkpoint_sha256,
+                ),
+                lora=adapter.lora,
+                adapter_sha256=staged.adapter_sha256,
+                dataset_sha256=dataset_sha256,
+                metrics=metrics or {},
+                training=training or {},
+                rules=list(rules),
+                forced=forced,
+                started_from=started_from,
+            )
+            tx.add_version(manifest, staged)
+            index.last_version = version
+            if promote is not None:
+                _point_alias(index, promote, version)
+            if capture is not None or retention_days is not None:
+                index.capture = _changed_capture(index.capture, capture, retention_days)
         return manifest
 
-    def _write_index(self, index: DomainIndex) -> None:
-        path = self._domain_dir(index.domain) / DOMAIN_INDEX_FILE
-        fsutil.write_json_atomic(path, index.model_dump(mode="json"))
+    def _writing(self, domain: str) -> AbstractContextManager[IndexTransaction]:
+        return self.backend.transaction(check_name(domain))
 
     def promote(self, domain: str, version: int, alias: str = DEFAULT_ALIAS) -> DomainIndex:
         """Point `alias` at `version` (an atomic switch); the old target is remembered."""
         check_alias(alias)
-        with fsutil.file_lock(self._domain_dir(domain) / _LOCK_FILE):
-            self.manifest(domain, version)  # it must exist
-            index = self.index(domain)
+        with self._writing(domain) as tx:
+            _require_version(tx, domain, version)
+            index = tx.index
             _point_alias(index, alias, version)
             if alias == DEFAULT_ALIAS and index.canary is not None:
                 if index.canary.version == version:
                     _end_canary(index, "promoted", f"v{version} promoted to {alias}")
                 else:  # prod moved elsewhere: the canary's comparison no longer holds
                     _end_canary(index, "stopped", f"{alias} moved to v{version}")
-            self._write_index(index)
-            return index
+        return index
 
     def rollback(self, domain: str, alias: str = DEFAULT_ALIAS) -> DomainIndex:
         """Point `alias` back at the version it pointed to before the last promote.
@@ -269,16 +254,15 @@ class AdapterRegistry:
         While a canary runs, rolling back `prod` ends the canary instead: prod stays.
         """
         check_alias(alias)
-        with fsutil.file_lock(self._domain_dir(domain) / _LOCK_FILE):
-            index = self.index(domain)
+        with self._writing(domain) as tx:
+            index = tx.index
             if alias == DEFAULT_ALIAS and index.canary is not None:
                 _end_canary(index, "rolled back", "rolled back: prod keeps all traffic")
-                self._write_index(index)
                 return index
             if alias not in index.aliases:
                 raise RegistryError(f"domain {domain!r} has no alias {alias!r} to roll back")
             history = index.alias_history.get(alias, [])
-            existing = set(self._version_numbers(domain))
+            existing = set(tx.version_numbers())
             while history and history[-1] not in existing:
                 history.pop()
             if not history:
@@ -287,14 +271,13 @@ class AdapterRegistry:
                     f"(it points to v{index.aliases[alias]})"
                 )
             index.aliases[alias] = history.pop()
-            self._write_index(index)
-            return index
+        return index
 
     def remove(self, domain: str, version: int) -> None:
         """Delete one version; refused while an alias points to it."""
-        with fsutil.file_lock(self._domain_dir(domain) / _LOCK_FILE):
-            self.manifest(domain, version)
-            index = self.index(domain)
+        with self._writing(domain) as tx:
+            _require_version(tx, domain, version)
+            index = tx.index
             pointing = sorted(a for a, v in index.aliases.items() if v == version)
             if index.canary is not None and index.canary.version == version:
                 pointing.append("canary")
@@ -303,10 +286,9 @@ class AdapterRegistry:
                     f"{domain}@v{version} is in use by alias {', '.join(pointing)}; "
                     "promote another version first"
                 )
-            fsutil.remove_tree_atomic(self.version_dir(domain, version))
+            tx.remove_version(version)
             for history in index.alias_history.values():
                 history[:] = [v for v in history if v != version]
-            self._write_index(index)
 
     def start_canary(
         self,
@@ -322,9 +304,9 @@ class AdapterRegistry:
         if not 0 < weight <= 100:
             raise RegistryError(f"a canary's weight is a percentage above 0, up to 100: {weight}")
         self.manifest(domain, version)  # before the lock, which would create the domain's folder
-        with fsutil.file_lock(self._domain_dir(domain) / _LOCK_FILE):
-            self.manifest(domain, version)  # it must exist
-            index = self.index(domain)
+        with self._writing(domain) as tx:
+            _require_version(tx, domain, version)
+            index = tx.index
             prod = index.aliases.get(DEFAULT_ALIAS)
             if prod is None:
                 raise RegistryError(
@@ -336,8 +318,7 @@ class AdapterRegistry:
             if index.canary is not None and index.canary.version != version:
                 _end_canary(index, "stopped", f"replaced by a canary of v{version}")
             index.canary = Canary(version=version, weight=weight, guard=guard)
-            self._write_index(index)
-            return index
+        return index
 
     def end_canary(
         self,
@@ -352,10 +333,9 @@ class AdapterRegistry:
         `version`: stop it only if the canary is still that version (a gateway that decided
         to stop one must not stop the canary an operator started since).
         """
-        if not self._version_numbers(domain):
-            raise AdapterNotFound(f"no adapter is published for domain {domain!r}")
-        with fsutil.file_lock(self._domain_dir(domain) / _LOCK_FILE):
-            index = self.index(domain)
+        self._require_domain(domain)
+        with self._writing(domain) as tx:
+            index = tx.index
             if index.canary is None:
                 raise RegistryError(f"domain {domain!r} has no canary running")
             if version is not None and index.canary.version != version:
@@ -363,8 +343,7 @@ class AdapterRegistry:
                     f"the canary of {domain!r} is now v{index.canary.version}, not v{version}"
                 )
             _end_canary(index, "auto-stopped" if automatic else "stopped", reason)
-            self._write_index(index)
-            return index
+        return index
 
     def set_capture(
         self, domain: str, enabled: bool | None = None, retention_days: int | None = None
@@ -372,13 +351,21 @@ class AdapterRegistry:
         """Turn capture of the domain's served answers on or off, or change how long they are
         kept (None: as it is). Gateways read it with every request: it applies to the next."""
         _changed_capture(None, enabled, retention_days)  # a bad value: refused before the lock
-        if not self._version_numbers(domain):  # before the lock, which would create the folder
-            raise AdapterNotFound(f"no adapter is published for domain {domain!r}")
-        with fsutil.file_lock(self._domain_dir(domain) / _LOCK_FILE):
-            index = self.index(domain)
+        self._require_domain(domain)
+        with self._writing(domain) as tx:
+            index = tx.index
             index.capture = _changed_capture(index.capture, enabled, retention_days)
-            self._write_index(index)
-            return index
+        return index
+
+    def _require_domain(self, domain: str) -> None:
+        # Before the lock, which would create the domain's folder.
+        if not self.backend.version_numbers(check_name(domain)):
+            raise AdapterNotFound(f"no adapter is published for domain {domain!r}")
+
+
+def _require_version(tx: IndexTransaction, domain: str, version: int) -> None:
+    if version not in tx.version_numbers():
+        raise AdapterNotFound(f"{domain}@v{version} does not exist")
 
 
 def _changed_capture(

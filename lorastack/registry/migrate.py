@@ -1,0 +1,123 @@
+"""Copy a folder registry into another index (the database's), losslessly and idempotently.
+
+Each domain goes over whole or not at all: its versions' files first (checked against
+their manifests), then, in one transaction of the target, every version's manifest as it
+was and the domain's index as it was (aliases, their history, the canary, the last canary,
+capture, the last version assigned). A domain the target already holds exactly as the
+folder does is left alone; one that differs (changed in the target since a migration) is
+refused and left alone too. The folder is only read, never changed.
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import Literal
+
+from lorastack import fsutil
+from lorastack.errors import LorastackError, RegistryCorrupt, RegistryError
+from lorastack.manifest import AdapterManifest, DomainIndex
+from lorastack.progress import NullProgress, Progress
+from lorastack.registry.folder import FolderIndex
+from lorastack.registry.index import RegistryIndex
+from lorastack.validation import ADAPTER_WEIGHTS
+
+Outcome = Literal["copied", "would copy", "unchanged", "refused"]
+
+
+@dataclass(frozen=True)
+class DomainMigration:
+    """What happened to one domain."""
+
+    domain: str
+    versions: int
+    outcome: Outcome
+    reason: str = ""
+
+    def __str__(self) -> str:
+        what = f"{self.domain}: {self.outcome} ({self.versions} versions)"
+        return f"{what}: {self.reason}" if self.reason else what
+
+
+def migrate_folder_registry(
+    source: FolderIndex,
+    target: RegistryIndex,
+    *,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+) -> list[DomainMigration]:
+    """Copy every domain of `source` into `target`; one result per domain, in name order.
+
+    `dry_run`: check and say what would be copied, write nothing. A domain that cannot be
+    read or copied is reported `refused`, the others go on.
+    """
+    progress = progress or NullProgress()
+    results = []
+    for domain in source.domains():
+        try:
+            results.append(_migrate_domain(source, target, domain, dry_run, progress))
+        except LorastackError as error:
+            results.append(DomainMigration(domain, 0, "refused", str(error)))
+    return results
+
+
+def _migrate_domain(
+    source: FolderIndex, target: RegistryIndex, domain: str, dry_run: bool, progress: Progress
+) -> DomainMigration:
+    index = source.read(domain)
+    manifests = [source.manifest(domain, n) for n in source.version_numbers(domain)]
+    progress.step(f"{domain}: {len(manifests)} versions", total=len(manifests))
+    held = [target.manifest(domain, n) for n in target.version_numbers(domain)]
+    if held == manifests and target.read(domain) == index:
+        progress.advance(len(manifests))
+        return DomainMigration(domain, len(manifests), "unchanged")
+    if held or target.read(domain) != DomainIndex(domain=domain):
+        return DomainMigration(
+            domain,
+            len(manifests),
+            "refused",
+            f"{target.description} holds it already, differently (changed there since it was "
+            "migrated?); nothing was changed",
+        )
+    for manifest in manifests:
+        _check_files(source, manifest)
+    if dry_run:
+        progress.advance(len(manifests))
+        return DomainMigration(domain, len(manifests), "would copy")
+    with ExitStack() as stack:
+        staged = []
+        for manifest in manifests:
+            files = source.version_dir(domain, manifest.version)
+            staging = stack.enter_context(target.stage(domain, files))
+            if staging.adapter_sha256 != manifest.adapter_sha256:
+                raise RegistryCorrupt(f"{manifest.ref}: its weights changed while being copied")
+            staged.append(staging)
+            progress.advance(1)
+        with target.transaction(domain) as tx:
+            if tx.version_numbers():
+                raise RegistryError(f"{domain} was published to while being migrated: run again")
+            for manifest, staging in zip(manifests, staged, strict=True):
+                tx.add_version(manifest, staging)
+            tx.index = index.model_copy(deep=True)
+    _check_read_back(target, domain, index, manifests)
+    return DomainMigration(domain, len(manifests), "copied")
+
+
+def _check_files(source: FolderIndex, manifest: AdapterManifest) -> None:
+    weights = source.version_dir(manifest.domain, manifest.version) / ADAPTER_WEIGHTS
+    try:
+        digest = fsutil.sha256_file(weights)
+    except OSError as error:
+        raise RegistryCorrupt(f"{manifest.ref}: cannot read {weights}: {error.strerror}") from None
+    if digest != manifest.adapter_sha256:
+        raise RegistryCorrupt(
+            f"{manifest.ref}: {weights} does not match its manifest's sha256 (damaged or changed)"
+        )
+
+
+def _check_read_back(
+    target: RegistryIndex, domain: str, index: DomainIndex, manifests: list[AdapterManifest]
+) -> None:
+    held = [target.manifest(domain, n) for n in target.version_numbers(domain)]
+    if held != manifests or target.read(domain) != index:
+        raise RegistryError(f"{domain}: what {target.description} reads back differs")
