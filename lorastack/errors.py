@@ -39,6 +39,11 @@ class RegistryCorrupt(RegistryError):
     """A registry file cannot be read: the operator's problem, never the client's."""
 
 
+class RegistryUnavailable(RegistryError):
+    """The database that holds the registry's index cannot be reached or read now (a
+    transient failure: the request may be retried)."""
+
+
 class AdapterNotFound(RegistryError):
     """No domain, version or alias matches the reference."""
 

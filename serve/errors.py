@@ -35,6 +35,7 @@ from lorastack.errors import (
     PromptInjectionBlocked,
     RegistryCorrupt,
     RegistryError,
+    RegistryUnavailable,
     SystemPromptLeaked,
 )
 from lorastack.serve.outcome import Outcome, new_request_id, outcome_of
@@ -233,6 +234,11 @@ def to_gateway_error(error: BaseException) -> GatewayError:
     if isinstance(error, DatabaseError):
         logger.error("feedback store: %s", type(error).__name__)
         return FeedbackUnavailable("the feedback store is unavailable; try again later")
+    if isinstance(error, RegistryUnavailable):
+        logger.error("%s", error)
+        return EngineUnavailable(
+            "the adapter registry is unavailable; try again", code="registry_unavailable"
+        )
     if isinstance(error, (RegistryCorrupt, BlobStoreError)):
         # The operator's problem, logged with its path; the client learns neither.
         logger.error("%s", error)

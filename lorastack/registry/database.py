@@ -35,10 +35,31 @@ from lorastack.db.engine import display_url
 from lorastack.db.migrate import upgrade
 from lorastack.db.schema import RegistryDomainRow, RegistryVersionRow
 from lorastack.db.sessions import Sessions
-from lorastack.errors import AdapterNotFound, RegistryCorrupt
+from lorastack.errors import AdapterNotFound, DatabaseError, RegistryCorrupt, RegistryUnavailable
 from lorastack.manifest import MANIFEST_FILE, AdapterManifest, DomainIndex, check_name
 from lorastack.registry.index import StagedAdapter
 from lorastack.validation import ADAPTER_CONFIG, ADAPTER_WEIGHTS
+
+
+class _RegistrySessions(Sessions):
+    """Sessions whose database failures are the registry's (`RegistryUnavailable`): a
+    gateway answers 503 for them, not the feedback store's or the keys' error."""
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        try:
+            with super().reading() as session:
+                yield session
+        except DatabaseError as error:
+            raise RegistryUnavailable(f"the registry's index: {error}") from error
+
+    @contextmanager
+    def writing(self) -> Iterator[Session]:
+        try:
+            with super().writing() as session:
+                yield session
+        except DatabaseError as error:
+            raise RegistryUnavailable(f"the registry's index: {error}") from error
 
 
 class DatabaseIndex:
@@ -49,7 +70,7 @@ class DatabaseIndex:
         self.engine = engine
         self.blobs = blobs
         self.cache_dir = cache_dir
-        self._sessions = Sessions(engine)
+        self._sessions = _RegistrySessions(engine)
         # Versions whose cached copy this process has checked: later uses cost nothing.
         self._verified: set[tuple[str, int]] = set()
         upgrade(engine)

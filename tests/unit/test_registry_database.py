@@ -10,14 +10,23 @@ import pytest
 
 from lorastack import fsutil
 from lorastack.blobs import blob_key
-from lorastack.errors import AdapterNotFound, BlobCorrupt, BlobNotFound, RegistryError
+from lorastack.db import make_engine
+from lorastack.errors import (
+    AdapterNotFound,
+    BlobCorrupt,
+    BlobNotFound,
+    RegistryError,
+    RegistryUnavailable,
+)
 from lorastack.models import ModelRecord, ModelStore
 from lorastack.registry import AdapterRegistry, FolderIndex, open_registry
 from lorastack.registry import core as registry_core
-from lorastack.registry.database import DatabaseIndex
+from lorastack.registry.database import DatabaseIndex, _RegistrySessions
+from lorastack.serve.errors import to_gateway_error
 from lorastack.settings import get_settings, load_settings
 from tests.fakes import write_adapter
 from tests.registries import database_registry
+from tests.servers import free_port
 from tests.unit.conftest import Result
 
 WEIGHTS = "adapter_model.safetensors"
@@ -177,3 +186,19 @@ def test_the_commands_use_the_database_index_when_the_settings_say_so(
     assert promoted.code == 0, promoted.err
     assert registry.index("coffee").aliases == {"prod": 1}  # in the database
     assert not (registry.models.root.parent / "adapters").exists()
+
+
+def test_a_database_that_fails_is_the_registry_unavailable_a_503(
+    registry: AdapterRegistry, tmp_path: Path
+) -> None:
+    _publish(registry, tmp_path, promote="prod")
+    # The index's database goes away (a server nobody listens on): every read and write.
+    unreachable = make_engine(f"postgresql+psycopg://lorastack@127.0.0.1:{free_port()}/gone")
+    _backend(registry)._sessions = _RegistrySessions(unreachable)
+    for operation in (lambda: registry.resolve("coffee"), lambda: registry.promote("coffee", 1)):
+        with pytest.raises(RegistryUnavailable, match="the registry's index: database") as failed:
+            operation()
+        mapped = to_gateway_error(failed.value)
+        assert (mapped.status, mapped.code) == (503, "registry_unavailable")
+        assert str(mapped) == "the adapter registry is unavailable; try again"
+    unreachable.dispose()
