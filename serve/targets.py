@@ -14,7 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lorastack.errors import AdapterNotFound, InvalidName, RegistryCorrupt, RegistryError
+from lorastack.errors import (
+    AdapterNotFound,
+    InvalidName,
+    RegistryCorrupt,
+    RegistryError,
+    RegistryUnavailable,
+)
 from lorastack.manifest import DEFAULT_ALIAS, AdapterManifest, DomainIndex
 from lorastack.registry import AdapterRef, AdapterRegistry
 from lorastack.serve import canary
@@ -126,8 +132,8 @@ def resolve_target(
         manifest = registry.resolve(ref)
     except (AdapterNotFound, InvalidName):
         raise ModelNotFound(model) from None
-    except RegistryCorrupt:
-        raise  # the operator's problem: a 500 that names no path
+    except (RegistryCorrupt, RegistryUnavailable):
+        raise  # the operator's problem (a 500 that names no path), or a 503 to retry
     except RegistryError:
         raise ModelNotFound(model) from None
     _check_base_model(model, manifest, served)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -9,7 +10,8 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from lorastack.serve.adapters import engine_name
-from lorastack.serve.deps import ClientKeyDep, GatewayDep, OutcomeDep
+from lorastack.serve.deps import ClientKeyDep, Gateway, GatewayDep, OutcomeDep
+from lorastack.serve.keys import ClientKey
 from lorastack.serve.schemas import (
     STREAM_CONTENT,
     ChatCompletion,
@@ -43,9 +45,14 @@ async def completions(
     return await gateway.service.complete(body, key, outcome)
 
 
-@router.get("/models", response_model=ModelList, responses=error_responses(401, 500))
+@router.get("/models", response_model=ModelList, responses=error_responses(401, 500, 503))
 async def list_models(gateway: GatewayDep, key: ClientKeyDep) -> dict[str, Any]:
     """The base model and every domain this key may use (id = domain name)."""
+    # On a worker thread: with the registry in the database, a query or two per domain.
+    return await asyncio.to_thread(_model_list, gateway, key)
+
+
+def _model_list(gateway: Gateway, key: ClientKey | None) -> dict[str, Any]:
     created = int(time.time())
     models: list[dict[str, Any]] = []
     if key is None or key.allows(gateway.base_model):

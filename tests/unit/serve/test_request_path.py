@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from lorastack.errors import RegistryUnavailable
 from lorastack.guardrails import Finding
 from lorastack.registry import AdapterRegistry
 from lorastack.serve.errors import BadRequest, EngineLostModel, ModelNotFound, to_gateway_error
@@ -129,3 +130,17 @@ def test_the_read_timeout_is_read_from_either_variable(monkeypatch: pytest.Monke
     monkeypatch.setenv("LORASTACK_GATEWAY__ENGINE_READ_TIMEOUT_S", "9")
     monkeypatch.delenv("LORASTACK_GATEWAY__REQUEST_TIMEOUT_S")
     assert load_settings().gateway.engine_read_timeout_s == 9
+
+
+def test_a_registry_that_cannot_be_read_now_is_not_a_missing_model(
+    registry: AdapterRegistry, publish: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    publish("coffee-shop", 1, promote="prod")
+
+    def unavailable(*_: object) -> None:
+        raise RegistryUnavailable("the registry's index: database gone")
+
+    monkeypatch.setattr(registry, "resolve", unavailable)
+    with pytest.raises(RegistryUnavailable) as failed:
+        resolve_target("coffee-shop", _served(registry), registry, None)
+    assert to_gateway_error(failed.value).status == 503  # to retry, not a 404
