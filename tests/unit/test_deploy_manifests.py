@@ -8,13 +8,15 @@ are checked here for the fields their CRDs require.
 
 import ast
 import json
-from pathlib import Path
+import re
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
 import yaml
+from pydantic import BaseModel
 
-from lorastack.settings import load_settings
+from lorastack.settings import ENV_PREFIX, Settings, load_settings
 
 kubernetes_validate = pytest.importorskip(
     "kubernetes_validate", reason="kubernetes-validate (the dev extra)"
@@ -55,6 +57,57 @@ def _names(kind: str) -> set[str]:
 def _container(workload: str, kind: str = "Deployment") -> dict[str, Any]:
     containers = _one(kind, workload)["spec"]["template"]["spec"]["containers"]
     return dict(containers[0])
+
+
+# The pods that use the adapter registry: the gateways, the vLLM pods (their resolver) and
+# the provisioning Job (`lorastack registry migrate`).
+REGISTRY_USERS = [("Deployment", "gateway"), ("Deployment", "vllm"), ("Job", "lorastack-provision")]
+Value = str | tuple[str, str]  # a literal, or (Secret, key)
+
+
+def _env(kind: str, workload: str) -> dict[str, Value]:
+    """The container's environment as Kubernetes builds it: `envFrom` (ConfigMaps' values,
+    Secrets' keys) first, then `env`, which wins."""
+    container = _container(workload, kind)
+    env: dict[str, Value] = {}
+    for source in container.get("envFrom", []):
+        if "configMapRef" in source:
+            env.update(_one("ConfigMap", source["configMapRef"]["name"])["data"])
+        else:
+            secret = source["secretRef"]["name"]
+            env.update({k: (secret, k) for k in _one("Secret", secret)["stringData"]})
+    for entry in container.get("env", []):
+        if "value" in entry:
+            env[entry["name"]] = entry["value"]
+        else:
+            ref = entry["valueFrom"]["secretKeyRef"]
+            env[entry["name"]] = (ref["name"], ref["key"])
+    return env
+
+
+def _mount_of(kind: str, workload: str, path: str) -> dict[str, Any]:
+    """The volume mounted where `path` lies (the deepest mount that holds it)."""
+    spec = _one(kind, workload)["spec"]["template"]["spec"]
+    mounts = [
+        m
+        for m in spec["containers"][0]["volumeMounts"]
+        if PurePosixPath(path).is_relative_to(m["mountPath"])
+    ]
+    mount = max(mounts, key=lambda m: len(m["mountPath"]))
+    (volume,) = [v for v in spec["volumes"] if v["name"] == mount["name"]]
+    return dict(volume)
+
+
+def _resolver_constants() -> dict[str, str]:
+    """serve/lora_resolver.py's module constants, read without importing vLLM."""
+    tree = ast.parse((ROOT / "serve" / "lora_resolver.py").read_text())
+    return {
+        node.targets[0].id: node.value.value
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        and isinstance(node.targets[0], ast.Name)
+        and isinstance(node.value, ast.Constant)
+    }
 
 
 def test_every_file_is_in_the_kustomization_and_starts_with_its_command() -> None:
@@ -178,7 +231,10 @@ def test_the_gateways_are_stateless_replicas_probed_on_ready_and_health() -> Non
 def test_the_gateway_settings_are_valid_lorastack_settings(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    settings = dict(_one("ConfigMap", "lorastack-settings")["data"])
+    settings = {
+        **_one("ConfigMap", "lorastack-settings")["data"],
+        **_one("ConfigMap", "lorastack-registry")["data"],
+    }
     keys = _one("Secret", "lorastack-keys")["stringData"]
     (tmp_path / "keys.yaml").write_text(keys["keys.yaml"])
     settings["LORASTACK_HOME"] = str(tmp_path / "home")
@@ -189,6 +245,9 @@ def test_the_gateway_settings_are_valid_lorastack_settings(
     config = load_settings()
     assert config.gateway.upstream_kind == "vllm-resolver"
     assert json.loads(settings["LORASTACK_GATEWAY__UPSTREAMS"]) == config.gateway.upstreams
+    assert config.registry.index == "database"
+    assert config.registry.store == settings["LORASTACK_REGISTRY__STORE"]
+    assert config.registry.store.startswith("s3://")
     # vLLM serves the base model under the gateway's name for it, with the same rank.
     args = _container("vllm")["args"]
     assert f"--served-model-name={config.base_model}" in args
@@ -197,16 +256,96 @@ def test_the_gateway_settings_are_valid_lorastack_settings(
 
 
 def test_vllm_runs_lorastacks_resolver_with_the_names_it_reads() -> None:
-    tree = ast.parse((ROOT / "serve" / "lora_resolver.py").read_text())
-    constants = {
-        node.targets[0].id: node.value.value
-        for node in tree.body
-        if isinstance(node, ast.Assign)
-        and isinstance(node.targets[0], ast.Name)
-        and isinstance(node.value, ast.Constant)
-    }
-    env = {e["name"]: e["value"] for e in _container("vllm")["env"]}
+    constants = _resolver_constants()
+    env = _env("Deployment", "vllm")
     assert env[constants["HOME_ENV"]] == "/var/lib/lorastack"
-    assert env[constants["CACHE_ENV"]].startswith("/cache")
-    assert env[constants["RUNTIME_LORA_ENV"]].lower() == "true"
+    cache, runtime_lora = env[constants["CACHE_ENV"]], env[constants["RUNTIME_LORA_ENV"]]
+    assert isinstance(cache, str) and cache.startswith("/cache")
+    assert isinstance(runtime_lora, str) and runtime_lora.lower() == "true"
     assert "--enable-lora" in _container("vllm")["args"]
+
+
+def test_the_gateways_the_vllm_pods_and_the_job_share_one_registry() -> None:
+    """One index (the database, its URL from the Secret) and one blob store (its credentials
+    from the Secret) for every pod that reads or writes the registry: a version published
+    or promoted anywhere is the one every gateway and every vLLM pod sees."""
+    envs = {workload: _env(kind, workload) for kind, workload in REGISTRY_USERS}
+    registry = ("LORASTACK_REGISTRY__INDEX", "LORASTACK_REGISTRY__STORE", "AWS_ENDPOINT_URL")
+    gateway = envs["gateway"]
+    assert gateway["LORASTACK_REGISTRY__INDEX"] == "database"
+    for workload, env in envs.items():
+        assert {name: env[name] for name in registry} == {n: gateway[n] for n in registry}, workload
+        assert env["LORASTACK_DATABASE_URL"] == ("lorastack-database", "url"), workload
+        assert env["AWS_ACCESS_KEY_ID"] == ("lorastack-object-store", "AWS_ACCESS_KEY_ID")
+        assert env["AWS_SECRET_ACCESS_KEY"] == ("lorastack-object-store", "AWS_SECRET_ACCESS_KEY")
+    # PostgreSQL: the index is shared between machines (SQLite serves one machine only).
+    assert _one("Secret", "lorastack-database")["stringData"]["url"].startswith("postgresql://")
+
+
+def test_each_pod_caches_its_verified_copies_on_its_own_emptydir() -> None:
+    """The shared volume holds no adapter: the copies a pod fetches from the object store
+    are on local, per-pod storage (docs/registry.md: keep the cache on local disk)."""
+    resolver_cache = _resolver_constants()["CACHE_ENV"]
+    for kind, workload in REGISTRY_USERS:
+        env = _env(kind, workload)
+        names = ["LORASTACK_REGISTRY__CACHE_DIR"]
+        if workload == "vllm":
+            names.append(resolver_cache)
+        for name in names:
+            path = env[name]
+            assert isinstance(path, str) and path.startswith("/"), (workload, name)
+            assert "emptyDir" in _mount_of(kind, workload, path), (workload, name)
+    # The vLLM pods only read the shared volume (the base model); the resolver's home is it.
+    vllm = _env("Deployment", "vllm")
+    home = _mount_of("Deployment", "vllm", str(vllm[_resolver_constants()["HOME_ENV"]]))
+    assert home["persistentVolumeClaim"] == {"claimName": "lorastack-home", "readOnly": True}
+
+
+def test_the_vllm_pods_read_the_registry_as_the_resolver_loads_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The resolver builds its registry with `load_settings(home=...)`: the pod's
+    environment must give it the database index, the store and the local cache."""
+    env = _env("Deployment", "vllm")
+    for name, value in env.items():
+        if name.startswith(ENV_PREFIX) and isinstance(value, str):
+            monkeypatch.setenv(name, value)
+    url = _one("Secret", "lorastack-database")["stringData"]["url"]
+    monkeypatch.setenv("LORASTACK_DATABASE_URL", url)
+    config = load_settings(home=tmp_path)
+    assert config.registry.index == "database"
+    assert config.registry.store == env["LORASTACK_REGISTRY__STORE"]
+    assert config.adapter_cache_dir == Path(str(env["LORASTACK_REGISTRY__CACHE_DIR"]))
+    assert config.database_url == url
+
+
+def _is_setting(name: str) -> bool:
+    """`LORASTACK_A__B` names `Settings().a.b`; a name ending in `__` names a group."""
+    model: type[BaseModel] = Settings
+    parts = name.removeprefix(ENV_PREFIX).lower().split("__")
+    group = parts[-1] == ""
+    for i, part in enumerate(parts[:-1] if group else parts):
+        field = model.model_fields.get(part)
+        if field is None:
+            return False
+        last = i == len(parts) - 1
+        if not last:
+            annotation = field.annotation
+            if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+                return False
+            model = annotation
+    return True
+
+
+def test_every_lorastack_variable_named_here_is_a_setting() -> None:
+    """Every `LORASTACK_*` name in the manifests, set or only mentioned in a comment, is one
+    of lorastack's settings (pydantic-settings ignores a misspelt one silently), or one of
+    the resolver's own variables."""
+    resolver = {v for k, v in _resolver_constants().items() if k.endswith("_ENV")}
+    names = set()
+    for path in FOLDER.glob("*.yaml"):
+        names |= set(re.findall(rf"\b{ENV_PREFIX}[A-Z0-9_]+", path.read_text()))
+    assert {"LORASTACK_REGISTRY__INDEX", "LORASTACK_REGISTRY__STORE"} <= names
+    assert {"LORASTACK_REGISTRY__CACHE_DIR", "LORASTACK_DATABASE_URL"} <= names
+    unknown = sorted(n for n in names - resolver if not _is_setting(n))
+    assert unknown == []
