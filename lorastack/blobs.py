@@ -151,6 +151,22 @@ def _one_line(exc: BaseException, hide: tuple[str, ...] = ()) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+@contextlib.contextmanager
+def _one_line_errors(
+    url: str,
+    action: str,
+    catch: type[BaseException] | tuple[type[BaseException], ...],
+    hide: tuple[str, ...] = (),
+) -> Iterator[None]:
+    """`catch` (not already a `BlobStoreError`) as one `BlobStoreError` line naming the store."""
+    try:
+        yield
+    except BlobStoreError:
+        raise
+    except catch as exc:
+        raise BlobStoreError(f"blob store {url}: {action}: {_one_line(exc, hide)}") from exc
+
+
 class LocalBlobStore:
     """Blobs in a folder on a local or shared filesystem (NFS): each appears by one rename
     of a fsynced temp file in its own folder."""
@@ -165,14 +181,8 @@ class LocalBlobStore:
     def _path(self, digest: str) -> Path:
         return self.root / blob_key(digest)
 
-    @contextlib.contextmanager
-    def _errors(self, action: str) -> Iterator[None]:
-        try:
-            yield
-        except BlobStoreError:
-            raise
-        except OSError as exc:
-            raise BlobStoreError(f"blob store {self.url}: {action}: {_one_line(exc)}") from exc
+    def _errors(self, action: str) -> contextlib.AbstractContextManager[None]:
+        return _one_line_errors(self.url, action, OSError)
 
     def put(self, path: Path) -> str:
         with self._errors(f"cannot store {path}"):
@@ -242,18 +252,10 @@ class FsspecBlobStore:
     def _key(self, digest: str) -> str:
         return f"{self.root}/{blob_key(digest)}"
 
-    @contextlib.contextmanager
-    def _errors(self, action: str) -> Iterator[None]:
+    def _errors(self, action: str) -> contextlib.AbstractContextManager[None]:
         # Backends raise their own types (botocore, aiohttp, google-auth, azure-core) beside
         # OSError: every one becomes one line naming the store.
-        try:
-            yield
-        except BlobStoreError:
-            raise
-        except Exception as exc:
-            raise BlobStoreError(
-                f"blob store {self.url}: {action}: {_one_line(exc, self._hide)}"
-            ) from exc
+        return _one_line_errors(self.url, action, Exception, self._hide)
 
     def _size(self, key: str) -> int | None:
         """The stored object's size, or None if there is none."""
