@@ -91,6 +91,11 @@ class EngineSettings(BaseModel):
     """How long to wait for the engine's /health before giving up."""
     extra_args: list[str] = Field(default_factory=list)
     """Further vLLM command-line flags, passed through unchanged."""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """vLLM's log level in the engine's log (`VLLM_LOGGING_LEVEL`), set whatever this
+    process's environment says: importing TRL (training in the same process, as
+    `quickstart` does) sets that variable to ERROR, which would leave the engine's log
+    without vLLM's start-up lines and lorastack's resolver lines."""
 
     @field_validator("port")
     @classmethod

@@ -81,6 +81,7 @@ def build_launch(
         "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True",
         # Read by lorastack's vLLM plugin (serve/cpu_lora/plugin.py) in the engine's processes.
         LORA_OPS_SWITCH: engine.lora_ops,
+        "VLLM_LOGGING_LEVEL": engine.log_level,
     }
     if use_cpu:
         env["VLLM_CPU_KVCACHE_SPACE"] = str(engine.cpu_kv_cache_gib)

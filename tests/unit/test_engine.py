@@ -142,3 +142,13 @@ def test_engine_that_never_answers_times_out(tmp_path: Path) -> None:
     process = EngineProcess(launch, tmp_path / "engine.log", startup_timeout_s=2)
     with pytest.raises(EngineError, match="did not become healthy within 2 s"), process:
         pass
+
+
+def test_the_engines_log_level_is_its_own_whatever_trl_did_to_this_process(
+    fake_base: ModelRecord, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VLLM_LOGGING_LEVEL", "ERROR")  # as importing TRL leaves it
+    launch = build_launch(load_settings().engine, fake_base, 16)
+    assert launch.env["VLLM_LOGGING_LEVEL"] == "INFO"
+    monkeypatch.setenv("LORASTACK_ENGINE__LOG_LEVEL", "DEBUG")
+    assert build_launch(load_settings().engine, fake_base, 16).env["VLLM_LOGGING_LEVEL"] == "DEBUG"
