@@ -17,7 +17,7 @@ import hashlib
 import os
 import re
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any, Protocol
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -167,6 +167,18 @@ def _one_line_errors(
         raise BlobStoreError(f"blob store {url}: {action}: {_one_line(exc, hide)}") from exc
 
 
+def _fetch(url: str, open_blob: Callable[[], IO[bytes]], digest: str, dest: Path) -> None:
+    """Copy the blob `open_blob` opens to `dest`, verified (`BlobNotFound`, `BlobCorrupt`)."""
+    try:
+        source = open_blob()
+    except FileNotFoundError:
+        raise BlobNotFound(f"blob store {url}: no blob {digest}") from None
+    with source:
+        verified = _copy_verified(source, dest, digest)
+    if not verified:
+        raise BlobCorrupt(f"blob store {url}: blob {digest} does not match its digest")
+
+
 class LocalBlobStore:
     """Blobs in a folder on a local or shared filesystem (NFS): each appears by one rename
     of a fsynced temp file in its own folder."""
@@ -204,14 +216,7 @@ class LocalBlobStore:
     def fetch(self, digest: str, dest: Path) -> None:
         path = self._path(digest)
         with self._errors(f"cannot fetch {digest} to {dest}"):
-            try:
-                source = path.open("rb")
-            except FileNotFoundError:
-                raise BlobNotFound(f"blob store {self.url}: no blob {digest}") from None
-            with source:
-                verified = _copy_verified(source, dest, digest)
-        if not verified:
-            raise BlobCorrupt(f"blob store {self.url}: blob {digest} does not match its digest")
+            _fetch(self.url, lambda: path.open("rb"), digest, dest)
 
 
 class FsspecBlobStore:
@@ -298,14 +303,7 @@ class FsspecBlobStore:
         key = self._key(digest)
         with self._errors(f"cannot fetch {digest} to {dest}"):
             self.fs.invalidate_cache(key)
-            try:
-                source = self.fs.open(key, "rb", block_size=_BLOCK)
-            except FileNotFoundError:
-                raise BlobNotFound(f"blob store {self.url}: no blob {digest}") from None
-            with source:
-                verified = _copy_verified(source, dest, digest)
-        if not verified:
-            raise BlobCorrupt(f"blob store {self.url}: blob {digest} does not match its digest")
+            _fetch(self.url, lambda: self.fs.open(key, "rb", block_size=_BLOCK), digest, dest)
 
 
 def _secret_values(options: Mapping[str, Any]) -> tuple[str, ...]:

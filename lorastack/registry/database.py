@@ -47,19 +47,21 @@ class _RegistrySessions(Sessions):
 
     @contextmanager
     def reading(self) -> Iterator[Session]:
-        try:
-            with super().reading() as session:
-                yield session
-        except DatabaseError as error:
-            raise RegistryUnavailable(f"the registry's index: {error}") from error
+        with _registry_unavailable(), super().reading() as session:
+            yield session
 
     @contextmanager
     def writing(self) -> Iterator[Session]:
-        try:
-            with super().writing() as session:
-                yield session
-        except DatabaseError as error:
-            raise RegistryUnavailable(f"the registry's index: {error}") from error
+        with _registry_unavailable(), super().writing() as session:
+            yield session
+
+
+@contextmanager
+def _registry_unavailable() -> Iterator[None]:
+    try:
+        yield
+    except DatabaseError as error:
+        raise RegistryUnavailable(f"the registry's index: {error}") from error
 
 
 class DatabaseIndex:
