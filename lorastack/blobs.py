@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import re
-import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any, Protocol
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from lorastack.errors import BlobCorrupt, BlobNotFound, BlobStoreError
-from lorastack.fsutil import fsync_dir, sha256_file
+from lorastack.fsutil import atomic_file, sha256_file
 
 __all__ = [
     "BlobStore",
@@ -114,30 +112,29 @@ def open_blob_store(url: str, options: Mapping[str, Any] | None = None) -> BlobS
     return FsspecBlobStore.open(url, options or {})
 
 
+class _DigestMismatch(Exception):
+    """The copied bytes do not hash to the blob's name (internal to `_copy_verified`)."""
+
+
 def _copy_verified(source: IO[bytes], dest: Path, digest: str) -> bool:
     """Write `source` to `dest` (temp file beside it, fsync, rename) if its bytes hash to
     `digest`; False, with nothing left at `dest`, if they do not."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    tmp = Path(tmp_name)
     try:
-        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide the file from a service user
-        hasher = hashlib.sha256()
-        with os.fdopen(fd, "wb") as out:
-            while chunk := source.read(_CHUNK):
-                hasher.update(chunk)
-                out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
-        if hasher.hexdigest() != digest:
-            tmp.unlink()
-            return False
-        tmp.replace(dest)
-        fsync_dir(dest.parent)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        with atomic_file(dest) as out:
+            if _copy_hashing(source, out) != digest:
+                raise _DigestMismatch
+    except _DigestMismatch:
+        return False
     return True
+
+
+def _copy_hashing(source: IO[bytes], out: IO[bytes]) -> str:
+    """Copy `source` to `out` in chunks; the sha256 hex digest of what was copied."""
+    hasher = hashlib.sha256()
+    while chunk := source.read(_CHUNK):
+        hasher.update(chunk)
+        out.write(chunk)
+    return hasher.hexdigest()
 
 
 def _one_line(exc: BaseException, hide: tuple[str, ...] = ()) -> str:
@@ -282,12 +279,9 @@ class FsspecBlobStore:
         with self._errors(f"cannot store {digest}"):
             if self._size(key) == size:
                 return digest
-            hasher = hashlib.sha256()
             with path.open("rb") as source, self.fs.open(key, "wb", block_size=_BLOCK) as out:
-                while chunk := source.read(_CHUNK):
-                    hasher.update(chunk)
-                    out.write(chunk)
-            if hasher.hexdigest() != digest:
+                copied = _copy_hashing(source, out)
+            if copied != digest:
                 # The upload is committed on close; a blob that does not match its name
                 # is refused by every fetch, and removed here.
                 self.fs.rm_file(key)
