@@ -65,13 +65,14 @@ def _migrate_domain(
     source: FolderIndex, target: RegistryIndex, domain: str, dry_run: bool, progress: Progress
 ) -> DomainMigration:
     index = source.read(domain)
-    manifests = [source.manifest(domain, n) for n in source.version_numbers(domain)]
+    manifests = _manifests(source, domain)
     progress.step(f"{domain}: {len(manifests)} versions", total=len(manifests))
-    held = [target.manifest(domain, n) for n in target.version_numbers(domain)]
-    if held == manifests and target.read(domain) == index:
+    held = _manifests(target, domain)
+    held_index = target.read(domain)
+    if held == manifests and held_index == index:
         progress.advance(len(manifests))
         return DomainMigration(domain, len(manifests), "unchanged")
-    if held or target.read(domain) != DomainIndex(domain=domain):
+    if held or held_index != DomainIndex(domain=domain):
         return DomainMigration(
             domain,
             len(manifests),
@@ -115,9 +116,13 @@ def _check_files(source: FolderIndex, manifest: AdapterManifest) -> None:
         )
 
 
+def _manifests(index: RegistryIndex, domain: str) -> list[AdapterManifest]:
+    """The domain's manifests, oldest first."""
+    return [index.manifest(domain, n) for n in index.version_numbers(domain)]
+
+
 def _check_read_back(
     target: RegistryIndex, domain: str, index: DomainIndex, manifests: list[AdapterManifest]
 ) -> None:
-    held = [target.manifest(domain, n) for n in target.version_numbers(domain)]
-    if held != manifests or target.read(domain) != index:
+    if _manifests(target, domain) != manifests or target.read(domain) != index:
         raise RegistryError(f"{domain}: what {target.description} reads back differs")
