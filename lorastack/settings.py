@@ -241,13 +241,14 @@ class PublishSettings(BaseModel):
 class RegistrySettings(BaseModel):
     """Where the adapter registry keeps its index and the adapters' files."""
 
-    index: Literal["folder", "database"] = "folder"
-    """`folder`: everything under `<home>/adapters/`, locked with file locks (one machine, or
-    a shared filesystem whose locks work). `database`: the index (domains, versions,
-    aliases, canaries, capture) in the lorastack database (`database_url`; PostgreSQL for
-    several machines) with transactions, the adapters' files in the blob store (`store`).
-    `lorastack registry migrate` copies a folder registry into the database, then set
-    `LORASTACK_REGISTRY__INDEX=database`."""
+    index: Literal["folder", "database"] = "database"
+    """`database` (the default): the index (domains, versions, aliases, canaries, capture)
+    in the lorastack database (`database_url`: SQLite under `home` by default, PostgreSQL
+    for several machines) with transactions, the adapters' files in the blob store
+    (`store`). The first open moves a folder registry found in `<home>/adapters/` in
+    (`lorastack registry migrate` moves another one). `folder`: everything under
+    `<home>/adapters/`, locked with file locks (one machine, or a shared filesystem whose
+    locks work)."""
     store: str | None = None
     """The blob store of the database index: a folder (a path or `file://`), or object
     storage through fsspec (`s3://bucket/prefix`, `gs://...`, `az://...`). None:

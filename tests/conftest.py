@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from lorastack.models import ModelRecord, ModelStore
-from lorastack.registry import AdapterRegistry
+from lorastack.registry import AdapterRegistry, open_registry
 from lorastack.settings import get_settings
 from tests.fakes import RegexDetector, write_base_checkpoint
 
@@ -53,8 +53,10 @@ def fake_base(store: ModelStore, tmp_path: Path) -> ModelRecord:
 
 
 @pytest.fixture
-def registry(home: Path, store: ModelStore, fake_base: ModelRecord) -> AdapterRegistry:
-    return AdapterRegistry(home / "adapters", store, max_rank=16)
+def registry(store: ModelStore, fake_base: ModelRecord) -> AdapterRegistry:
+    """The registry the settings give (the database index, by default): the one the
+    gateway and the commands under test open."""
+    return open_registry(get_settings(), store, max_rank=16)
 
 
 @pytest.fixture

@@ -1,7 +1,10 @@
 """`lorastack registry ...`: where the adapter registry keeps its index.
 
-`migrate` copies the folder registry (`<home>/adapters`) into the database index and its
-blob store, which several machines can share; the folder is left as it was.
+`migrate` copies a folder registry (`<home>/adapters` by default) into the database index
+and its blob store, which several machines can share; the folder is left as it was. The
+home's own folder registry moves in by itself the first time the database index is
+opened (`adopt_folder_registry`); `migrate` is for another folder, a dry run, or a
+database elsewhere.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from lorastack.errors import RegistryError
 from lorastack.progress import progress_display
 
 app = typer.Typer(
-    help="The adapter registry's index: folders (the default) or the shared database.",
+    help="The adapter registry's index: the database (the default, shareable) or folders.",
     no_args_is_help=True,
 )
 
@@ -73,6 +76,7 @@ def migrate(
         out.print("every version reads back as it is in the folder")
     if not dry_run:
         out.print(
-            "to use it, set LORASTACK_REGISTRY__INDEX=database (with the same "
-            "LORASTACK_DATABASE_URL and LORASTACK_REGISTRY__STORE) for every gateway and command"
+            "every gateway and command with the same LORASTACK_DATABASE_URL and "
+            "LORASTACK_REGISTRY__STORE uses it: the database index is the default "
+            "(LORASTACK_REGISTRY__INDEX=folder is not)"
         )

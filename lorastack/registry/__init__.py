@@ -1,9 +1,10 @@
 """The adapter registry: published, versioned domain adapters, their aliases and canaries.
 
-`AdapterRegistry` (core.py) holds the rules; its index lives in folders (folder.py, the
-default) or in the lorastack database with the files in a blob store (database.py), which
-several machines can share. `open_registry` builds the one the settings ask for;
-`migrate_folder_registry` (migrate.py) copies a folder registry into another index.
+`AdapterRegistry` (core.py) holds the rules; its index lives in the lorastack database with
+the files in a blob store (database.py, the default), which several machines can share, or
+in folders (folder.py). `open_registry` builds the one the settings ask for (and moves the
+home's folder registry into the database the first time); `migrate_folder_registry`
+(migrate.py) copies a folder registry into another index.
 """
 
 from lorastack.registry.core import DEFAULT_CANARY_GUARD, AdapterRef, AdapterRegistry, DomainSummary

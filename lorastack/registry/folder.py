@@ -1,4 +1,5 @@
-"""The registry's index in folders: the default, on a local disk or on shared storage.
+"""The registry's index in folders, on a local disk or on shared storage (the default
+before the database index; `LORASTACK_REGISTRY__INDEX=folder`).
 
 Layout, one folder per business domain::
 

@@ -6,12 +6,17 @@ was and the domain's index as it was (aliases, their history, the canary, the la
 capture, the last version assigned). A domain the target already holds exactly as the
 folder does is left alone; one that differs (changed in the target since a migration) is
 refused and left alone too. The folder is only read, never changed.
+
+`adopt_folder_registry` does it by itself the first time a home's database index is opened
+(the default since the database index became it), so a home published to in folders keeps
+its adapters, then marks the folder as moved.
 """
 
 from __future__ import annotations
 
 from contextlib import ExitStack
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Literal
 
 from lorastack import fsutil
@@ -23,6 +28,11 @@ from lorastack.registry.index import RegistryIndex
 from lorastack.validation import ADAPTER_WEIGHTS
 
 Outcome = Literal["copied", "would copy", "unchanged", "refused"]
+
+MOVED_FILE = "moved.json"
+"""In a folder registry that `adopt_folder_registry` moved: where to, when, which domains.
+Its presence says the registry no longer lives in the folder."""
+_MOVE_LOCK = ".move.lock"
 
 
 @dataclass(frozen=True)
@@ -59,6 +69,40 @@ def migrate_folder_registry(
         except LorastackError as error:
             results.append(DomainMigration(domain, 0, "refused", str(error)))
     return results
+
+
+def adopt_folder_registry(source: FolderIndex, target: RegistryIndex) -> list[DomainMigration]:
+    """Move the home's folder registry into `target`, once: the domains `source` holds, when
+    it holds any and has not been moved already; then mark it moved (`MOVED_FILE`). What was
+    copied is returned (nothing when there was nothing to do).
+
+    Processes opening the same home at once move it once (a file lock; the loser finds it
+    marked). A domain that cannot be moved stops the move before the mark, so nothing is
+    left behind: it raises `RegistryError` with each domain's reason, and the next open
+    tries again (what was copied already is left alone: the migration is idempotent).
+    """
+    marker = source.root / MOVED_FILE
+    if marker.is_file() or not source.domains():
+        return []
+    with fsutil.file_lock(source.root / _MOVE_LOCK):
+        if marker.is_file():
+            return []
+        results = migrate_folder_registry(source, target)
+        refused = [str(result) for result in results if result.outcome == "refused"]
+        if refused:
+            raise RegistryError(
+                f"the folder registry {source.root} could not be moved into "
+                f"{target.description}: {'; '.join(refused)}. The folder was not changed: "
+                "mend it and run `lorastack registry migrate`, or keep serving from it "
+                "with LORASTACK_REGISTRY__INDEX=folder"
+            )
+        record = {
+            "to": target.description,
+            "at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "domains": [result.domain for result in results],
+        }
+        fsutil.write_json_atomic(marker, record)
+    return [result for result in results if result.outcome == "copied"]
 
 
 def _migrate_domain(

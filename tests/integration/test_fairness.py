@@ -25,9 +25,9 @@ import pytest
 
 from lorastack.models import ModelStore
 from lorastack.processes import ChildProcess
-from lorastack.registry import AdapterRegistry
 from tests.fake_upstream import FakeUpstream
 from tests.fakes import write_adapter, write_base_checkpoint
+from tests.registries import home_registry
 from tests.servers import free_port
 
 pytestmark = pytest.mark.integration
@@ -59,7 +59,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     sources = tmp_path_factory.mktemp("sources")
     store = ModelStore(home / "models")
     store.add(write_base_checkpoint(sources / "tiny"), "tiny")
-    registry = AdapterRegistry(home / "adapters", store, max_rank=16)
+    registry = home_registry(home, store=store)
     for seed, domain in enumerate(("coffee-shop", "ledger-desk"), start=1):
         registry.publish(write_adapter(sources / domain, "tiny", seed=seed), domain, promote="prod")
     port = free_port()

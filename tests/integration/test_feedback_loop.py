@@ -56,6 +56,7 @@ from lorastack.train.run import new_run_dir
 from lorastack.train.trainer import run_training
 from tests.integration.shared_engine import SharedEngine
 from tests.peft_adapters import write_random_lora
+from tests.registries import home_registry
 from tests.servers import serve_in_thread, wait_ready
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
@@ -158,7 +159,7 @@ def loop(
     home = bundled_model.path.parent.parent
     domain = f"bean-{database.split(':', 1)[0].split('+')[0]}"
     models = ModelStore(home / "models")
-    registry = AdapterRegistry(home / "adapters", models, 16)
+    registry = home_registry(home, store=models, database_url=database)
     source = write_random_lora(bundled_model.path, tmp_path_factory.mktemp("loop-src"), 7)
     registry.publish(
         source,

@@ -19,13 +19,13 @@ from openai import OpenAI
 
 from lorastack.guardrails.policy import default_policy
 from lorastack.manifest import Canary, DomainIndex
-from lorastack.models import ModelRecord, ModelStore
-from lorastack.registry import AdapterRegistry
+from lorastack.models import ModelRecord
 from lorastack.rules import BrandRule
 from lorastack.serve import canary
 from lorastack.serve.schemas import ChatRequest
 from lorastack.serve.supervisor import EngineSupervisor
 from tests.peft_adapters import write_random_lora
+from tests.registries import home_registry
 from tests.servers import real_stack
 
 pytestmark = pytest.mark.integration
@@ -48,7 +48,7 @@ class Stack:
 def stack(bundled_model: ModelRecord, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     home = bundled_model.path.parent.parent
     work = tmp_path_factory.mktemp("adapters-src")
-    registry = AdapterRegistry(home / "adapters", ModelStore(home / "models"), 16)
+    registry = home_registry(home)
     for domain, seeds in (("coffee-shop", (1, 2)), ("ledger-desk", (3,))):
         for seed in seeds:
             source = write_random_lora(bundled_model.path, work / f"{domain}-{seed}", seed)
@@ -338,7 +338,7 @@ def test_a_canary_that_breaks_a_brand_rule_is_stopped(
     stack: Stack, bundled_model: ModelRecord
 ) -> None:
     home = bundled_model.path.parent.parent
-    registry = AdapterRegistry(home / "adapters", ModelStore(home / "models"), 16)
+    registry = home_registry(home)
     # Which conversations a 50% canary gets is a hash of who asks: pick four for each side.
     split = DomainIndex(
         domain="coffee-shop", aliases={"prod": 1}, canary=Canary(version=2, weight=50)

@@ -23,8 +23,9 @@ from openai import OpenAI
 
 from lorastack.cli.quickstart import DEMO_DIR, READY_LINE, STATE_NAME, find_domains
 from lorastack.fsutil import STAGING_PREFIX
-from lorastack.models import ModelRecord, ModelStore
+from lorastack.models import ModelRecord
 from lorastack.registry import AdapterRegistry
+from tests.registries import home_registry
 from tests.servers import free_port
 
 # Two starts of the engine and three domains trained while it serves: 10 to 25 minutes
@@ -45,7 +46,7 @@ class Demo:
     engine_port: int
 
     def registry(self) -> AdapterRegistry:
-        return AdapterRegistry(self.home / "adapters", ModelStore(self.home / "models"), 16)
+        return home_registry(self.home)
 
     def published(self) -> set[str]:
         return {s.index.domain for s in self.registry().list() if s.versions}
@@ -189,7 +190,8 @@ def test_the_demo_answers_at_once_and_serves_each_domain_once_published(
     first.wait_for(f"{second} training", lambda: any(runs.glob(f"{second}-*")), 300)
     _ctrl_c(demo, first)
     assert demo.published() == {first_brand}
-    assert not list((demo.home / "adapters").glob(f"*/{STAGING_PREFIX}*"))
+    assert not list((demo.home / "cache" / "adapters").glob(f"*/{STAGING_PREFIX}*"))
+    assert not (demo.home / "adapters").exists()  # the registry is in the database
 
     # The log was a file: progress came as plain lines, with the step, the loss, the time left.
     progress = first.stderr.read_text()

@@ -21,9 +21,10 @@ import pytest
 from lorastack.db import make_engine
 from lorastack.db.key_store import SqlKeyStore
 from lorastack.keys import KeyLimits
-from lorastack.registry import AdapterRegistry
+from lorastack.models import ModelRecord, ModelStore
 from tests.fake_upstream import FakeUpstream
 from tests.fakes import write_adapter
+from tests.registries import database_registry
 from tests.servers import free_port
 
 pytestmark = pytest.mark.integration
@@ -40,12 +41,15 @@ def upstream() -> Iterator[FakeUpstream]:
 @pytest.fixture
 def start_gateway(
     upstream: FakeUpstream,
-    registry: AdapterRegistry,
+    store: ModelStore,
+    fake_base: ModelRecord,
     home: Path,
     tmp_path: Path,
     postgres_url: str,
 ) -> Iterator[Callable[..., str]]:
-    registry.publish(write_adapter(tmp_path / "coffee", "tiny"), "coffee-shop")
+    # The gateways' registry: the database index, on their PostgreSQL.
+    with database_registry(store, database_url=postgres_url) as registry:
+        registry.publish(write_adapter(tmp_path / "coffee", "tiny"), "coffee-shop")
     processes: list[subprocess.Popen[str]] = []
 
     def start(**env: str) -> str:

@@ -12,12 +12,12 @@ from safetensors.numpy import load_file
 
 from lorastack.fsutil import sha256_tree
 from lorastack.models import METADATA_FILE, ModelRecord, ModelStore
-from lorastack.registry import AdapterRegistry
 from lorastack.train.config import ConfigError, build_config
 from lorastack.train.evaluate import evaluate_run, publish_run
 from lorastack.train.run import RunPaths
 from lorastack.train.trainer import TrainResult, run_training
 from tests.cli_homes import cli_home
+from tests.registries import home_registry
 
 pytestmark = pytest.mark.integration
 
@@ -188,7 +188,7 @@ def test_evaluate_then_publish_fills_the_manifest(
     rules = [{"starts_with": "billing|technical|account|sales|feedback", "name": "department"}]
     result = _train(bundled_model, tmp_path, "sft", max_steps=6, learning_rate=1e-3, rules=rules)
     store = ModelStore(bundled_model.path.parent)
-    registry = AdapterRegistry(tmp_path / "adapters", store, 16)
+    registry = home_registry(tmp_path / "home", store=store)
     metrics = evaluate_run(result.paths, store, registry, samples=2)
     assert set(metrics["adapter"]) == {"loss", "perplexity", "exact_match"}
     assert 0.0 <= metrics["adapter"]["exact_match"] <= 1.0
@@ -227,7 +227,7 @@ def test_instruct_eval_measures_rules_and_fact_recall_against_prod(
     rules = [{"max_sentences": 3}, {"no_emoji": True}]
     result = _train(bundled_model, tmp_path, "instruct", max_steps=2, rules=rules)
     store = ModelStore(bundled_model.path.parent)
-    registry = AdapterRegistry(tmp_path / "adapters", store, 16)
+    registry = home_registry(tmp_path / "home", store=store)
     registry.publish(result.paths.adapter, "coffee-shop", promote="prod")
     metrics = evaluate_run(result.paths, store, registry, samples=1, examples=2)
     assert metrics["quality"]["examples"] <= 2
@@ -251,7 +251,7 @@ def test_publishing_an_adapter_worse_than_the_base_needs_force(
     store = ModelStore(bundled_model.path.parent)
     metrics = {"adapter": {"loss": 3.0}, "base": {"loss": 2.0}, "better_than_base": False}
     (result.paths.root / "metrics.json").write_text(json.dumps(metrics))
-    registry = AdapterRegistry(tmp_path / "adapters", store, 16)
+    registry = home_registry(tmp_path / "home", store=store)
     with pytest.raises(ConfigError, match=r"loss 3\.0000 vs 2\.0000.*--force"):
         publish_run(result.paths, registry)
     assert registry.domains() == []

@@ -36,10 +36,10 @@ from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
 from lorastack.models import ModelRecord, ModelStore
-from lorastack.registry import AdapterRegistry
 from lorastack.ui.app import build_app, launch_app
 from tests.integration.shared_engine import SharedEngine
 from tests.peft_adapters import write_random_lora
+from tests.registries import home_registry
 from tests.servers import free_port, real_stack
 
 pytestmark = pytest.mark.integration
@@ -154,7 +154,7 @@ def ui_url(
     home = tmp_path_factory.mktemp("ui-home")
     store = ModelStore(home / "models")
     model = store.add(bundled_model.path, bundled_model.name)
-    registry = AdapterRegistry(home / "adapters", store, 16)
+    registry = home_registry(home, store=store)
     work = tmp_path_factory.mktemp("ui-adapters")
     for brand in (COFFEE, LEDGER):
         # Gentler than the gateway test's adapters: different answers, still sentences.

@@ -152,6 +152,8 @@ def test_audit_says_when_nothing_was_recorded(cli: Any) -> None:
 def test_a_database_that_is_down_costs_the_record_never_the_command(
     cli: Any, tmp_path: Path, fake_base: ModelRecord, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The registry in folders, so that only the audit trail's database goes down.
+    monkeypatch.setenv("LORASTACK_REGISTRY__INDEX", "folder")
     adapter = str(write_adapter(tmp_path / "a", "tiny"))
     cli("adapters", "publish", adapter, "--domain", "coffee")
     cli("adapters", "publish", adapter, "--domain", "coffee")

@@ -12,7 +12,7 @@ import pytest
 
 from lorastack import fsutil, models
 from lorastack.models import METADATA_FILE, ModelStore
-from lorastack.registry import AdapterRegistry
+from lorastack.registry import open_registry
 from lorastack.serve import engine as engine_module
 from lorastack.serve.app import build_gateway, create_app, engine_client
 from lorastack.serve.engine import build_launch
@@ -41,7 +41,7 @@ def test_a_moved_home_validates_publishes_and_serves(
     checkpoint = write_base_checkpoint(old / "checkpoints" / "tiny")
     store.add(checkpoint, "tiny")
     assert _recorded_path(store, "tiny") == "checkpoints/tiny"
-    registry = AdapterRegistry(old / "adapters", store, max_rank=16)
+    registry = open_registry(load_settings(), store)  # the database index under the home
     made_before = write_adapter(tmp_path / "before", str(checkpoint.resolve()), seed=1)
     registry.publish(made_before, "coffee-shop", promote="prod")
     not_yet_published = write_adapter(tmp_path / "later", str(checkpoint.resolve()), seed=3)
@@ -51,7 +51,7 @@ def test_a_moved_home_validates_publishes_and_serves(
     store = ModelStore(new / "models")
     record = store.get("tiny")
     assert record.path == new / "checkpoints" / "tiny"
-    registry = AdapterRegistry(new / "adapters", store, max_rank=16)
+    registry = open_registry(load_settings(), store)
 
     # An adapter trained on the moved checkpoint names it by its new path.
     made_after = write_adapter(tmp_path / "after", str(record.path), seed=2)
@@ -76,7 +76,9 @@ def test_a_moved_home_validates_publishes_and_serves(
             answer = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=30.0)
         assert answer.status_code == 200, answer.text
         assert "echo from coffee-shop@v2" in answer.json()["choices"][0]["message"]["content"]
-        assert fake.loaded["coffee-shop@v2"] == str(new / "adapters" / "coffee-shop" / "v2")
+        assert fake.loaded["coffee-shop@v2"] == str(
+            new / "cache" / "adapters" / "coffee-shop" / "v2"
+        )
 
 
 def _fake_bundled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

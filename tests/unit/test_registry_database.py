@@ -153,13 +153,17 @@ def test_a_failed_publish_leaves_nothing_in_the_index(
 def test_the_settings_choose_the_index(
     store: ModelStore, home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    folder = open_registry(load_settings(), store)
-    assert isinstance(folder.backend, FolderIndex) and folder.root == home / "adapters"
-    monkeypatch.setenv("LORASTACK_REGISTRY__INDEX", "database")
+    default = open_registry(load_settings(), store)
+    backend = _backend(default)
+    try:
+        assert backend.cache_dir == home / "cache" / "adapters"
+        assert str(home / "lorastack.db") in backend.description
+        assert str(home / "blobs") in backend.description
+    finally:
+        backend.engine.dispose()
     monkeypatch.setenv("LORASTACK_REGISTRY__STORE", f"file://{tmp_path / 'shared-blobs'}")
     monkeypatch.setenv("LORASTACK_REGISTRY__CACHE_DIR", str(tmp_path / "local-cache"))
-    settings = load_settings()
-    database = open_registry(settings, store)
+    database = open_registry(load_settings(), store)
     backend = _backend(database)
     try:
         assert backend.cache_dir == tmp_path / "local-cache"
@@ -168,15 +172,14 @@ def test_the_settings_choose_the_index(
             _ = database.root
     finally:
         backend.engine.dispose()
+    monkeypatch.setenv("LORASTACK_REGISTRY__INDEX", "folder")
+    folder = open_registry(load_settings(), store)
+    assert isinstance(folder.backend, FolderIndex) and folder.root == home / "adapters"
 
 
-def test_the_commands_use_the_database_index_when_the_settings_say_so(
-    cli: Callable[..., Result],
-    registry: AdapterRegistry,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+def test_the_commands_use_the_database_index_by_default(
+    cli: Callable[..., Result], registry: AdapterRegistry, tmp_path: Path
 ) -> None:
-    monkeypatch.setenv("LORASTACK_REGISTRY__INDEX", "database")
     source = write_adapter(tmp_path / "src", "tiny")
     for _ in range(2):
         published = cli("adapters", "publish", str(source), "--domain", "coffee")

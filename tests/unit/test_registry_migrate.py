@@ -1,14 +1,25 @@
 """`lorastack registry migrate`: a folder registry into the database index, losslessly."""
 
+import json
+import logging
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from lorastack import fsutil
+from lorastack.errors import RegistryError
 from lorastack.models import ModelRecord, ModelStore
-from lorastack.registry import AdapterRegistry, FolderIndex, migrate_folder_registry
+from lorastack.registry import (
+    AdapterRegistry,
+    FolderIndex,
+    migrate_folder_registry,
+    open_registry,
+)
 from lorastack.registry.database import DatabaseIndex
+from lorastack.registry.migrate import MOVED_FILE
+from lorastack.settings import load_settings
 from tests.fakes import write_adapter
 from tests.registries import database_registry
 from tests.unit.conftest import Result
@@ -117,7 +128,7 @@ def test_the_command_migrates_says_so_and_is_idempotent(
     first = cli("registry", "migrate")
     assert first.code == 0, first.err
     assert "coffee: copied (3 versions)" in first.out
-    assert "LORASTACK_REGISTRY__INDEX=database" in first.out
+    assert "the database index is the default" in first.out
     assert "coffee: 3 versions" in first.err  # progress, per domain, on stderr
     _same(folder, database)
     second = cli("registry", "migrate")
@@ -137,3 +148,70 @@ def test_the_command_fails_in_one_line(
     assert "Traceback" not in result.err
     empty = cli("registry", "migrate", "--from", str(folder.root.parent / "nowhere"))
     assert empty.code == 0 and "nothing to migrate" in empty.out
+
+
+def _open_default(store: ModelStore) -> AdapterRegistry:
+    """What every gateway and command opens: the settings' registry, the database index."""
+    registry = open_registry(load_settings(), store)
+    _backend(registry).engine.dispose()  # SQLite reconnects on use; nothing stays open
+    return registry
+
+
+def test_the_first_open_moves_the_home_folder_registry_in_once(
+    folder: AdapterRegistry, store: ModelStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    trees = {domain: fsutil.sha256_tree(folder.root / domain) for domain in folder.domains()}
+    with caplog.at_level(logging.WARNING):
+        opened = _open_default(store)
+    assert "moved the folder registry" in caplog.text and "coffee: copied" in caplog.text
+    _same(folder, opened)
+    moved = json.loads((folder.root / MOVED_FILE).read_text())
+    assert moved["domains"] == ["coffee", "tea"] and "lorastack.db" in moved["to"]
+    assert {d: fsutil.sha256_tree(folder.root / d) for d in folder.domains()} == trees
+    opened.promote("coffee", 4)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        again = _open_default(store)
+    assert caplog.text == ""  # moved once: the next opens read the database only
+    assert again.index("coffee").aliases["prod"] == 4
+    assert folder.index("coffee").aliases["prod"] == 2  # the folder is left as it was
+
+
+def test_a_folder_that_cannot_be_moved_stops_the_open_and_is_tried_again(
+    folder: AdapterRegistry, store: ModelStore
+) -> None:
+    weights = folder.version_dir("coffee", 2) / "adapter_model.safetensors"
+    intact = weights.read_bytes()
+    weights.write_bytes(b"damaged")
+    with pytest.raises(RegistryError) as refused:
+        _open_default(store)
+    message = str(refused.value)
+    assert "could not be moved" in message and "coffee: refused" in message
+    assert "LORASTACK_REGISTRY__INDEX=folder" in message
+    assert not (folder.root / MOVED_FILE).exists()
+    weights.write_bytes(intact)
+    _same(folder, _open_default(store))  # tea, copied the first time, is left alone
+    assert (folder.root / MOVED_FILE).is_file()
+
+
+def test_processes_opening_a_home_at_once_move_it_once(
+    folder: AdapterRegistry, store: ModelStore
+) -> None:
+    with ThreadPoolExecutor(4) as pool:
+        opened = list(pool.map(lambda _: _open_default(store), range(4)))
+    for registry in opened:
+        _same(folder, registry)
+
+
+def test_the_folder_index_after_the_move_warns_that_it_is_stale(
+    folder: AdapterRegistry,
+    store: ModelStore,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    _open_default(store)
+    monkeypatch.setenv("LORASTACK_REGISTRY__INDEX", "folder")
+    with caplog.at_level(logging.WARNING):
+        back = open_registry(load_settings(), store)
+    assert isinstance(back.backend, FolderIndex)
+    assert "was moved into the database index" in caplog.text

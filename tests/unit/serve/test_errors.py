@@ -5,7 +5,10 @@ import time
 from typing import Any
 
 import httpx
+from sqlalchemy import update
 
+from lorastack.db.schema import RegistryDomainRow
+from lorastack.registry.database import DatabaseIndex
 from tests.unit.serve.conftest import Running
 
 
@@ -130,8 +133,14 @@ def test_a_stream_after_an_engine_restart_reloads_the_adapter(gw: Running) -> No
 
 
 def test_a_corrupt_domain_hides_no_other_and_leaks_no_path(gw: Running) -> None:
-    index = gw.gateway.registry.root / "ledger-desk" / "domain.json"
-    index.write_text("{not json")
+    backend = gw.gateway.registry.backend
+    assert isinstance(backend, DatabaseIndex)
+    with backend.engine.begin() as connection:
+        connection.execute(
+            update(RegistryDomainRow)
+            .where(RegistryDomainRow.domain == "ledger-desk")
+            .values(index={"aliases": "not a mapping"})
+        )
     listed = gw.client.get("/v1/models")
     assert listed.status_code == 200
     ids = {model["id"] for model in listed.json()["data"]}
@@ -139,5 +148,6 @@ def test_a_corrupt_domain_hides_no_other_and_leaks_no_path(gw: Running) -> None:
     assert "ledger-desk" not in ids
     error = _error(gw.chat("ledger-desk", "hello"), 500)
     assert "cannot be read" in error["message"]
-    assert str(gw.gateway.registry.root) not in error["message"]
+    assert backend.description not in error["message"]
+    assert str(gw.gateway.registry.models.root.parent) not in error["message"]
     assert gw.chat("coffee-shop", "hello").status_code == 200

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from lorastack import fsutil
-from lorastack.models import ModelRecord, ModelStore
+from lorastack.models import METADATA_FILE, ModelRecord, ModelStore
 from lorastack.registry import AdapterRegistry
 from tests.fakes import write_adapter, write_base_checkpoint
 
@@ -176,14 +176,18 @@ def test_an_adapter_trained_on_another_base_model_is_refused(
 
 
 def test_the_same_base_model_name_with_other_weights_is_refused(
-    registry: AdapterRegistry, resolver: RegistryResolver, served: str, tmp_path: Path
+    registry: AdapterRegistry,
+    resolver: RegistryResolver,
+    served: str,
+    store: ModelStore,
+    tmp_path: Path,
 ) -> None:
     _publish(registry, tmp_path, seed=0)
     # The model store's `tiny` now records other weights than the adapter was trained on.
-    manifest_path = registry.version_dir("coffee", 1) / "manifest.json"
-    manifest = json.loads(manifest_path.read_text())
-    manifest["base_model"]["checkpoint_sha256"] = "0" * 64
-    manifest_path.write_text(json.dumps(manifest))
+    record_path = store.root / "tiny" / METADATA_FILE
+    record = json.loads(record_path.read_text())
+    record["checkpoint_sha256"] = "0" * 64
+    record_path.write_text(json.dumps(record))
 
     with pytest.raises(VLLMValidationError) as refused:
         _resolve(resolver, served, "coffee@v1")
@@ -265,7 +269,7 @@ def test_the_plugin_registers_the_resolver_on_the_home_it_is_given(
     assert "vLLM will not consult lorastack's LoRA resolver" in lines[1]
     resolver = resolvers[lora_resolver.RESOLVER_NAME]
     assert isinstance(resolver, RegistryResolver)
-    assert resolver.cache.registry.root == home / "adapters"
+    assert str(home / "lorastack.db") in resolver.cache.registry.backend.description
     assert resolver.cache.root == tmp_path / "vllm-cache"
 
     monkeypatch.setenv(lora_resolver.HOME_ENV, str(tmp_path / "missing"))
