@@ -14,9 +14,10 @@ from lorastack import fsutil
 from lorastack.errors import AdapterInvalid, AdapterNotFound, InvalidName, RegistryError
 from lorastack.manifest import MANIFEST_FILE, CanaryGuard, CaptureSetting
 from lorastack.models import ModelRecord, ModelStore
-from lorastack.registry import AdapterRegistry, FolderIndex
+from lorastack.registry import AdapterRegistry, FolderIndex, open_database_index
+from lorastack.settings import get_settings
 from tests.fakes import write_adapter
-from tests.registries import database_registry
+from tests.registries import database_registry, database_settings
 
 
 @pytest.fixture(params=["folder", "database"])
@@ -98,32 +99,37 @@ def test_versions_increase_and_are_never_reused(registry: AdapterRegistry, tmp_p
     assert [m.version for m in registry.versions("coffee")] == [1, 2, 4]
 
 
-def _publish_in_process(args: tuple[str, str, int]) -> list[int]:
-    home, src_root, seed = args
-    store = ModelStore(Path(home) / "models")
-    registry = AdapterRegistry(Path(home) / "adapters", store, max_rank=16)
+def _open_like(index: str, home: Path) -> AdapterRegistry:
+    """In another process: a registry on the same index as the test's, in `home`."""
+    store = ModelStore(home / "models")
+    if index == "folder":
+        return AdapterRegistry(home / "adapters", store, max_rank=16)
+    get_settings.cache_clear()
+    return AdapterRegistry(open_database_index(database_settings(home=home)), store, 16)
+
+
+def _publish_in_process(args: tuple[str, str, str, int]) -> list[int]:
+    index, home, src_root, seed = args
+    registry = _open_like(index, Path(home))
     source = write_adapter(Path(src_root) / f"w{seed}", "tiny", seed=seed)
     return [registry.publish(source, "coffee").version for _ in range(5)]
 
 
 def test_concurrent_publishers_get_distinct_complete_versions(
-    folder_registry: AdapterRegistry, home: Path, tmp_path: Path
+    registry: AdapterRegistry, home: Path, tmp_path: Path
 ) -> None:
+    index = "folder" if isinstance(registry.backend, FolderIndex) else "database"
     context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(max_workers=2, mp_context=context) as pool:
-        results = list(
-            pool.map(_publish_in_process, [(str(home), str(tmp_path), s) for s in (1, 2)])
-        )
-    versions = sorted(results[0] + results[1])
-    assert versions == list(range(1, 11))
-    for manifest in folder_registry.versions("coffee"):
-        weights = (
-            folder_registry.version_dir("coffee", manifest.version) / "adapter_model.safetensors"
-        )
-        # Each folder is whole: its manifest describes exactly the weights beside it.
+        work = [(index, str(home), str(tmp_path), seed) for seed in (1, 2)]
+        results = list(pool.map(_publish_in_process, work))
+    assert sorted(results[0] + results[1]) == list(range(1, 11))
+    for manifest in registry.versions("coffee"):
+        weights = registry.version_dir("coffee", manifest.version) / "adapter_model.safetensors"
+        # Each version is whole: its manifest describes exactly its weights.
         assert fsutil.sha256_file(weights) == manifest.adapter_sha256
-    assert folder_registry.index("coffee").last_version == 10
-    assert not list((home / "adapters" / "coffee").glob(".staging-*"))
+    assert registry.index("coffee").last_version == 10
+    assert not list(home.glob("**/.staging-*"))
 
 
 def test_a_crash_during_publish_leaves_no_version(

@@ -1,9 +1,7 @@
 """What the database index does beyond the rules test_registry.py checks on both indexes:
 writers in several processes, local copies made from the blob store, the settings."""
 
-import multiprocessing
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -23,7 +21,7 @@ from lorastack.registry import AdapterRegistry, FolderIndex, open_registry
 from lorastack.registry import core as registry_core
 from lorastack.registry.database import DatabaseIndex, _RegistrySessions
 from lorastack.serve.errors import to_gateway_error
-from lorastack.settings import get_settings, load_settings
+from lorastack.settings import load_settings
 from tests.fakes import write_adapter
 from tests.registries import database_registry
 from tests.servers import free_port
@@ -46,30 +44,6 @@ def _publish(registry: AdapterRegistry, tmp_path: Path, seed: int = 0, **kwargs:
 def _backend(registry: AdapterRegistry) -> DatabaseIndex:
     assert isinstance(registry.backend, DatabaseIndex)
     return registry.backend
-
-
-def _publish_in_process(args: tuple[str, str, int]) -> list[int]:
-    home, src_root, seed = args
-    get_settings.cache_clear()
-    store = ModelStore(Path(home) / "models")
-    source = write_adapter(Path(src_root) / f"w{seed}", "tiny", seed=seed)
-    with database_registry(store, home=Path(home)) as registry:
-        return [registry.publish(source, "coffee").version for _ in range(5)]
-
-
-def test_concurrent_publishers_in_two_processes_get_distinct_versions(
-    registry: AdapterRegistry, home: Path, tmp_path: Path
-) -> None:
-    context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=2, mp_context=context) as pool:
-        results = list(
-            pool.map(_publish_in_process, [(str(home), str(tmp_path), s) for s in (1, 2)])
-        )
-    assert sorted(results[0] + results[1]) == list(range(1, 11))
-    assert registry.index("coffee").last_version == 10
-    for manifest in registry.versions("coffee"):
-        weights = registry.version_dir("coffee", manifest.version) / WEIGHTS
-        assert fsutil.sha256_file(weights) == manifest.adapter_sha256
 
 
 def test_a_promote_is_seen_by_another_registry_on_the_same_database_at_once(
