@@ -42,6 +42,7 @@ from lorastack.train.data import (
 )
 from lorastack.train.data.records import CanonicalFormat
 from lorastack.train.feedback_report import EXPORT_JSON, EXPORT_MD, ExportReport, Source
+from lorastack.train.replay import Replay, mix_replay
 
 ExportFormat = Literal["kto", "dpo", "sft"]
 EXPORT_FORMATS: tuple[ExportFormat, ...] = get_args(ExportFormat)
@@ -261,14 +262,18 @@ def export_feedback(
     since: datetime | None = None,
     scrub: Guard | None = None,
     progress: Progress | None = None,
+    replay: Replay | None = None,
 ) -> ExportResult:
     """Write a prepared dataset of `fmt` rows from a domain's feedback into `out`.
 
     `scrub` masks personal data again with its input policy (corrections are typed
-    by people; None: no second pass). Raises `DataError` when fewer than `MIN_ROWS`
-    rows are there, before or after the data checks.
+    by people; None: no second pass). `replay` (kto only): desirable rows of the data
+    prod learnt from, added to the train split (`train/replay.py`). Raises `DataError`
+    when fewer than `MIN_ROWS` rows are there, before or after the data checks.
     """
     progress = progress or NullProgress()
+    if replay is not None and fmt != "kto":
+        raise DataError(f"replay adds unpaired desirable rows: kto only, not {fmt}")
     progress.step(f"reading the feedback of {domain}")
     rows, report = collect_rows(store, domain, fmt, since)
     if len(rows) < MIN_ROWS:
@@ -288,6 +293,8 @@ def export_feedback(
     if prepared.report.kept < MIN_ROWS:
         raise _too_few(report, len(rows), prepared.report.kept)
     _name_the_rows(prepared, raw, rows, domain)
+    if replay is not None:
+        report.replay = mix_replay(prepared, replay, scrub, progress)
     report.prepared = prepared.report
     extra = {EXPORT_JSON: report.to_json(), EXPORT_MD: report.to_markdown()}
     written = write_dataset(out, prepared, progress, extra)

@@ -45,6 +45,82 @@ _FORMAT_REASONS: dict[str, tuple[str, ...]] = {
 
 
 @dataclass
+class ReplayReport:
+    """What a KTO export replayed of the data prod learnt from (`train/replay.py`)."""
+
+    share: float
+    """Replay rows asked for per feedback row of the train split."""
+    seed: int
+    version: str | None = None
+    """`DOMAIN@vN` whose training data was replayed; None: none was found."""
+    path: str | None = None
+    dataset_sha256: str | None = None
+    read: int = 0
+    """Records of that data's train split read (never its validation or test split)."""
+    not_answers: int = 0
+    breaking_rules: int = 0
+    """Answers left out for breaking one of prod's brand rules."""
+    dropped_by_checks: dict[str, int] = field(default_factory=dict)
+    feedback_duplicates: int = 0
+    """Rows left out for the prompt and answer of a feedback row."""
+    wanted: int = 0
+    added: int = 0
+    """Desirable rows added to the train split."""
+    unavailable: str = ""
+    """Why nothing could be replayed."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "share": self.share,
+            "seed": self.seed,
+            "version": self.version,
+            "path": self.path,
+            "dataset_sha256": self.dataset_sha256,
+            "read": self.read,
+            "left_out": {
+                "not_answers": self.not_answers,
+                "breaking_rules": self.breaking_rules,
+                "data_checks": dict(self.dropped_by_checks),
+                "feedback_duplicates": self.feedback_duplicates,
+            },
+            "wanted": self.wanted,
+            "added": self.added,
+            "unavailable": self.unavailable or None,
+        }
+
+    def note(self) -> str:
+        """One line for the data report."""
+        if not self.added:
+            why = self.unavailable or f"share {self.share:g}"
+            return f"replay: no rows of the data prod learnt from were added ({why})"
+        return (
+            f"replay: {self.added} desirable rows from the train split of {self.version}'s "
+            f"data ({(self.dataset_sha256 or '')[:12]}) added to the train split "
+            f"(share {self.share:g}, seed {self.seed}); see export.md"
+        )
+
+    def to_markdown(self) -> list[str]:
+        lines = ["", "## Replay", ""]
+        if self.version is None:
+            return [*lines, f"Nothing replayed: {self.unavailable}."]
+        checks = ", ".join(f"{k} {v}" for k, v in self.dropped_by_checks.items()) or "none"
+        lines += [
+            f"Desirable rows from the train split of the data **{self.version}** learnt "
+            f"from (`{self.path}`, sha256 {(self.dataset_sha256 or '')[:12]}), "
+            f"{self.share:g} per feedback row of the train split, drawn with seed "
+            f"{self.seed}: **{self.added}** added to the train split only (wanted "
+            f"{self.wanted}).",
+            "",
+            f"Read {self.read}; left out: {self.not_answers} not ending in an answer, "
+            f"{self.breaking_rules} breaking a brand rule, {self.feedback_duplicates} equal "
+            f"to a feedback row; data checks dropped: {checks}.",
+        ]
+        if self.unavailable:
+            lines += ["", f"Nothing replayed: {self.unavailable}."]
+        return lines
+
+
+@dataclass
 class ExportReport:
     """Counts of one export, from the store to the rows handed to the data checks."""
 
@@ -68,6 +144,8 @@ class ExportReport:
     dropped: dict[str, int] = field(default_factory=dict)
     prepared: DataReport | None = None
     """What the data checks then did (set once they ran)."""
+    replay: ReplayReport | None = None
+    """kto: what was replayed of the data prod learnt from; None: replay was off."""
 
     def __post_init__(self) -> None:
         names = ("no_rating", "superseded_rating", "correction_same_as_answer")
@@ -99,6 +177,8 @@ class ExportReport:
                 "dropped": {k: v for k, v in self.prepared.dropped.items() if v},
                 "splits": dict(self.prepared.splits),
             }
+        if self.replay is not None:
+            data["replay"] = self.replay.to_dict()
         return data
 
     def to_json(self) -> str:
@@ -149,4 +229,6 @@ class ExportReport:
                 f"Kept {checks.kept} of {checks.read} rows ({splits}); dropped: {dropped}. "
                 "The details are in `report.md`.",
             ]
+        if self.replay is not None:
+            lines += self.replay.to_markdown()
         return "\n".join(lines) + "\n"

@@ -4,7 +4,9 @@
 checks:
 
 1. `export_feedback`: the domain's rated exchanges as a prepared kto or dpo dataset, in a
-   new folder under `$LORASTACK_HOME/feedback/`;
+   new folder under `$LORASTACK_HOME/feedback/`; kto with replay (`train/replay.py`):
+   as many answers from the train split of the data prod learnt from, as desirable rows,
+   so that the candidate keeps what prod knew;
 2. `run_training` in that mode, from the domain's `prod` version, with the default
    preference training settings;
 3. `evaluate_run`: the candidate against `prod` (loss, rules and fact recall on the data
@@ -37,6 +39,7 @@ from lorastack.train.config import PREFERENCE_MODES, ConfigError, build_config
 from lorastack.train.evaluate import evaluate_run, publish_run
 from lorastack.train.feedback_export import ExportResult, export_feedback
 from lorastack.train.gate import PublishRefused
+from lorastack.train.replay import ReplayOptions, load_replay
 from lorastack.train.run import new_run_dir
 from lorastack.train.trainer import TrainResult, train_new_run
 
@@ -111,6 +114,7 @@ def improve(
     training: dict[str, Any] | None = None,
     examples: int = quality.DEFAULT_EXAMPLES,
     progress: Progress | None = None,
+    replay: ReplayOptions | None = None,
 ) -> ImproveResult:
     """Export `domain`'s feedback, train on it from prod, evaluate, publish, start a canary.
 
@@ -118,6 +122,8 @@ def improve(
     masks personal data in the export again with the domain's input policy. `training`:
     TRL fields over the default preference settings (tests make the run tiny with it).
     `examples`: the test examples the evaluation answers for rules and fact recall.
+    `replay` (kto): how much of prod's own data joins the feedback (default
+    `ReplayOptions()`; a share of 0 turns it off; dpo takes pairs and replays nothing).
     Raises the refusing step's error: `DataError` (too little feedback), `ConfigError`
     (no prod version, a run refused), `ImproveRefused` (the quality gate).
     """
@@ -133,8 +139,15 @@ def improve(
             f"{domain} has no {DEFAULT_ALIAS} version to improve: publish one with "
             "`lorastack publish RUN --promote` first"
         )
+    replay = replay or ReplayOptions()
+    replayed = None
+    if fmt == "kto" and replay.share > 0:
+        start = registry.manifest(domain, prod)
+        replayed = load_replay(start, registry, settings.runs_dir, replay)
+        if replayed.unavailable:
+            progress.step(f"nothing to replay: {replayed.unavailable}")
     dataset = new_run_dir(settings.home / FEEDBACK_FOLDER, domain).root
-    exported = export_feedback(store, domain, fmt, dataset, since, scrub, progress)
+    exported = export_feedback(store, domain, fmt, dataset, since, scrub, progress, replayed)
 
     config = build_config(
         {

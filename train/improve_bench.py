@@ -41,8 +41,10 @@ from lorastack.train.config import ConfigError, TrainConfig
 from lorastack.train.data import PrepareOptions, prepare_splits, write_dataset
 from lorastack.train.data.records import ChatRecord, Message, Record
 from lorastack.train.evaluate import answer_prompts, evaluate_run, publish_run
+from lorastack.train.feedback_report import EXPORT_JSON
 from lorastack.train.improve import ImproveRefused, Measure, compare, improve
-from lorastack.train.run import RunPaths, load_splits
+from lorastack.train.replay import ReplayOptions
+from lorastack.train.run import RunPaths, load_run_config, load_splits
 from lorastack.train.trainer import train_new_run
 
 JSON_FILE = "improve.json"
@@ -75,6 +77,8 @@ class ImproveBench:
     measures: list[Measure] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     run: str = ""
+    replay: dict[str, Any] | None = None
+    """What the export replayed of prod's data (`export.json`'s `replay`); None: off."""
 
 
 def breakable_rule(rules: list[BrandRule]) -> BrandRule:
@@ -195,6 +199,7 @@ def measure_improve(
     improve_training: dict[str, Any] | None = None,
     examples: int = quality.DEFAULT_EXAMPLES,
     questions: int = DEFAULT_QUESTIONS,
+    replay: ReplayOptions | None = None,
 ) -> ImproveBench:
     """Run the loop above for `config`'s brand in a home under `folder`."""
     from lorastack.db import open_feedback_store
@@ -255,6 +260,7 @@ def measure_improve(
                 training=improve_training,
                 examples=examples,
                 progress=progress,
+                replay=replay,
             )
             published, run = result.manifest.ref, result.run
         except ImproveRefused as refusal:
@@ -279,7 +285,20 @@ def measure_improve(
         measures=measures,
         seconds={k: round(v, 1) for k, v in seconds.items()},
         run=str(run),
+        replay=_replayed(RunPaths(run)),
     )
+
+
+def _replayed(run: RunPaths) -> dict[str, Any] | None:
+    """What the export the run trained on replayed (its `export.json`); None: nothing
+    recorded."""
+    if not run.config.is_file():
+        return None
+    exported = load_run_config(run).data / EXPORT_JSON
+    if not exported.is_file():
+        return None
+    replay: dict[str, Any] | None = json.loads(exported.read_text(encoding="utf-8")).get("replay")
+    return replay
 
 
 def render_markdown(bench: ImproveBench) -> str:
@@ -304,6 +323,16 @@ def render_markdown(bench: ImproveBench) -> str:
         else "refused by the quality gate: " + "; ".join(bench.refused)
     )
     timing = ", ".join(f"{step} {value:.0f} s" for step, value in bench.seconds.items())
+    replay = bench.replay
+    if replay is None or not replay.get("added"):
+        why = (replay or {}).get("unavailable") or "off"
+        lines += ["", f"Replay: none ({why})."]
+    else:
+        lines += [
+            "",
+            f"Replay: {replay['added']} desirable rows from the train split of "
+            f"{replay['version']}'s data (share {replay['share']:g}, seed {replay['seed']}).",
+        ]
     lines += ["", f"The candidate was {verdict}.", "", f"Time: {timing}.", f"Run: {bench.run}"]
     return "\n".join(lines) + "\n"
 

@@ -17,6 +17,12 @@ from lorastack.train.improve import DEFAULT_WEIGHT, IMPROVE_FORMATS, Measure
 from lorastack.train.improve import improve as run_loop
 from lorastack.train.improve_bench import DEFAULT_QUESTIONS, measure_improve, write_improve_report
 from lorastack.train.quality import DEFAULT_EXAMPLES
+from lorastack.train.replay import DEFAULT_REPLAY_SHARE, ReplayOptions
+
+_REPLAY_HELP = (
+    "kto: rows of the data prod learnt from added as desirable answers, per feedback "
+    "row of the train split, against forgetting (0: none)."
+)
 
 
 def improve(
@@ -45,6 +51,7 @@ def improve(
     no_canary: Annotated[
         bool, typer.Option("--no-canary", help="Publish the new version without a canary.")
     ] = False,
+    replay: Annotated[float, typer.Option(min=0, help=_REPLAY_HELP)] = DEFAULT_REPLAY_SHARE,
 ) -> None:
     """Export the domain's feedback, train on it from prod, evaluate against prod, publish
     through the quality gate and start a canary; prints the comparison, the run folder and
@@ -77,12 +84,15 @@ def improve(
             weight=None if no_canary else (weight if weight is not None else DEFAULT_WEIGHT),
             scrub=guard_for(domain),
             progress=progress,
+            replay=ReplayOptions(share=replay),
         )
     report = result.export.report
     err.print(
         f"{report.exchanges} exchanges, {report.rated} rated: {result.export.data.kept} "
         f"{format} rows kept, in {result.export.out}"
     )
+    if report.replay is not None:
+        err.print(report.replay.note())
     err.print(f"trained {result.training.steps} steps from {result.training.from_adapter}")
     version, prod = f"v{result.manifest.version}", f"v{result.prod}"
     table = Table("measure", f"candidate {version}", f"prod {prod}", "change")
@@ -132,6 +142,7 @@ def evaluate_improve(
             "--out", help="Report folder (default: $LORASTACK_HOME/bench/improve-<time>)."
         ),
     ] = None,
+    replay: Annotated[float, typer.Option(min=0, help=_REPLAY_HELP)] = DEFAULT_REPLAY_SHARE,
 ) -> None:
     """Measure `lorastack improve`: train an adapter that breaks a brand rule in about half
     its answers, rate its answers by the rule, improve it, and report the rule's pass rate
@@ -154,6 +165,7 @@ def evaluate_improve(
             progress,
             examples=quality_examples,
             questions=questions,
+            replay=ReplayOptions(share=replay),
         )
     write_improve_report(bench, folder)
     before = "-" if bench.rule_before is None else f"{bench.rule_before:.0%}"

@@ -154,6 +154,11 @@ def test_no_canary_publishes_without_one(
     assert result.manifest.version == 2 and result.index is None
     assert registry.index(DOMAIN).canary is None
     assert result.manifest.training["mode"] == "kto"
+    # kto replays prod's own data: its 6 distinct train chats, found by the dataset hash.
+    replayed = json.loads((result.export.out / "export.json").read_text())["replay"]
+    assert replayed["version"] == f"{DOMAIN}@v1" and replayed["added"] == 6
+    train = (result.export.out / "train.jsonl").read_text()
+    assert train.count(VOICE) == 6  # prod's voice, added to the replayed prompts only
 
 
 def test_too_little_feedback_publishes_nothing(
@@ -202,6 +207,7 @@ def test_the_command_runs_the_loop_and_prints_the_comparison(
     monkeypatch.setattr(lorastack.db, "open_feedback_store", lambda settings: _opened(filled))
     bad = cli("improve", DOMAIN, "--no-canary", "--weight", "5")
     assert bad.code == 2 and "--no-canary" in bad.err
+    assert cli("improve", DOMAIN, "--replay", "-1").code == 2
     done = cli("improve", DOMAIN, "--format", "dpo", "--weight", "20")
     assert done.code == 0, done.err
     lines = done.out.strip().splitlines()

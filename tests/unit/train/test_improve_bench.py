@@ -23,6 +23,7 @@ from lorastack.train.improve_bench import (
     half_breaking,
     measure_improve,
     rate_by_rule,
+    render_markdown,
     starting_dataset,
     train_questions,
     without_rule,
@@ -237,3 +238,13 @@ def test_eval_improve_prints_before_and_after(  # type: ignore[no-untyped-def]
 def test_eval_improve_refuses_a_missing_config(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     done = cli("eval-improve", str(tmp_path / "nope.yaml"))
     assert done.code != 0 and "does not exist" in done.err and "Traceback" not in done.err
+
+
+def test_the_report_says_what_was_replayed() -> None:
+    bench = ImproveBench("harborline", "ahoy", 1, 120, 78, 42, 13, 0.77, 1.0, None)
+    assert "Replay: none (off)." in render_markdown(bench)
+    bench.replay = {"added": 96, "version": "harborline@v1", "share": 1.0, "seed": 42}
+    assert (
+        "Replay: 96 desirable rows from the train split of harborline@v1's data (share 1, "
+        "seed 42)." in render_markdown(bench)
+    )
