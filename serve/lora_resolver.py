@@ -38,6 +38,9 @@ logger = logging.getLogger("vllm.lorastack.lora_resolver")
 RESOLVER_NAME = "lorastack registry"
 HOME_ENV = "LORASTACK_RESOLVER_HOME"
 CACHE_ENV = "LORASTACK_RESOLVER_CACHE_DIR"
+REGISTRY_COPIES = "registry"
+"""Under the resolver's cache folder: the database index's local copies (when the settings
+name no `registry.cache_dir`), which the resolver's own copies are made from."""
 RUNTIME_LORA_ENV = "VLLM_ALLOW_RUNTIME_LORA_UPDATING"
 
 
@@ -73,12 +76,14 @@ class ResolverConfig:
         )
 
     def adapter_cache(self) -> AdapterCache:
-        """The cache over the home's registry: its `adapters/` folder, or the database index
-        that the `LORASTACK_*` environment names (`LORASTACK_REGISTRY__INDEX=database`)."""
+        """The cache over the home's registry: the database index the `LORASTACK_*`
+        environment names (the default), or its `adapters/` folder
+        (`LORASTACK_REGISTRY__INDEX=folder`)."""
         settings = load_settings(home=self.home)
         if settings.registry.cache_dir is None:
             # The database index's local copies beside the resolver's, not in a shared home.
-            local = settings.registry.model_copy(update={"cache_dir": self.cache_dir / "registry"})
+            copies = self.cache_dir / REGISTRY_COPIES
+            local = settings.registry.model_copy(update={"cache_dir": copies})
             settings = settings.model_copy(update={"registry": local})
         store = ModelStore(settings.models_dir)
         # The resolver never publishes, so the registry's rank limit does not apply here.
