@@ -72,8 +72,11 @@ DEFAULT_TRAINING: dict[str, Any] = {
 # brand rule in 77% of unseen answers, KTO on 120 answers rated by that rule. 5e-6 for one
 # epoch (TRL's LoRA DPO example) left loss and rule where they were; 5e-5 for three epochs
 # lifted the rule to 100% with a lower test loss, 1e-4 to 100% with a higher one. Both
-# lost fact recall on reworded questions (66% -> 55% and 45%), which the gate refuses. beta
-# 0.1 is both trainers' default. Evaluation, checkpoints and logging as above.
+# lost fact recall on reworded questions (66% -> 55% and 45%), which the gate refuses; from
+# another start (85% rule, 60% recall) 5e-5 lost 4.7 points and passed. Replaying prod's own
+# answers as desirable KTO rows (train/replay.py, one per feedback row) lost 11.6 points
+# from that start, so it is off by default. beta 0.1 is both trainers' default.
+# Evaluation, checkpoints and logging as above.
 DEFAULT_PREFERENCE_TRAINING: dict[str, Any] = {
     "num_train_epochs": 3,
     "learning_rate": 5e-5,

@@ -4,9 +4,9 @@
 checks:
 
 1. `export_feedback`: the domain's rated exchanges as a prepared kto or dpo dataset, in a
-   new folder under `$LORASTACK_HOME/feedback/`; kto with replay (`train/replay.py`):
-   as many answers from the train split of the data prod learnt from, as desirable rows,
-   so that the candidate keeps what prod knew;
+   new folder under `$LORASTACK_HOME/feedback/`; kto with `replay` (`train/replay.py`,
+   off by default): answers from the train split of the data prod learnt from, as
+   desirable rows, meant to keep what prod knew;
 2. `run_training` in that mode, from the domain's `prod` version, with the default
    preference training settings;
 3. `evaluate_run`: the candidate against `prod` (loss, rules and fact recall on the data
@@ -123,7 +123,7 @@ def improve(
     TRL fields over the default preference settings (tests make the run tiny with it).
     `examples`: the test examples the evaluation answers for rules and fact recall.
     `replay` (kto): how much of prod's own data joins the feedback (default
-    `ReplayOptions()`; a share of 0 turns it off; dpo takes pairs and replays nothing).
+    `ReplayOptions()`: none; dpo takes pairs and replays nothing).
     Raises the refusing step's error: `DataError` (too little feedback), `ConfigError`
     (no prod version, a run refused), `ImproveRefused` (the quality gate).
     """

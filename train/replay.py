@@ -8,6 +8,11 @@ the standard remedy for such forgetting in continual learning; KTO makes it simp
 because it takes unpaired rows: the reference answers prod was trained on are good
 answers, so they join the export's train split as desirable rows (`label: true`).
 
+Measured, it did not help there: from one start, with the same ratings and settings,
+recall fell 11.6 points with one replay row per feedback row and 4.7 without (a run's
+recall moves by 2.3 points a fact). So it is off by default (`DEFAULT_REPLAY_SHARE`), an
+option (`lorastack improve --replay SHARE`) to measure on other data.
+
 - The data is the prepared dataset the evaluation checks forgetting on
   (`preference_eval.find_original`: found by the dataset hash of the version prod
   descends from), and only its train split: its test split is where forgetting is
@@ -49,15 +54,16 @@ from lorastack.train.feedback_report import ReplayReport
 from lorastack.train.preference_eval import find_original
 from lorastack.train.run import load_splits
 
-DEFAULT_REPLAY_SHARE = 1.0
-"""Replay rows per feedback row of the train split (measured: docs/training.md)."""
+DEFAULT_REPLAY_SHARE = 0.0
+"""Replay rows per feedback row of the train split: none by default, as one per feedback
+row lost more fact recall than none on harborline (docs/training.md, replay)."""
 DEFAULT_REPLAY_SEED = 42
 """The draw of the replay rows and the shuffle of the mixed train split."""
 
 
 @dataclass(frozen=True)
 class ReplayOptions:
-    """How much of prod's data a KTO export replays."""
+    """How much of prod's data a KTO export replays (`share` 1: one row per feedback row)."""
 
     share: float = DEFAULT_REPLAY_SHARE
     """Replay rows per feedback row of the train split; 0: none."""

@@ -21,7 +21,7 @@ from lorastack.train.replay import DEFAULT_REPLAY_SHARE, ReplayOptions
 
 _REPLAY_HELP = (
     "kto: rows of the data prod learnt from added as desirable answers, per feedback "
-    "row of the train split, against forgetting (0: none)."
+    "row of the train split, against forgetting (0: none; 1: as many as feedback rows)."
 )
 
 

@@ -18,6 +18,7 @@ from lorastack.settings import get_settings
 from lorastack.train.config import ConfigError, build_config
 from lorastack.train.data import DataError
 from lorastack.train.improve import ImproveRefused, improve
+from lorastack.train.replay import ReplayOptions
 from lorastack.train.run import RunPaths, dataset_sha256
 from lorastack.train.trainer import run_training
 from tests.fakes import write_trainable_checkpoint
@@ -150,11 +151,11 @@ def test_the_loop_publishes_a_version_and_starts_a_canary(
 def test_no_canary_publishes_without_one(
     store: ModelStore, registry: AdapterRegistry, prod: int
 ) -> None:
-    result = _improve(registry, store, rated(), weight=None)  # kto, the default
+    result = _improve(registry, store, rated(), weight=None, replay=ReplayOptions(share=1))
     assert result.manifest.version == 2 and result.index is None
     assert registry.index(DOMAIN).canary is None
     assert result.manifest.training["mode"] == "kto"
-    # kto replays prod's own data: its 6 distinct train chats, found by the dataset hash.
+    # kto (the default) with replay: prod's 6 distinct train chats, found by the dataset hash.
     replayed = json.loads((result.export.out / "export.json").read_text())["replay"]
     assert replayed["version"] == f"{DOMAIN}@v1" and replayed["added"] == 6
     train = (result.export.out / "train.jsonl").read_text()

@@ -39,6 +39,7 @@ def replay(count: int = 40, **options: Any) -> Replay:
     """`count` old chats that follow the rule, as replay rows."""
     records = [chat(f"Old question {n}?", f"Ahoy! Old answer {n}.") for n in range(count)]
     rows, _, _ = replay_rows(records, RULES)
+    options.setdefault("share", 1.0)
     return Replay(ReplayOptions(**options), rows, version="coffee@v1", dataset_sha256="ab" * 32)
 
 
@@ -135,7 +136,7 @@ def test_a_feedback_row_s_prompt_and_answer_are_never_replayed(tmp_path: Path) -
 
 def test_replay_rows_are_scrubbed_again(tmp_path: Path) -> None:
     rows, _, _ = replay_rows([chat("Who booked?", "Ahoy! Jane Porter booked it.")], RULES)
-    given = Replay(ReplayOptions(), rows, version="coffee@v1")
+    given = Replay(ReplayOptions(share=1.0), rows, version="coffee@v1")
     guard = Guard(default_policy(), RegexDetector())
     result = export_feedback(
         rated().store, "coffee", "kto", tmp_path / "out", scrub=guard, replay=given
@@ -172,7 +173,7 @@ def _prod(data: Path, **fields: Any) -> AdapterManifest:
 
 def test_replay_is_drawn_from_prod_s_train_split_never_its_test_split(tmp_path: Path) -> None:
     data = _prepared(tmp_path / "data")
-    found = load_replay(_prod(data), None, tmp_path / "runs")  # type: ignore[arg-type]
+    found = load_replay(_prod(data), None, tmp_path / "runs", ReplayOptions(share=1.0))  # type: ignore[arg-type]
     assert (found.version, found.path, found.read) == ("coffee@v3", data, 5)
     assert found.breaking_rules == 1 and len(found.rows) == 4
     assert all("train question" in json.dumps(row["prompt"]) for row in found.rows)
@@ -190,6 +191,15 @@ def test_data_that_cannot_be_found_replays_nothing_and_says_why(tmp_path: Path) 
     result = export_feedback(rated().store, "coffee", "kto", tmp_path / "out", replay=found)
     assert result.report.replay is not None and result.report.replay.added == 0
     assert "Nothing replayed: no prepared dataset" in (result.out / "export.md").read_text()
+
+
+def test_replay_is_off_by_default(tmp_path: Path) -> None:
+    rows, _, _ = replay_rows([chat("Old question?", "Ahoy! Old answer.")], RULES)
+    result = export_feedback(
+        rated().store, "coffee", "kto", tmp_path / "out", replay=Replay(ReplayOptions(), rows)
+    )
+    assert ReplayOptions().share == 0 and result.report.replay is not None
+    assert result.report.replay.added == 0
 
 
 def test_replay_share_must_not_be_negative() -> None:
