@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -343,7 +344,13 @@ def test_the_demo_serves_first_then_trains_and_announces_each_domain(
 def test_a_service_that_dies_while_the_demo_trains_stops_it(tmp_path: Path) -> None:
     script = "import time; time.sleep(0.5); raise SystemExit(3)"
     service = start_service("gateway", [sys.executable, "-c", script], tmp_path / "log", {})
-    with pytest.raises(KeyboardInterrupt), quickstart.ServiceWatch([service], 0.05) as watch:
-        time.sleep(30)  # stands in for training
+    # SIGINT raises KeyboardInterrupt, as `quickstart` sets it up before it watches: a test
+    # worker's process may have been left another handler by what ran in it before.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt), quickstart.ServiceWatch([service], 0.05) as watch:
+            time.sleep(30)  # stands in for training
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert watch.failure is not None
     assert "exited with code 3" in str(watch.failure)
