@@ -344,13 +344,15 @@ def test_the_demo_serves_first_then_trains_and_announces_each_domain(
 def test_a_service_that_dies_while_the_demo_trains_stops_it(tmp_path: Path) -> None:
     script = "import time; time.sleep(0.5); raise SystemExit(3)"
     service = start_service("gateway", [sys.executable, "-c", script], tmp_path / "log", {})
-    # SIGINT raises KeyboardInterrupt, as `quickstart` sets it up before it watches: a test
-    # worker's process may have been left another handler by what ran in it before.
+    # SIGINT delivered and raising KeyboardInterrupt, as in the `quickstart` command: a test
+    # worker may have been left another handler, or the signal blocked, by what ran before.
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     try:
         with pytest.raises(KeyboardInterrupt), quickstart.ServiceWatch([service], 0.05) as watch:
             time.sleep(30)  # stands in for training
     finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         signal.signal(signal.SIGINT, previous)
     assert watch.failure is not None
     assert "exited with code 3" in str(watch.failure)
