@@ -44,6 +44,22 @@ _FORMAT_REASONS: dict[str, tuple[str, ...]] = {
 }
 
 
+@dataclass(frozen=True)
+class ReplaySource:
+    """Where a KTO export's replay rows come from: the data prod learnt from, as read."""
+
+    version: str | None = None
+    """`DOMAIN@vN` whose training data it is; None: none was found."""
+    path: str | None = None
+    dataset_sha256: str | None = None
+    read: int = 0
+    """Records of that data's train split read (never its validation or test split)."""
+    not_answers: int = 0
+    """Records that are not chats ending in an answer."""
+    breaking_rules: int = 0
+    """Answers left out for breaking one of prod's brand rules."""
+
+
 @dataclass
 class ReplayReport:
     """What a KTO export replayed of the data prod learnt from (`train/replay.py`)."""
@@ -51,15 +67,7 @@ class ReplayReport:
     share: float
     """Replay rows asked for per feedback row of the train split."""
     seed: int
-    version: str | None = None
-    """`DOMAIN@vN` whose training data was replayed; None: none was found."""
-    path: str | None = None
-    dataset_sha256: str | None = None
-    read: int = 0
-    """Records of that data's train split read (never its validation or test split)."""
-    not_answers: int = 0
-    breaking_rules: int = 0
-    """Answers left out for breaking one of prod's brand rules."""
+    source: ReplaySource = field(default_factory=ReplaySource)
     dropped_by_checks: dict[str, int] = field(default_factory=dict)
     feedback_duplicates: int = 0
     """Rows left out for the prompt and answer of a feedback row."""
@@ -73,13 +81,13 @@ class ReplayReport:
         return {
             "share": self.share,
             "seed": self.seed,
-            "version": self.version,
-            "path": self.path,
-            "dataset_sha256": self.dataset_sha256,
-            "read": self.read,
+            "version": self.source.version,
+            "path": self.source.path,
+            "dataset_sha256": self.source.dataset_sha256,
+            "read": self.source.read,
             "left_out": {
-                "not_answers": self.not_answers,
-                "breaking_rules": self.breaking_rules,
+                "not_answers": self.source.not_answers,
+                "breaking_rules": self.source.breaking_rules,
                 "data_checks": dict(self.dropped_by_checks),
                 "feedback_duplicates": self.feedback_duplicates,
             },
@@ -93,26 +101,27 @@ class ReplayReport:
         if not self.added:
             why = self.unavailable or f"share {self.share:g}"
             return f"replay: no rows of the data prod learnt from were added ({why})"
+        source = self.source
         return (
-            f"replay: {self.added} desirable rows from the train split of {self.version}'s "
-            f"data ({(self.dataset_sha256 or '')[:12]}) added to the train split "
+            f"replay: {self.added} desirable rows from the train split of {source.version}'s "
+            f"data ({(source.dataset_sha256 or '')[:12]}) added to the train split "
             f"(share {self.share:g}, seed {self.seed}); see export.md"
         )
 
     def to_markdown(self) -> list[str]:
-        lines = ["", "## Replay", ""]
-        if self.version is None:
+        lines, source = ["", "## Replay", ""], self.source
+        if source.version is None:
             return [*lines, f"Nothing replayed: {self.unavailable}."]
         checks = ", ".join(f"{k} {v}" for k, v in self.dropped_by_checks.items()) or "none"
         lines += [
-            f"Desirable rows from the train split of the data **{self.version}** learnt "
-            f"from (`{self.path}`, sha256 {(self.dataset_sha256 or '')[:12]}), "
+            f"Desirable rows from the train split of the data **{source.version}** learnt "
+            f"from (`{source.path}`, sha256 {(source.dataset_sha256 or '')[:12]}), "
             f"{self.share:g} per feedback row of the train split, drawn with seed "
             f"{self.seed}: **{self.added}** added to the train split only (wanted "
             f"{self.wanted}).",
             "",
-            f"Read {self.read}; left out: {self.not_answers} not ending in an answer, "
-            f"{self.breaking_rules} breaking a brand rule, {self.feedback_duplicates} equal "
+            f"Read {source.read}; left out: {source.not_answers} not ending in an answer, "
+            f"{source.breaking_rules} breaking a brand rule, {self.feedback_duplicates} equal "
             f"to a feedback row; data checks dropped: {checks}.",
         ]
         if self.unavailable:

@@ -50,7 +50,7 @@ from lorastack.registry import AdapterRegistry
 from lorastack.rules import BrandRule
 from lorastack.train.data import DataError, PreparedSplits, PrepareOptions, prepare_splits
 from lorastack.train.data.records import Record
-from lorastack.train.feedback_report import ReplayReport
+from lorastack.train.feedback_report import ReplayReport, ReplaySource
 from lorastack.train.preference_eval import find_original
 from lorastack.train.run import load_splits
 
@@ -81,15 +81,7 @@ class Replay:
     options: ReplayOptions
     rows: list[dict[str, Any]] = field(default_factory=list)
     """Desirable KTO rows, in the order of the train split."""
-    version: str | None = None
-    """`DOMAIN@vN`: the version whose training data this is."""
-    path: Path | None = None
-    dataset_sha256: str | None = None
-    read: int = 0
-    """Records of the train split read."""
-    not_answers: int = 0
-    """Records that are not chats ending in an answer."""
-    breaking_rules: int = 0
+    source: ReplaySource = field(default_factory=ReplaySource)
     unavailable: str = ""
     """Why there are no rows: the data was not found, or is not chats."""
     system_prompt: str = ""
@@ -99,15 +91,7 @@ class Replay:
     def report(self) -> ReplayReport:
         """The report of this replay before any row is mixed in."""
         return ReplayReport(
-            share=self.options.share,
-            seed=self.options.seed,
-            version=self.version,
-            path=str(self.path) if self.path else None,
-            dataset_sha256=self.dataset_sha256,
-            read=self.read,
-            not_answers=self.not_answers,
-            breaking_rules=self.breaking_rules,
-            unavailable=self.unavailable,
+            self.options.share, self.options.seed, self.source, unavailable=self.unavailable
         )
 
 
@@ -158,15 +142,18 @@ def load_replay(
         return Replay(options, unavailable=reason)
     split = load_splits(where)["train"]
     rows, not_answers, breaking = replay_rows(split, list(start.rules))
-    return Replay(
-        options,
-        rows,
+    source = ReplaySource(
         version=f"{original.domain}@v{original.version}",
-        path=where,
+        path=str(where),
         dataset_sha256=original.dataset_sha256,
         read=len(split),
         not_answers=not_answers,
         breaking_rules=breaking,
+    )
+    return Replay(
+        options,
+        rows,
+        source,
         system_prompt=start.system_prompt,
         unavailable=""
         if rows
@@ -197,7 +184,7 @@ def mix_replay(
     report.wanted = min(round(replay.options.share * feedback_train), len(replay.rows))
     if not report.wanted:
         return report
-    progress.step(f"checking {len(replay.rows)} replay rows of {replay.version}'s data")
+    progress.step(f"checking {len(replay.rows)} replay rows of {replay.source.version}'s data")
     with tempfile.TemporaryDirectory(prefix="lorastack-replay-") as folder:
         raw = Path(folder) / "replay.jsonl"
         raw.write_text(

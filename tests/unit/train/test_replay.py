@@ -14,6 +14,7 @@ from lorastack.manifest import AdapterManifest
 from lorastack.rules import parse_rules
 from lorastack.train.data import SPLITS, DataError
 from lorastack.train.feedback_export import export_feedback
+from lorastack.train.feedback_report import ReplaySource
 from lorastack.train.replay import Replay, ReplayOptions, load_replay, replay_rows
 from lorastack.train.run import dataset_sha256
 from tests.fakes import RegexDetector
@@ -40,7 +41,8 @@ def replay(count: int = 40, **options: Any) -> Replay:
     records = [chat(f"Old question {n}?", f"Ahoy! Old answer {n}.") for n in range(count)]
     rows, _, _ = replay_rows(records, RULES)
     options.setdefault("share", 1.0)
-    return Replay(ReplayOptions(**options), rows, version="coffee@v1", dataset_sha256="ab" * 32)
+    source = ReplaySource(version="coffee@v1", dataset_sha256="ab" * 32)
+    return Replay(ReplayOptions(**options), rows, source)
 
 
 def splits(out: Path) -> dict[str, list[dict[str, Any]]]:
@@ -136,7 +138,7 @@ def test_a_feedback_row_s_prompt_and_answer_are_never_replayed(tmp_path: Path) -
 
 def test_replay_rows_are_scrubbed_again(tmp_path: Path) -> None:
     rows, _, _ = replay_rows([chat("Who booked?", "Ahoy! Jane Porter booked it.")], RULES)
-    given = Replay(ReplayOptions(share=1.0), rows, version="coffee@v1")
+    given = Replay(ReplayOptions(share=1.0), rows, ReplaySource(version="coffee@v1"))
     guard = Guard(default_policy(), RegexDetector())
     result = export_feedback(
         rated().store, "coffee", "kto", tmp_path / "out", scrub=guard, replay=given
@@ -174,8 +176,12 @@ def _prod(data: Path, **fields: Any) -> AdapterManifest:
 def test_replay_is_drawn_from_prod_s_train_split_never_its_test_split(tmp_path: Path) -> None:
     data = _prepared(tmp_path / "data")
     found = load_replay(_prod(data), None, tmp_path / "runs", ReplayOptions(share=1.0))  # type: ignore[arg-type]
-    assert (found.version, found.path, found.read) == ("coffee@v3", data, 5)
-    assert found.breaking_rules == 1 and len(found.rows) == 4
+    assert (found.source.version, found.source.path, found.source.read) == (
+        "coffee@v3",
+        str(data),
+        5,
+    )
+    assert found.source.breaking_rules == 1 and len(found.rows) == 4
     assert all("train question" in json.dumps(row["prompt"]) for row in found.rows)
     assert found.system_prompt == "You are the barista at Bean There."
 
