@@ -107,6 +107,26 @@ class Detector(Protocol):
         self, text: str, entity_types: Sequence[str], custom: Sequence[CustomEntity] = ()
     ) -> list[Finding]: ...
 
+    def detect_many(
+        self, texts: Sequence[str], entity_types: Sequence[str], custom: Sequence[CustomEntity] = ()
+    ) -> list[list[Finding]]:
+        """`detect` for each text, in order: what a batch of texts can share, it shares."""
+        ...
+
+
+class DetectsEachText:
+    """`detect_many` for a detector without a batch path: one `detect` per text."""
+
+    def detect(
+        self, text: str, entity_types: Sequence[str], custom: Sequence[CustomEntity] = ()
+    ) -> list[Finding]:
+        raise NotImplementedError
+
+    def detect_many(
+        self, texts: Sequence[str], entity_types: Sequence[str], custom: Sequence[CustomEntity] = ()
+    ) -> list[list[Finding]]:
+        return [self.detect(text, entity_types, custom) for text in texts]
+
 
 def spacy_model_path() -> Path:
     """The spaCy pipeline folder inside the bundled package (the one holding config.cfg)."""
@@ -399,6 +419,8 @@ _loading = threading.Lock()
 
 
 _BUILTIN = frozenset(BUILTIN_ENTITIES)
+_NER_BATCH = 64
+"""Texts per spaCy `pipe` batch in `detect_many`."""
 
 
 class PresidioDetector:
@@ -429,18 +451,42 @@ class PresidioDetector:
     def detect(
         self, text: str, entity_types: Sequence[str], custom: Sequence[CustomEntity] = ()
     ) -> list[Finding]:
+        return self.detect_many([text], entity_types, custom)[0]
+
+    def detect_many(
+        self, texts: Sequence[str], entity_types: Sequence[str], custom: Sequence[CustomEntity] = ()
+    ) -> list[list[Finding]]:
+        """Each text's findings; the NER runs over all of them at once (spaCy's `pipe`),
+        which takes about half the time of one call per text."""
+        found: list[list[Finding]] = [[] for _ in texts]
         wanted = [t for t in entity_types if t in _BUILTIN] + [c.type for c in custom]
-        if not text.strip() or not wanted:
-            return []
-        results = self.analyzer.analyze(
-            text,
-            language="en",
-            entities=sorted(set(wanted)),
-            ad_hoc_recognizers=self._custom_recognizers(custom) or None,
-            score_threshold=0.0,
-        )
-        findings = [Finding(r.start, r.end, r.entity_type, float(r.score)) for r in results]
-        return [f for f in findings if _plausible(f, text)]
+        scanned = [i for i, text in enumerate(texts) if text.strip()]
+        if not wanted or not scanned:
+            return found
+        analyzer = self.analyzer
+        entities = sorted(set(wanted))
+        recognizers = self._custom_recognizers(custom) or None
+        batch: list[tuple[Any, Any]]
+        if len(scanned) == 1:  # a single text: no batch to set up
+            batch = [(texts[scanned[0]], None)]
+        else:
+            batch = list(
+                analyzer.nlp_engine.process_batch(
+                    [texts[i] for i in scanned], language="en", batch_size=_NER_BATCH
+                )
+            )
+        for i, (text, artifacts) in zip(scanned, batch, strict=True):
+            results = analyzer.analyze(
+                str(text),
+                language="en",
+                entities=entities,
+                ad_hoc_recognizers=recognizers,
+                score_threshold=0.0,
+                nlp_artifacts=artifacts,
+            )
+            findings = [Finding(r.start, r.end, r.entity_type, float(r.score)) for r in results]
+            found[i] = [f for f in findings if _plausible(f, texts[i])]
+        return found
 
 
 def _plausible(finding: Finding, text: str) -> bool:

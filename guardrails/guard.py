@@ -21,7 +21,7 @@ from lorastack.guardrails.detector import Detector
 from lorastack.guardrails.entities import Action, Direction, Finding
 from lorastack.guardrails.injection import find_in_texts
 from lorastack.guardrails.leaks import LeakIndex, blocked_error, with_leaks
-from lorastack.guardrails.normalize import normalize
+from lorastack.guardrails.normalize import NormalizedText, normalize
 from lorastack.guardrails.policy import GuardPolicy
 from lorastack.guardrails.screening import ScreeningPool, default_pool
 from lorastack.guardrails.vault import PLACEHOLDER, Vault
@@ -145,12 +145,13 @@ class Guard:
             self.detector.prepare()
             self._prepared = True
 
-    def _detect(self, text: str) -> list[Finding]:
+    def _detect(self, texts: Sequence[str]) -> list[list[Finding]]:
         self.prepare()  # loading models is not detection: it must not count as a timeout
         try:
+            # Each text gets the policy's time limit: a batch's deadline grows with it.
             return self.pool.call(
-                lambda: self.detector.detect(text, self._types, self._custom),
-                self.policy.timeout_s,
+                lambda: self.detector.detect_many(texts, self._types, self._custom),
+                self.policy.timeout_s * max(1, len(texts)),
             )
         except GuardUnavailable:
             raise
@@ -165,8 +166,18 @@ class Guard:
         Raises `GuardUnavailable` when detection fails: the caller must not
         pass the text on (`scan` and the stream redactor apply `fail_open`).
         """
-        normalized = normalize(text)
-        raw = self._detect(normalized.text)
+        return self.find_many([text])[0]
+
+    def find_many(self, texts: Sequence[str]) -> list[list[Finding]]:
+        """`find` for each of `texts`, detected together (a dataset's records: the NER
+        runs over a batch at once). Raises `GuardUnavailable` as `find` does."""
+        normalized = [normalize(text) for text in texts]
+        raw = self._detect([n.text for n in normalized])
+        kept = zip(texts, normalized, raw, strict=True)
+        return [self._kept(text, norm, found) for text, norm, found in kept]
+
+    def _kept(self, text: str, normalized: NormalizedText, raw: list[Finding]) -> list[Finding]:
+        """The detector's findings above the policy's thresholds, mapped back onto `text`."""
         mapped = []
         for finding in raw:
             if finding.score < self.policy.threshold(finding.type):
@@ -233,7 +244,21 @@ class Guard:
         """Detect and apply one direction's actions; report blocks, don't raise them.
 
         `leaks`: for an answer, the domain's system prompt to look for in it."""
-        findings = self.find_or_fail_open(text)
+        return self.scan_found(
+            text, self.find_or_fail_open(text), direction, vault, request_id, leaks
+        )
+
+    def scan_found(
+        self,
+        text: str,
+        findings: list[Finding] | None,
+        direction: Direction = Direction.INPUT,
+        vault: Vault | None = None,
+        request_id: str | None = None,
+        leaks: LeakIndex | None = None,
+    ) -> ScanResult:
+        """`scan` of a text whose entities were found already (`find_many_or_fail_open`;
+        None: detection failed open)."""
         leaked = self.find_leaks(text, leaks)
         found = with_leaks(findings or [], leaked) if leaked else findings or []
         redacted, applied = self.apply(text, found, direction, vault)
@@ -243,8 +268,13 @@ class Guard:
 
     def find_or_fail_open(self, text: str) -> list[Finding] | None:
         """`find`, or None when detection failed and the policy fails open (logged loudly)."""
+        found = self.find_many_or_fail_open([text])
+        return None if found is None else found[0]
+
+    def find_many_or_fail_open(self, texts: Sequence[str]) -> list[list[Finding]] | None:
+        """`find_many`, or None when detection failed and the policy fails open."""
         try:
-            return self.find(text)
+            return self.find_many(texts)
         except GuardUnavailable as error:
             if not self.policy.fail_open:
                 raise

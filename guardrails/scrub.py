@@ -8,10 +8,11 @@ to work with placeholders rather than with people's data.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from lorastack.guardrails.entities import Direction
+from lorastack.guardrails.entities import Direction, Finding
 from lorastack.guardrails.guard import Guard
 from lorastack.guardrails.vault import Vault
 from lorastack.texts import map_record, record_texts
@@ -40,6 +41,31 @@ class _Blocked(Exception):
     pass
 
 
+SCRUB_BATCH = 64
+"""Records whose texts are detected together (`scrub_records`)."""
+
+
+def scrub_records(
+    records: Sequence[dict[str, Any]], guard: Guard, report: ScrubReport
+) -> Iterator[dict[str, Any] | None]:
+    """`scrub_record` of each record, in order, `SCRUB_BATCH` records' texts detected at
+    once (`Guard.find_many`), each distinct text once: a system prompt that every chat
+    repeats is scanned once a batch, and spaCy's NER runs over the batch together."""
+    for first in range(0, len(records), SCRUB_BATCH):
+        batch = records[first : first + SCRUB_BATCH]
+        texts = list(dict.fromkeys(text for record in batch for text in record_texts(record)))
+        found = guard.find_many_or_fail_open(texts)
+        find: Callable[[str], list[Finding] | None] = (
+            _failed_open if found is None else dict(zip(texts, found, strict=True)).__getitem__
+        )
+        for record in batch:
+            yield _scrub(record, guard, report, find)
+
+
+def _failed_open(_text: str) -> None:
+    return None
+
+
 def scrub_record(
     record: dict[str, Any], guard: Guard, report: ScrubReport
 ) -> dict[str, Any] | None:
@@ -49,6 +75,15 @@ def scrub_record(
     chat messages in OpenAI or ShareGPT form, content parts) with one vault,
     so a value keeps its placeholder through the conversation.
     """
+    return _scrub(record, guard, report, guard.find_or_fail_open)
+
+
+def _scrub(
+    record: dict[str, Any],
+    guard: Guard,
+    report: ScrubReport,
+    find: Callable[[str], list[Finding] | None],
+) -> dict[str, Any] | None:
     vault = Vault()
     # Records already masked once (captured feedback) hold placeholders: a value found
     # now must not get one of theirs, or two people would become one.
@@ -57,7 +92,7 @@ def scrub_record(
     report.records += 1
 
     def scrub(text: str) -> str:
-        result = guard.scan(text, Direction.INPUT, vault)
+        result = guard.scan_found(text, find(text), Direction.INPUT, vault)
         report.entities.update(applied.type for applied in result.findings)
         if result.blocked_types:
             report.blocked.update(result.blocked_types)

@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 from safetensors.numpy import save_file
 
+from lorastack.guardrails.detector import DetectsEachText
+
 HIDDEN = 8
 LAYERS = 2
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj")
@@ -78,7 +80,7 @@ def write_adapter(
     return folder
 
 
-class RegexDetector:
+class RegexDetector(DetectsEachText):
     """A context-free stand-in for Presidio: the same answer for a span in any window.
 
     It knows a few names, emails, card-like digit runs and phone numbers, so

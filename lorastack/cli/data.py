@@ -12,7 +12,7 @@ from lorastack.cli.context import err, guard_for, out
 from lorastack.cli.guard import DomainOption, PolicyOption
 from lorastack.fsutil import write_json_atomic
 from lorastack.guardrails.guard import Guard
-from lorastack.guardrails.scrub import ScrubReport, scrub_record
+from lorastack.guardrails.scrub import ScrubReport, scrub_records
 from lorastack.jsonl import read_objects
 from lorastack.progress import progress_display
 from lorastack.train.data import (
@@ -51,9 +51,8 @@ def scrub(
     scrubbed: list[str] = []
     with progress_display(err) as progress:
         progress.step(f"scrubbing {source.name}", total=len(records))
-        for _, record in records:
+        for cleaned in scrub_records([record for _, record in records], guard, report):
             progress.advance(1)
-            cleaned = scrub_record(record, guard, report)
             if cleaned is not None:
                 scrubbed.append(json.dumps(cleaned, ensure_ascii=False))
     # Written whole, then renamed: an interrupted scrub never leaves a partial file.

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from lorastack.guardrails.guard import Guard
-from lorastack.guardrails.scrub import ScrubReport, scrub_record
+from lorastack.guardrails.scrub import ScrubReport, scrub_records
 from lorastack.progress import NullProgress, Progress
 from lorastack.train.augment import Variant, augment_messages
 from lorastack.train.data.convert import InvalidRecord, convert_record, detect_format, json_type
@@ -276,9 +276,9 @@ def prepare_splits(
         scrub_report = ScrubReport()
         progress.step("scrubbing personal data", total=len(cleaned))
         scrubbed: list[Example] = []
-        for example in cleaned:
+        results = scrub_records([dict(e.record) for e in cleaned], guard, scrub_report)
+        for example, result in zip(cleaned, results, strict=True):
             progress.advance(1)
-            result = scrub_record(dict(example.record), guard, scrub_report)
             if result is None:
                 dropped["pii_blocked"] += 1
             else:

@@ -1,12 +1,16 @@
-"""Scrubbing training records: every text of every record shape, one vault per record."""
+"""Scrubbing training records: every text of every record shape, one vault per record;
+many records detected in batches, each distinct text once."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+from lorastack.errors import GuardUnavailable
 from lorastack.guardrails.guard import Guard
 from lorastack.guardrails.policy import GuardPolicy
-from lorastack.guardrails.scrub import ScrubReport, scrub_record
+from lorastack.guardrails.scrub import SCRUB_BATCH, ScrubReport, scrub_record, scrub_records
 from tests.fakes import RegexDetector
 
 CARD = "4111 1111 1111 1111"
@@ -57,3 +61,66 @@ def test_a_record_holding_blocked_data_is_dropped_and_counted() -> None:
     assert scrub_record({"text": "nothing here"}, guard, report) == {"text": "nothing here"}
     assert (report.records, report.records_changed, report.records_dropped) == (2, 0, 1)
     assert dict(report.blocked) == {"CREDIT_CARD": 1}
+
+
+class _BatchRecordingDetector(RegexDetector):
+    """Records the texts of each `detect_many` call."""
+
+    def __init__(self, fail: BaseException | None = None) -> None:
+        super().__init__(fail)
+        self.batches: list[list[str]] = []
+
+    def detect_many(self, texts: Any, entity_types: Any, custom: Any = ()) -> list[Any]:
+        self.batches.append(list(texts))
+        return super().detect_many(texts, entity_types, custom)
+
+
+def _chats(count: int) -> list[dict[str, Any]]:
+    system = {"role": "system", "content": "You answer for Bean There."}
+    return [
+        {
+            "messages": [
+                system,
+                {
+                    "role": "user",
+                    "content": f"I'm Jane Porter, order {n}" + f", card {CARD}" * (n % 2),
+                },
+                {"role": "assistant", "content": f"Thanks Jane Porter, order {n} is on its way."},
+            ]
+        }
+        for n in range(count)
+    ]
+
+
+def test_records_in_batches_come_out_as_each_record_alone() -> None:
+    records = [*_chats(SCRUB_BATCH + 6), {"text": CARD}, {"messages": []}]
+    detector = _BatchRecordingDetector()
+    policy = GuardPolicy.model_validate({"entities": {"CREDIT_CARD": {"input": "block"}}})
+    batched_report, alone_report = ScrubReport(), ScrubReport()
+    batched = list(scrub_records(records, Guard(policy, detector), batched_report))
+    alone = [scrub_record(r, Guard(policy, RegexDetector()), alone_report) for r in records]
+
+    assert batched == alone and batched_report == alone_report
+    masked = [
+        {"role": "system", "content": "You answer for Bean There."},
+        {"role": "user", "content": "I'm <PERSON_1>, order 0"},
+        {"role": "assistant", "content": "Thanks <PERSON_1>, order 0 is on its way."},
+    ]
+    assert batched[0] == {"messages": masked}
+    assert batched[1] is None and batched[-2] is None  # a card: blocked
+    assert batched_report.records_dropped == (SCRUB_BATCH + 6) // 2 + 1
+    # Two batches; the system prompt every chat repeats is detected once in each.
+    assert [len(batch) for batch in detector.batches] == [1 + 2 * SCRUB_BATCH, 1 + 2 * 6 + 1]
+    assert all(len(set(batch)) == len(batch) for batch in detector.batches)
+
+
+def test_a_failed_batch_fails_closed_or_passes_unscanned_as_the_policy_says() -> None:
+    records = [{"text": "Jane Porter"}, {"text": "call Jane Porter"}]
+    failing = _BatchRecordingDetector(fail=RuntimeError("model gone"))
+    with pytest.raises(GuardUnavailable):
+        list(scrub_records(records, Guard(GuardPolicy(), failing), ScrubReport()))
+
+    open_policy = GuardPolicy.model_validate({"fail_open": True})
+    report = ScrubReport()
+    passed = list(scrub_records(records, Guard(open_policy, failing), report))
+    assert passed == records and report.records_changed == 0
