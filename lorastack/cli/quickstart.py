@@ -165,8 +165,40 @@ class ServiceWatch:
 # -- the command --------------------------------------------------------------------
 
 
+_interrupted = threading.Event()
+"""Set by Ctrl-C (or SIGTERM) and never cleared: the KeyboardInterrupt the handler raises
+can be lost (Python ignores an exception raised while a finalizer or weakref callback
+runs, and the signal may land in one), so the training's progress and the serving loop
+raise it again until the command stops."""
+
+
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    _interrupted.set()
     raise KeyboardInterrupt
+
+
+def _stop_if_interrupted() -> None:
+    if _interrupted.is_set():
+        raise KeyboardInterrupt
+
+
+class InterruptibleProgress:
+    """A progress display that raises an interrupt its signal handler could not deliver."""
+
+    def __init__(self, progress: Progress) -> None:
+        self._progress = progress
+
+    def step(self, description: str, total: int | None = None) -> None:
+        _stop_if_interrupted()
+        self._progress.step(description, total)
+
+    def advance(self, amount: int) -> None:
+        _stop_if_interrupted()
+        self._progress.advance(amount)
+
+    def detail(self, text: str) -> None:
+        _stop_if_interrupted()
+        self._progress.detail(text)
 
 
 @dataclass
@@ -199,7 +231,9 @@ class DemoDomains:
     def train(self, domain: DemoDomain) -> str:
         """Train, evaluate and publish one domain, with its progress on stderr."""
         with progress_display(err) as progress:
-            ref = self.adapters.train(domain, guard_for(domain.name), progress)
+            ref = self.adapters.train(
+                domain, guard_for(domain.name), InterruptibleProgress(progress)
+            )
         self.ready[domain.name] = ref
         return ref
 
@@ -257,6 +291,7 @@ def quickstart(
         "LORASTACK_GATEWAY__ADMIN_KEY": keys.admin_key,
     }
     # Explicit handlers: a shell starting this in the background may have ignored SIGINT.
+    _interrupted.clear()
     previous = {
         sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)
     }
@@ -281,6 +316,7 @@ def quickstart(
             with ServiceWatch(running) as watch:
                 _train_while_serving(demo)
                 while True:
+                    _stop_if_interrupted()
                     time.sleep(1.0)
     except KeyboardInterrupt:
         if watch is not None and watch.failure is not None:
