@@ -73,7 +73,8 @@ DEFAULT_TRAINING: dict[str, Any] = {
 # epoch (TRL's LoRA DPO example) left loss and rule where they were; 5e-5 for three epochs
 # lifted the rule to 100% with a lower test loss, 1e-4 to 100% with a higher one. Both
 # lost fact recall on reworded questions (66% -> 55% and 45%), which the gate refuses; from
-# another start (85% rule, 60% recall) 5e-5 lost 4.7 points and passed. Replaying prod's own
+# another start (85% rule, 60% recall) 5e-5 lost 4.7 points and passed, and 2.5e-5 lost none,
+# but 2.5e-5 took the demo's bean-there rule only from 25% to 67%. Replaying prod's own
 # answers as desirable KTO rows (train/replay.py, one per feedback row) lost 11.6 points
 # from that start, so it is off by default. beta 0.1 is both trainers' default.
 # Evaluation, checkpoints and logging as above.
