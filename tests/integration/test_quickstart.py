@@ -7,6 +7,7 @@ trains nothing."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -130,10 +131,16 @@ def started(demo: Demo) -> Iterator[Callable[[str], Running]]:
         return runs[-1]
 
     yield start
+    # A run still going (its test failed): it, and the gateway, engine and UI it started,
+    # which would otherwise go on serving and computing beside the tests that follow.
     for run in runs:
         if run.process.poll() is None:
-            run.process.kill()
-            run.process.wait()
+            tree = [psutil.Process(run.process.pid)]
+            tree += tree[0].children(recursive=True)
+            for process in tree:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    process.kill()
+            psutil.wait_procs(tree, timeout=30)
 
 
 def _listed(client: OpenAI) -> set[str]:
