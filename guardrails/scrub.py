@@ -75,7 +75,7 @@ def scrub_record(
     chat messages in OpenAI or ShareGPT form, content parts) with one vault,
     so a value keeps its placeholder through the conversation.
     """
-    return _scrub(record, guard, report, guard.find_or_fail_open)
+    return next(scrub_records([record], guard, report))
 
 
 def _scrub(
