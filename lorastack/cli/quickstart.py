@@ -166,10 +166,10 @@ class ServiceWatch:
 
 
 _interrupted = threading.Event()
-"""Set by Ctrl-C (or SIGTERM) and never cleared: the KeyboardInterrupt the handler raises
-can be lost (Python ignores an exception raised while a finalizer or weakref callback
-runs, and the signal may land in one), so the training's progress and the serving loop
-raise it again until the command stops."""
+"""Set by Ctrl-C (or SIGTERM), cleared only as the command starts: the KeyboardInterrupt
+the handler raises can be lost (Python ignores an exception raised while a finalizer or
+weakref callback runs, and the signal may land in one), so the training's progress and the
+serving loop raise it again until the command stops."""
 
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
