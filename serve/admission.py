@@ -20,8 +20,10 @@ requests down. Here:
   malformed, no such model) more than `refusals_per_s` times a second waits
   before its next request is read. Refusing is cheap, but not free: a key that
   sends nothing but refused requests, as fast as they come back, would
-  otherwise keep the interpreter busy for everyone. A well-behaved key is never
-  slowed, whatever its rate of answered requests.
+  otherwise keep the interpreter busy for everyone. While it is over that rate,
+  each of its requests takes a place in the refusal window before it is read,
+  so many at once cannot all slip through when one place frees. A
+  well-behaved key is never slowed, whatever its rate of answered requests.
 
 A request that waits longer than `wait_s` for its turn gets 503 with Retry-After.
 The refusal rate is `limits`' moving window. Without keys (a loopback-only gateway), each client
@@ -45,6 +47,9 @@ from lorastack.serve.keys import KeyStore
 from lorastack.serve.outcome import outcome_of
 from lorastack.serve.rate_limits import KeyLimiter
 from lorastack.turns import FairSlots
+
+# Waiting for a place in the refusal window: never a busy loop, whatever the clock says.
+MIN_REFUSAL_WAIT_S = 0.01
 
 
 class Admission:
@@ -86,7 +91,7 @@ class Admission:
             send = _with_headers(send, limit_headers)
         tenant = key.name if key is not None else _client_address(scope)
         try:
-            await asyncio.wait_for(self._turn(tenant), self.wait_s)
+            reserved = await asyncio.wait_for(self._turn(tenant), self.wait_s)
         except TimeoutError:
             busy = EngineUnavailable("the gateway is busy; try again", code="gateway_busy")
             await send_error(scope, send, busy)
@@ -107,15 +112,27 @@ class Admission:
             await self.app(scope, receive, _leaving_on_start(send, leave, status))
         finally:
             leave()
-            if status and 400 <= status[0] < 500:
+            if status and 400 <= status[0] < 500 and not reserved:
                 self._refusals.hit(self._refusal_rate, tenant)
 
-    async def _turn(self, tenant: str) -> None:
+    async def _turn(self, tenant: str) -> bool:
         """Wait out the tenant's refusals, if it is over their rate; then its slot."""
-        window = self._refusals.get_window_stats(self._refusal_rate, tenant)
-        if window.remaining == 0:
-            await asyncio.sleep(max(0.0, window.reset_time - time.time()))
+        reserved = await self._wait_out_refusals(tenant)
         await self._slots.acquire(tenant)
+        return reserved
+
+    async def _wait_out_refusals(self, tenant: str) -> bool:
+        """Whether the tenant was over its refusal rate: then it has waited for, and taken,
+        a place in the window (its request counts as refused, whatever its answer)."""
+        window = self._refusals.get_window_stats(self._refusal_rate, tenant)
+        if window.remaining > 0:
+            return False
+        # `hit` checks and takes a place at once, with no await between: of the requests
+        # that wake together when one place frees, one takes it and the others wait on.
+        while not self._refusals.hit(self._refusal_rate, tenant):
+            window = self._refusals.get_window_stats(self._refusal_rate, tenant)
+            await asyncio.sleep(max(MIN_REFUSAL_WAIT_S, window.reset_time - time.time()))
+        return True
 
 
 def _client_address(scope: Scope) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import statistics
 import sys
 import time
@@ -43,6 +44,7 @@ FLOOD_STREAMS = 4
 FLOOD_WARMUP_S = 3.0  # the flooding processes start, then flood
 FLOOD_S = 15.0
 ASKS = 20
+REFUSALS_PER_S = 10  # the gateway's default
 
 
 @dataclass
@@ -101,6 +103,9 @@ def _neighbour(gateway: Gateway, asks: int) -> tuple[list[float], int]:
 
 def _flood(url: str, seconds: float) -> int:
     """Send huge prompts as fast as the gateway answers, for `seconds`; how many were 400."""
+    # A flooder stands in for another machine: its own work (writing 900 KB bodies, four
+    # processes of it) must not take this machine's cores from the gateway it floods.
+    os.nice(19)
     body = json.dumps(
         {"model": "coffee-shop", "messages": [{"role": "user", "content": HUGE}]}
     ).encode()
@@ -140,6 +145,9 @@ def test_a_flood_of_huge_prompts_from_one_key_starves_no_other(gateway: Gateway)
     }
     print(summary)  # the numbers, for the log
     assert all(refused > 0 for refused in flood_statuses), summary
+    # 10 refusals a second get through, not one per stream each time a place frees (the
+    # window is open 1 s at each end; each stream's last request may end past its time).
+    assert sum(flood_statuses) <= REFUSALS_PER_S * (FLOOD_S + 2) + FLOOD_STREAMS, summary
     assert loud_failed <= ASKS // 10, summary
     assert statistics.median(loud) <= 2 * statistics.median(quiet), summary
     assert memory_growth < 500 * 2**20, summary
