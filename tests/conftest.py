@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from lorastack import models
 from lorastack.models import ModelRecord, ModelStore
 from lorastack.registry import AdapterRegistry, open_registry
 from lorastack.settings import get_settings
@@ -70,9 +73,39 @@ def fake_pii_detector(monkeypatch: pytest.MonkeyPatch) -> RegexDetector:
 
 
 @pytest.fixture(scope="session")
-def bundled_model(tmp_path_factory: pytest.TempPathFactory) -> ModelRecord:
-    """The real bundled SmolLM2 checkpoint, converted once per test session."""
+def bundled_model(
+    tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config
+) -> ModelRecord:
+    """The real bundled SmolLM2 checkpoint, in a store of this session's own.
+
+    Converting it takes most of a minute, and `make test` has three sessions that want it
+    (two unit workers, then the integration tests): it is converted once per checkout into
+    pytest's cache, keyed by the GGUF and the converter's code, and copied from there.
+    """
+    if pytestconfig.cache is not None:
+        cache = pytestconfig.cache.mkdir("bundled-model")
+    else:  # pytest's cache is off (-p no:cacheprovider)
+        cache = tmp_path_factory.mktemp("bundled-cache")
+    key = _conversion_key()
+    for stale in cache.iterdir():  # converted by an older converter: 270 MB each
+        if stale.name != key:
+            shutil.rmtree(stale, ignore_errors=True)
+    source = _converted_once(cache / key)
     store = ModelStore(tmp_path_factory.mktemp("bundled") / "models")
+    shutil.copytree(source.path, store.root / source.path.name)
     record, created = store.pull_bundled()
-    assert created
+    assert not created and record.checkpoint_sha256 == source.checkpoint_sha256
+    return record
+
+
+def _conversion_key() -> str:
+    """What the converted checkpoint depends on: the GGUF, and how it is converted."""
+    converter = hashlib.sha256(Path(models.__file__).read_bytes()).hexdigest()
+    return f"{models.BUNDLED_GGUF_SHA256[:16]}-{converter[:16]}"
+
+
+def _converted_once(home: Path) -> ModelRecord:
+    """The bundled model converted in `home` (by whichever process comes first: the store
+    converts under a file lock, and the others then find it done)."""
+    record, _ = ModelStore(home / "models").pull_bundled()
     return record
