@@ -365,11 +365,15 @@ class Guard:
         """
         for text in texts:
             vault.reserve_literals(text)
+        # Detected together: one NER pass over the batch (a conversation's turns), one
+        # deadline that grows with it, as each text would have had alone.
+        found = self.find_many_or_fail_open(texts) if texts else []
+        each: Sequence[list[Finding] | None] = [None] * len(texts) if found is None else found
         masked: list[str] = []
         findings: list[AppliedFinding] = []
         blocked: set[str] = set()
-        for text in texts:
-            result = self.scan(text, Direction.INPUT, vault, request_id)
+        for text, text_found in zip(texts, each, strict=True):
+            result = self.scan_found(text, text_found, Direction.INPUT, vault, request_id)
             masked.append(result.redacted)
             findings.extend(result.findings)
             blocked.update(result.blocked_types)

@@ -16,6 +16,18 @@ SECRET_VALUES = ("Jane Porter", "jane@example.com", "4111 1111 1111 1111", "+44 
 MESSAGE = "I'm Jane Porter, jane@example.com, card 4111 1111 1111 1111, phone +44 20 7946 0958."
 
 
+class CountingDetector(RegexDetector):
+    """The regex fake, recording how many texts each detection call was given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[int] = []
+
+    def detect_many(self, texts, entity_types, custom=()):  # type: ignore[no-untyped-def]
+        self.batches.append(len(texts))
+        return super().detect_many(texts, entity_types, custom)
+
+
 def _guard(**policy: object) -> Guard:
     return Guard(GuardPolicy.model_validate(policy), RegexDetector(), domain="coffee")
 
@@ -151,6 +163,29 @@ def test_output_block_raises() -> None:
     guard = _guard(entities={"CREDIT_CARD": {"output": "block"}})
     with pytest.raises(PiiBlocked, match="the answer contains"):
         guard.protect_output("your card is 4111 1111 1111 1111", Vault())
+
+
+def test_a_conversations_turns_are_detected_in_one_batch() -> None:
+    detector = CountingDetector()
+    guard = Guard(GuardPolicy(), detector)
+    turns = ["I'm Jane Porter", "Hi Jane Porter!", "mail jane@example.com"]
+    messages = [{"role": "user", "content": turn} for turn in turns]
+    protected = guard.protect_messages(messages, Vault())
+    assert detector.batches == [len(turns)]
+    assert [m["content"] for m in protected.messages] == [
+        "I'm <PERSON_1>",
+        "Hi <PERSON_1>!",
+        "mail <EMAIL_ADDRESS_1>",
+    ]
+
+
+def test_a_failed_batch_fails_open_on_every_turn_when_the_policy_says_so() -> None:
+    audit = MemoryAuditLog()
+    guard = Guard(GuardPolicy(fail_open=True), RegexDetector(fail=RuntimeError("x")), audit)
+    messages = [{"role": "user", "content": MESSAGE}, {"role": "user", "content": "again"}]
+    protected = guard.protect_messages(messages, Vault())
+    assert protected.messages == messages
+    assert [event.failed_open for event in audit.events] == [True, True]
 
 
 def test_detection_failure_fails_closed() -> None:
