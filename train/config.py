@@ -76,7 +76,9 @@ DEFAULT_TRAINING: dict[str, Any] = {
 # another start (85% rule, 60% recall) 5e-5 lost 4.7 points and passed, and 2.5e-5 lost none,
 # but 2.5e-5 took the demo's bean-there rule only from 25% to 67%. Replaying prod's own
 # answers as desirable KTO rows (train/replay.py, one per feedback row) lost 11.6 points
-# from that start, so it is off by default. beta 0.1 is both trainers' default.
+# from that start, so it is off by default. So 5e-5 stays, and `lorastack improve` trains a
+# candidate the gate refuses again at half the rate (train/improve.py, `RetryOptions`).
+# beta 0.1 is both trainers' default.
 # Evaluation, checkpoints and logging as above.
 DEFAULT_PREFERENCE_TRAINING: dict[str, Any] = {
     "num_train_epochs": 3,

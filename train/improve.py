@@ -11,18 +11,22 @@ checks:
    preference training settings;
 3. `evaluate_run`: the candidate against `prod` (loss, rules and fact recall on the data
    prod learnt from; preference accuracy and margin on the held-out feedback);
-4. `publish_run` through the quality gate (never forced), not promoted;
+4. `publish_run` through the quality gate (never forced), not promoted; a candidate the
+   gate refuses is trained again from prod on the same dataset at half its learning rate
+   (`RetryOptions`, once by default), evaluated and gated the same way: learning from
+   thumbs can cost what prod knew (fact recall on reworded questions, measured in
+   docs/training.md), and a gentler run often keeps it while still learning the rule;
 5. `AdapterRegistry.start_canary` at `weight` percent with the default guard, which
    stops it by itself if it does worse than prod in use.
 
 Each step's refusal ends the loop with that step's one-line reason; nothing is published
-unless the gate lets the candidate through. `compare` reads the candidate-vs-prod numbers
+unless the gate lets a candidate through. `compare` reads the candidate-vs-prod numbers
 out of the run's metrics for the command to print.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -35,7 +39,12 @@ from lorastack.progress import NullProgress, Progress
 from lorastack.registry import AdapterRegistry
 from lorastack.settings import Settings
 from lorastack.train import quality
-from lorastack.train.config import PREFERENCE_MODES, ConfigError, build_config
+from lorastack.train.config import (
+    DEFAULT_PREFERENCE_TRAINING,
+    PREFERENCE_MODES,
+    ConfigError,
+    build_config,
+)
 from lorastack.train.evaluate import evaluate_run, publish_run
 from lorastack.train.feedback_export import ExportResult, export_feedback
 from lorastack.train.gate import PublishRefused
@@ -51,16 +60,45 @@ FEEDBACK_FOLDER = "feedback"
 """Under `$LORASTACK_HOME`: the datasets `improve` exports, one folder per loop."""
 
 
+@dataclass(frozen=True)
+class RetryOptions:
+    """What `improve` does when the gate refuses a candidate."""
+
+    times: int = 1
+    """Further runs after the first refused one (0: none)."""
+    rate_factor: float = 0.5
+    """Each further run learns at this share of the refused run's learning rate."""
+
+    def __post_init__(self) -> None:
+        if self.times < 0:
+            raise ConfigError(f"retries must be 0 or more: {self.times}")
+        if not 0 < self.rate_factor < 1:
+            raise ConfigError(f"a retry's rate factor is above 0 and below 1: {self.rate_factor}")
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One preference run of the loop and what the gate said of it."""
+
+    run: Path
+    learning_rate: float
+    problems: list[str] = field(default_factory=list)
+    """The gate's, one line each; none: published."""
+
+
 class ImproveRefused(ConfigError):
-    """The quality gate refused the candidate: nothing was published.
+    """The quality gate refused every candidate: nothing was published.
 
-    `problems` are the gate's, one line each; `run` is the evaluated run folder, which
-    `lorastack publish RUN --force --reason ...` could still publish."""
+    `problems` are the gate's for the last one, one line each; `run` is its evaluated run
+    folder, which `lorastack publish RUN --force --reason ...` could still publish;
+    `attempts` holds every run tried, in order."""
 
-    def __init__(self, refused: PublishRefused, run: Path) -> None:
+    def __init__(self, refused: PublishRefused, run: Path, attempts: list[Attempt]) -> None:
         self.problems = refused.problems
         self.run = run
-        super().__init__(f"{refused}; the evaluated run: {run}")
+        self.attempts = attempts
+        tried = f" (runs tried: {len(attempts)})" if len(attempts) > 1 else ""
+        super().__init__(f"{refused}; the evaluated run: {run}{tried}")
 
 
 @dataclass(frozen=True)
@@ -94,6 +132,8 @@ class ImproveResult:
     index: DomainIndex | None
     """The domain's index after the canary started; None: no canary (`weight=None`)."""
     comparison: list[Measure]
+    attempts: list[Attempt] = field(default_factory=list)
+    """Every run tried, in order; the last one is the published version's."""
 
     @property
     def run(self) -> Path:
@@ -115,6 +155,7 @@ def improve(
     examples: int = quality.DEFAULT_EXAMPLES,
     progress: Progress | None = None,
     replay: ReplayOptions | None = None,
+    retries: RetryOptions | None = None,
 ) -> ImproveResult:
     """Export `domain`'s feedback, train on it from prod, evaluate, publish, start a canary.
 
@@ -123,9 +164,11 @@ def improve(
     TRL fields over the default preference settings (tests make the run tiny with it).
     `examples`: the test examples the evaluation answers for rules and fact recall.
     `replay` (kto): how much of prod's own data joins the feedback (default
-    `ReplayOptions()`: none; dpo takes pairs and replays nothing).
+    `ReplayOptions()`: none; dpo takes pairs and replays nothing). `retries`: how often a
+    refused candidate is trained again, more gently (default `RetryOptions()`: once, at
+    half the learning rate).
     Raises the refusing step's error: `DataError` (too little feedback), `ConfigError`
-    (no prod version, a run refused), `ImproveRefused` (the quality gate).
+    (no prod version, a run refused), `ImproveRefused` (the quality gate, every time).
     """
     if fmt not in PREFERENCE_MODES:
         raise ConfigError(f"format {fmt!r}: expected one of {', '.join(IMPROVE_FORMATS)}")
@@ -149,35 +192,54 @@ def improve(
     dataset = new_run_dir(settings.home / FEEDBACK_FOLDER, domain).root
     exported = export_feedback(store, domain, fmt, dataset, since, scrub, progress, replayed)
 
-    config = build_config(
-        {
-            "mode": fmt,
-            "from_adapter": f"{domain}@{DEFAULT_ALIAS}",
-            "data": str(exported.out),
-            "training": training or {},
-        },
-        source="lorastack improve",
-    )
-    trained = train_new_run(
-        config,
-        settings.runs_dir,
-        models,
-        settings,
-        scrub=scrub,
-        progress=progress,
-        registry=registry,
-    )
-    paths = trained.paths
-    metrics = evaluate_run(paths, models, registry, samples=0, progress=progress, examples=examples)
-    try:
-        manifest = publish_run(paths, registry, tolerances=settings.publish)
-    except PublishRefused as refused:
-        raise ImproveRefused(refused, paths.root) from None
+    retries = retries or RetryOptions()
+    overrides = dict(training or {})
+    rate = float(overrides.get("learning_rate", DEFAULT_PREFERENCE_TRAINING["learning_rate"]))
+    attempts: list[Attempt] = []
+    while True:
+        config = build_config(
+            {
+                "mode": fmt,
+                "from_adapter": f"{domain}@{DEFAULT_ALIAS}",
+                "data": str(exported.out),
+                "training": {**overrides, "learning_rate": rate},
+            },
+            source="lorastack improve",
+        )
+        trained = train_new_run(
+            config,
+            settings.runs_dir,
+            models,
+            settings,
+            scrub=scrub,
+            progress=progress,
+            registry=registry,
+        )
+        paths = trained.paths
+        metrics = evaluate_run(
+            paths, models, registry, samples=0, progress=progress, examples=examples
+        )
+        try:
+            manifest = publish_run(paths, registry, tolerances=settings.publish)
+        except PublishRefused as refused:
+            attempts.append(Attempt(paths.root, rate, list(refused.problems)))
+            # A prod promoted meanwhile refuses every run the same way: no retry.
+            moved = registry.index(domain).aliases.get(DEFAULT_ALIAS) != prod
+            if len(attempts) > retries.times or moved:
+                raise ImproveRefused(refused, paths.root, attempts) from None
+            rate *= retries.rate_factor
+            progress.step(
+                f"the gate refused the candidate ({'; '.join(refused.problems)}); "
+                f"training again from prod at learning rate {rate:g}"
+            )
+            continue
+        attempts.append(Attempt(paths.root, rate))
+        break
     index = None
     if weight is not None:
         progress.step(f"starting a canary of {manifest.ref} at {weight:g}%")
         index = registry.start_canary(domain, manifest.version, weight)
-    return ImproveResult(exported, trained, manifest, prod, index, compare(metrics))
+    return ImproveResult(exported, trained, manifest, prod, index, compare(metrics), attempts)
 
 
 def compare(metrics: dict[str, Any]) -> list[Measure]:

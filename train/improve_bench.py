@@ -42,7 +42,7 @@ from lorastack.train.data import PrepareOptions, prepare_splits, write_dataset
 from lorastack.train.data.records import ChatRecord, Message, Record
 from lorastack.train.evaluate import answer_prompts, evaluate_run, publish_run
 from lorastack.train.feedback_report import EXPORT_JSON
-from lorastack.train.improve import ImproveRefused, Measure, compare, improve
+from lorastack.train.improve import Attempt, ImproveRefused, Measure, compare, improve
 from lorastack.train.replay import ReplayOptions
 from lorastack.train.run import RunPaths, load_run_config, load_splits
 from lorastack.train.trainer import train_new_run
@@ -79,6 +79,8 @@ class ImproveBench:
     run: str = ""
     replay: dict[str, Any] | None = None
     """What the export replayed of prod's data (`export.json`'s `replay`); None: off."""
+    attempts: list[Attempt] = field(default_factory=list)
+    """Every preference run `improve` tried (a refused one is tried again, more gently)."""
 
 
 def breakable_rule(rules: list[BrandRule]) -> BrandRule:
@@ -262,9 +264,9 @@ def measure_improve(
                 progress=progress,
                 replay=replay,
             )
-            published, run = result.manifest.ref, result.run
+            published, run, attempts = result.manifest.ref, result.run, result.attempts
         except ImproveRefused as refusal:
-            refused, run = list(refusal.problems), refusal.run
+            refused, run, attempts = list(refusal.problems), refusal.run, refusal.attempts
     seconds["improve"] = time.monotonic() - clock
     metrics = json.loads(RunPaths(run).metrics.read_text(encoding="utf-8"))
     measures = compare(metrics)
@@ -286,6 +288,7 @@ def measure_improve(
         seconds={k: round(v, 1) for k, v in seconds.items()},
         run=str(run),
         replay=_replayed(RunPaths(run)),
+        attempts=attempts,
     )
 
 
@@ -333,6 +336,15 @@ def render_markdown(bench: ImproveBench) -> str:
             f"Replay: {replay['added']} desirable rows from the train split of "
             f"{replay['version']}'s data (share {replay['share']:g}, seed {replay['seed']}).",
         ]
+    for attempt in bench.attempts[:-1]:
+        lines += [
+            "",
+            f"A run at learning rate {attempt.learning_rate:g} was refused by the gate ("
+            + "; ".join(attempt.problems)
+            + "), so `improve` trained again at a lower one.",
+        ]
+    if bench.attempts:
+        lines += ["", f"The last run learnt at {bench.attempts[-1].learning_rate:g}."]
     lines += ["", f"The candidate was {verdict}.", "", f"Time: {timing}.", f"Run: {bench.run}"]
     return "\n".join(lines) + "\n"
 

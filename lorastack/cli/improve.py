@@ -13,7 +13,13 @@ from lorastack.cli.feedback_export import parse_since
 from lorastack.cli.train import TEST_BRANDS, stamp, with_brand_data
 from lorastack.progress import progress_display
 from lorastack.train.config import load_config
-from lorastack.train.improve import DEFAULT_WEIGHT, IMPROVE_FORMATS, Measure
+from lorastack.train.improve import (
+    DEFAULT_WEIGHT,
+    IMPROVE_FORMATS,
+    Attempt,
+    Measure,
+    RetryOptions,
+)
 from lorastack.train.improve import improve as run_loop
 from lorastack.train.improve_bench import DEFAULT_QUESTIONS, measure_improve, write_improve_report
 from lorastack.train.quality import DEFAULT_EXAMPLES
@@ -22,6 +28,12 @@ from lorastack.train.replay import DEFAULT_REPLAY_SHARE, ReplayOptions
 _REPLAY_HELP = (
     "kto: rows of the data prod learnt from added as desirable answers, per feedback "
     "row of the train split, against forgetting (0: none; 1: as many as feedback rows)."
+)
+
+
+_RETRIES_HELP = (
+    "Candidates the quality gate refuses are trained again from prod at half the learning "
+    "rate, this many times at most (0: never)."
 )
 
 
@@ -52,13 +64,15 @@ def improve(
         bool, typer.Option("--no-canary", help="Publish the new version without a canary.")
     ] = False,
     replay: Annotated[float, typer.Option(min=0, help=_REPLAY_HELP)] = DEFAULT_REPLAY_SHARE,
+    retries: Annotated[int, typer.Option(min=0, help=_RETRIES_HELP)] = RetryOptions().times,
 ) -> None:
     """Export the domain's feedback, train on it from prod, evaluate against prod, publish
     through the quality gate and start a canary; prints the comparison, the run folder and
     NAME@vN last.
 
-    Nothing is published when a step refuses: too little feedback, no prod version, or a
-    candidate the quality gate finds worse than prod.
+    Nothing is published when a step refuses: too little feedback, no prod version, or
+    candidates the quality gate finds worse than prod (each refused one is trained again
+    at half its learning rate, --retries times).
     """
     if format not in IMPROVE_FORMATS:
         raise typer.BadParameter(
@@ -85,6 +99,7 @@ def improve(
             scrub=guard_for(domain),
             progress=progress,
             replay=ReplayOptions(share=replay),
+            retries=RetryOptions(times=retries),
         )
     report = result.export.report
     err.print(
@@ -93,6 +108,8 @@ def improve(
     )
     if report.replay is not None:
         err.print(report.replay.note())
+    for attempt in result.attempts[:-1]:
+        err.print(refused_attempt(attempt))
     err.print(f"trained {result.training.steps} steps from {result.training.from_adapter}")
     version, prod = f"v{result.manifest.version}", f"v{result.prod}"
     table = Table("measure", f"candidate {version}", f"prod {prod}", "change")
@@ -109,6 +126,14 @@ def improve(
         out.print(f"{domain}: {version} published, no canary; prod {prod} answers every request")
     out.print(result.run)
     out.print(result.manifest.ref)
+
+
+def refused_attempt(attempt: Attempt) -> str:
+    """One refused run, as a line: its learning rate, the gate's reasons, its folder."""
+    return (
+        f"learning rate {attempt.learning_rate:g}: refused ({'; '.join(attempt.problems)}); "
+        f"run {attempt.run}"
+    )
 
 
 def _cells(measure: Measure) -> tuple[str, str, str]:

@@ -17,7 +17,7 @@ from lorastack.rules import parse_rules
 from lorastack.settings import get_settings
 from lorastack.train.config import ConfigError, build_config
 from lorastack.train.data import DataError
-from lorastack.train.improve import ImproveRefused, improve
+from lorastack.train.improve import ImproveRefused, RetryOptions, improve
 from lorastack.train.replay import ReplayOptions
 from lorastack.train.run import RunPaths, dataset_sha256
 from lorastack.train.trainer import run_training
@@ -185,14 +185,44 @@ def test_a_domain_without_prod_is_refused_before_anything(
 def test_a_candidate_the_gate_refuses_is_not_published(
     store: ModelStore, registry: AdapterRegistry, prod: int
 ) -> None:
-    # A learning rate far too high for preference tuning: it forgets what prod knew.
+    # Learning rates far too high for preference tuning: each forgets what prod knew.
     training = {**TINY, "learning_rate": 1.0}
-    with pytest.raises(ImproveRefused, match="refusing to publish bean-there") as refused:
-        _improve(registry, store, rated(), fmt="dpo", training=training)
+    barely_gentler = RetryOptions(times=1, rate_factor=0.9)
+    refusal = r"refusing to publish bean-there.*runs tried: 2"
+    with pytest.raises(ImproveRefused, match=refusal) as refused:
+        _improve(registry, store, rated(), fmt="dpo", training=training, retries=barely_gentler)
     assert any("for prod v1" in problem for problem in refused.value.problems)
     assert (refused.value.run / "metrics.json").is_file()  # evaluated, kept for a look
+    attempts = refused.value.attempts
+    assert [a.learning_rate for a in attempts] == [1.0, 0.9]  # tried again, more gently
+    assert all(a.problems for a in attempts) and attempts[-1].run == refused.value.run
+    assert attempts[0].run != attempts[1].run  # each run is a folder of its own
     assert [m.version for m in registry.versions(DOMAIN)] == [1]
     assert registry.index(DOMAIN).canary is None
+
+
+def test_a_refused_candidate_is_trained_again_more_gently_and_published(
+    store: ModelStore, registry: AdapterRegistry, prod: int
+) -> None:
+    training = {**TINY, "learning_rate": 1.0}
+    gentle = RetryOptions(times=3, rate_factor=5e-5)  # 1.0, then the default rate at once
+    result = _improve(registry, store, rated(), fmt="dpo", training=training, retries=gentle)
+    assert [a.learning_rate for a in result.attempts] == [1.0, 5e-5]
+    assert result.attempts[0].problems and not result.attempts[1].problems
+    assert result.run == result.attempts[1].run
+    assert result.manifest.version == 2
+    assert result.manifest.training["training"]["learning_rate"] == 5e-5
+
+
+def test_without_retries_the_first_refusal_ends_the_loop(
+    store: ModelStore, registry: AdapterRegistry, prod: int
+) -> None:
+    training, no_retry = {**TINY, "learning_rate": 1.0}, RetryOptions(times=0)
+    with pytest.raises(ImproveRefused) as refused:
+        _improve(registry, store, rated(), fmt="dpo", training=training, retries=no_retry)
+    assert [a.learning_rate for a in refused.value.attempts] == [1.0]
+    with pytest.raises(ConfigError, match="rate factor"):
+        RetryOptions(rate_factor=1.0)
 
 
 def test_the_command_runs_the_loop_and_prints_the_comparison(
@@ -209,6 +239,7 @@ def test_the_command_runs_the_loop_and_prints_the_comparison(
     bad = cli("improve", DOMAIN, "--no-canary", "--weight", "5")
     assert bad.code == 2 and "--no-canary" in bad.err
     assert cli("improve", DOMAIN, "--replay", "-1").code == 2
+    assert cli("improve", DOMAIN, "--retries", "-1").code == 2
     done = cli("improve", DOMAIN, "--format", "dpo", "--weight", "20")
     assert done.code == 0, done.err
     lines = done.out.strip().splitlines()

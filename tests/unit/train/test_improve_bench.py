@@ -16,7 +16,7 @@ from lorastack.rules import BrandRule
 from lorastack.settings import Settings
 from lorastack.train.config import ConfigError, TrainConfig, load_config
 from lorastack.train.gate import PublishRefused
-from lorastack.train.improve import ImproveRefused
+from lorastack.train.improve import Attempt, ImproveRefused
 from lorastack.train.improve_bench import (
     ImproveBench,
     breakable_rule,
@@ -163,12 +163,21 @@ class _Loop:
         self.rated = store.rated_exchanges(domain)
         self.candidate.root.mkdir(parents=True)
         self.candidate.metrics.write_text(json.dumps(METRICS))
+        problems = ["test loss 1.10 > prod's 1.00"]
         if self.refuse:
-            raise ImproveRefused(
-                PublishRefused("harborline", ["test loss 1.10 > prod's 1.00"]), self.candidate.root
-            )
+            attempts = [Attempt(self.candidate.root, 5e-5, problems)]
+            refused = PublishRefused("harborline", problems)
+            raise ImproveRefused(refused, self.candidate.root, attempts)
         manifest = AdapterManifest.model_construct(domain=domain, version=2)
-        return type("Result", (), {"manifest": manifest, "run": self.candidate.root})()
+        attempts = [
+            Attempt(self.tmp_path / "first", 5e-5, problems),
+            Attempt(self.candidate.root, 2.5e-5),
+        ]
+        return type(
+            "Result",
+            (),
+            {"manifest": manifest, "run": self.candidate.root, "attempts": attempts},
+        )()
 
 
 @pytest.mark.parametrize("refuse", [False, True])
@@ -205,6 +214,7 @@ def test_the_loop_reports_the_rule_before_and_after(
     assert ("refused by the quality gate" in markdown) == refuse
     saved = json.loads((tmp_path / "bench" / "improve.json").read_text())
     assert saved["rule_after"] == 0.92
+    assert [a["learning_rate"] for a in saved["attempts"]] == ([5e-5] if refuse else [5e-5, 2.5e-5])
     assert not (tmp_path / "user-home" / "adapters").exists()  # a home of its own
 
 
@@ -248,3 +258,18 @@ def test_the_report_says_what_was_replayed() -> None:
         "Replay: 96 desirable rows from the train split of harborline@v1's data (share 1, "
         "seed 42)." in render_markdown(bench)
     )
+
+
+def test_the_report_says_which_runs_the_gate_refused() -> None:
+    bench = ImproveBench("harborline", "ahoy", 1, 120, 83, 37, 13, 0.85, 1.0, "harborline@v2")
+    bench.attempts = [
+        Attempt(Path("runs/a"), 5e-5, ["fact recall 49% vs 60% for prod v1"]),
+        Attempt(Path("runs/b"), 2.5e-5),
+    ]
+    report = render_markdown(bench)
+    assert (
+        "A run at learning rate 5e-05 was refused by the gate (fact recall 49% vs 60% for "
+        "prod v1), so `improve` trained again at a lower one." in report
+    )
+    assert "The last run learnt at 2.5e-05." in report
+    assert "The candidate was published as harborline@v2." in report
