@@ -73,8 +73,10 @@ def test_a_dead_engine_is_restarted_and_its_adapters_reloaded(
                 await _until(lambda: endpoint.restarting)
                 await _until(lambda: not endpoint.restarting)
                 await _until(lambda: loads.read_text().count("coffee-shop@v1") == 2)
+                # The engine writes the load down before it answers; the slot is ready after.
+                ready = SlotState.READY
+                await _until(lambda: endpoint.adapters.state_of("coffee-shop@v1") is ready)
                 assert supervisor.restarts == 1
-                assert endpoint.adapters.state_of("coffee-shop@v1") is SlotState.READY
                 assert process.pid != pid
             finally:
                 await supervisor.stop()
