@@ -93,12 +93,12 @@ class ImproveRefused(ConfigError):
     folder, which `lorastack publish RUN --force --reason ...` could still publish;
     `attempts` holds every run tried, in order."""
 
-    def __init__(self, refused: PublishRefused, run: Path, attempts: list[Attempt]) -> None:
+    def __init__(self, refused: PublishRefused, attempts: list[Attempt]) -> None:
         self.problems = refused.problems
-        self.run = run
+        self.run = attempts[-1].run
         self.attempts = attempts
         tried = f" (runs tried: {len(attempts)})" if len(attempts) > 1 else ""
-        super().__init__(f"{refused}; the evaluated run: {run}{tried}")
+        super().__init__(f"{refused}; the evaluated run: {self.run}{tried}")
 
 
 @dataclass(frozen=True)
@@ -226,15 +226,15 @@ def improve(
             # A prod promoted meanwhile refuses every run the same way: no retry.
             moved = registry.index(domain).aliases.get(DEFAULT_ALIAS) != prod
             if len(attempts) > retries.times or moved:
-                raise ImproveRefused(refused, paths.root, attempts) from None
+                raise ImproveRefused(refused, attempts) from None
             rate *= retries.rate_factor
             progress.step(
                 f"the gate refused the candidate ({'; '.join(refused.problems)}); "
                 f"training again from prod at learning rate {rate:g}"
             )
-            continue
-        attempts.append(Attempt(paths.root, rate))
-        break
+        else:
+            attempts.append(Attempt(paths.root, rate))
+            break
     index = None
     if weight is not None:
         progress.step(f"starting a canary of {manifest.ref} at {weight:g}%")

@@ -167,7 +167,7 @@ class _Loop:
         if self.refuse:
             attempts = [Attempt(self.candidate.root, 5e-5, problems)]
             refused = PublishRefused("harborline", problems)
-            raise ImproveRefused(refused, self.candidate.root, attempts)
+            raise ImproveRefused(refused, attempts)
         manifest = AdapterManifest.model_construct(domain=domain, version=2)
         attempts = [
             Attempt(self.tmp_path / "first", 5e-5, problems),
