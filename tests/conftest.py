@@ -82,8 +82,10 @@ def bundled_model(
     (two unit workers, then the integration tests): it is converted once per checkout into
     pytest's cache, keyed by the GGUF and the converter's code, and copied from there.
     """
-    if pytestconfig.cache is not None:
-        cache = pytestconfig.cache.mkdir("bundled-model")
+    # pytest sets `config.cache` only while its cache plugin is on.
+    pytest_cache = getattr(pytestconfig, "cache", None)
+    if pytest_cache is not None:
+        cache = pytest_cache.mkdir("bundled-model")
     else:  # pytest's cache is off (-p no:cacheprovider)
         cache = tmp_path_factory.mktemp("bundled-cache")
     key = _conversion_key()
