@@ -77,6 +77,10 @@ class EngineSettings(BaseModel):
     lora_ops: Literal["lorastack", "vllm"] = "lorastack"
     """LoRA ops of the CPU engine: `lorastack` (serve/cpu_lora, adapters at close to the base
     model's speed) or `vllm` (vLLM's own). Ignored on GPUs, which keep vLLM's kernels."""
+    lora_compile: bool = False
+    """Compile the model on the CPU engine with LoRA on, as vLLM does without it (lorastack's
+    ops only): base and adapter requests run faster, but every start compiles for minutes
+    (vLLM 0.32 recompiles on the CPU at each start). docs/performance.md has the numbers."""
     gpu_memory_utilization: float | None = None
     """Fraction of device memory vLLM reserves (on the CPU: of RAM). None: by device,
     0.9 on a GPU (vLLM's usual share) and 0.3 on the CPU (the CPU build's workers refuse

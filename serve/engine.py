@@ -14,6 +14,7 @@ from pathlib import Path
 from lorastack.errors import EngineError
 from lorastack.models import ModelRecord
 from lorastack.processes import OFFLINE_ENV, ChildProcess
+from lorastack.serve.cpu_lora.plugin import COMPILE_SWITCH
 from lorastack.serve.cpu_lora.plugin import SWITCH as LORA_OPS_SWITCH
 from lorastack.settings import EngineSettings
 
@@ -81,6 +82,7 @@ def build_launch(
         "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True",
         # Read by lorastack's vLLM plugin (serve/cpu_lora/plugin.py) in the engine's processes.
         LORA_OPS_SWITCH: engine.lora_ops,
+        COMPILE_SWITCH: "1" if engine.lora_compile else "0",
         "VLLM_LOGGING_LEVEL": engine.log_level,
     }
     if use_cpu:

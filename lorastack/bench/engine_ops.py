@@ -8,6 +8,7 @@ directly (no gateway), with the load of the serving cases:
 | `vllm-ops` | LoRA enabled, vLLM's own CPU LoRA ops |
 | `lorastack-ops` | LoRA enabled, lorastack's ops (serve/cpu_lora), the default; also |
 | | serves one adapter of each shape given at start (`--lora-modules`) |
+| `lorastack-ops-compiled` | lorastack's ops with the model compiled (`engine.lora_compile`) |
 | `no-lora` | LoRA not enabled: what `--enable-lora` costs the base model |
 | `lorastack-ops-max-loras-N` | lorastack's ops with N adapters per batch instead of the default |
 
@@ -34,6 +35,7 @@ from lorastack.progress import NullProgress, Progress
 
 STOCK = "vllm-ops"
 OURS = "lorastack-ops"
+OURS_COMPILED = "lorastack-ops-compiled"
 NO_LORA = "no-lora"
 BASE = "base"
 ADAPTER = "adapter"
@@ -51,12 +53,15 @@ class EngineVariant:
     """`lorastack` or `vllm`; None: an engine without LoRA."""
     max_loras: int
     workloads: tuple[str, ...]
+    lora_compile: bool = False
+    """Compile the model with LoRA on (lorastack's ops only)."""
 
 
 def engine_variants(default_max_loras: int, max_loras_sweep: Sequence[int]) -> list[EngineVariant]:
     variants = [
         EngineVariant(STOCK, "vllm", default_max_loras, (BASE, ADAPTER, MIXED)),
         EngineVariant(OURS, "lorastack", default_max_loras, (BASE, ADAPTER, MIXED, AT_START)),
+        EngineVariant(OURS_COMPILED, "lorastack", default_max_loras, (BASE, ADAPTER), True),
         EngineVariant(NO_LORA, None, default_max_loras, (BASE,)),
     ]
     variants += [
@@ -219,9 +224,15 @@ class _EnginePair:
 
 
 def _pairs(variants: Sequence[str]) -> list[_EnginePair]:
-    pairs = [_EnginePair("adapter vs base", (v, ADAPTER), (v, BASE)) for v in (STOCK, OURS)] + [
-        _EnginePair("mixed vs one adapter", (v, MIXED), (v, ADAPTER)) for v in (STOCK, OURS)
+    with_lora = (STOCK, OURS, OURS_COMPILED)
+    pairs = [_EnginePair("adapter vs base", (v, ADAPTER), (v, BASE)) for v in with_lora]
+    pairs += [_EnginePair("mixed vs one adapter", (v, MIXED), (v, ADAPTER)) for v in (STOCK, OURS)]
+    # What a domain costs against the base model served the fastest way: no LoRA at all.
+    pairs += [
+        _EnginePair("adapter vs base without LoRA", (v, ADAPTER), (NO_LORA, BASE))
+        for v in with_lora
     ]
+    pairs += [_EnginePair("compiled vs not", (OURS_COMPILED, w), (OURS, w)) for w in (BASE, ADAPTER)]
     pairs += [
         _EnginePair("mixed vs one adapter", (v, MIXED), (OURS, ADAPTER))
         for v in variants
@@ -230,7 +241,7 @@ def _pairs(variants: Sequence[str]) -> list[_EnginePair]:
     pairs += [_EnginePair("lorastack vs vllm ops", (OURS, w), (STOCK, w)) for w in (ADAPTER, MIXED)]
     pairs += [
         _EnginePair("LoRA enabled vs not, base model", (v, BASE), (NO_LORA, BASE))
-        for v in (STOCK, OURS)
+        for v in with_lora
     ]
     pairs.append(_EnginePair("at start vs at run time", (OURS, AT_START), (OURS, ADAPTER)))
     return pairs

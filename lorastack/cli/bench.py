@@ -166,6 +166,7 @@ def _variant_engine(
             "max_loras": variant.max_loras,
             "max_cpu_loras": max(config.engine.max_cpu_loras, variant.max_loras),
             "lora_ops": variant.lora_ops or config.engine.lora_ops,
+            "lora_compile": variant.lora_compile,
             "extra_args": [*config.engine.extra_args, *_lora_modules(at_start)],
         }
     )

@@ -47,6 +47,16 @@ def test_vllms_own_lora_ops_are_one_setting_away(
     assert launch.env["LORASTACK_LORA_OPS"] == "vllm"
 
 
+def test_compiling_with_lora_is_one_setting_away(
+    fake_base: ModelRecord, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = load_settings()
+    assert build_launch(settings.engine, fake_base, 16).env["LORASTACK_LORA_COMPILE"] == "0"
+    monkeypatch.setenv("LORASTACK_ENGINE__LORA_COMPILE", "true")
+    settings = load_settings()
+    assert build_launch(settings.engine, fake_base, 16).env["LORASTACK_LORA_COMPILE"] == "1"
+
+
 def test_launch_on_a_gpu_passes_settings_through(
     fake_base: ModelRecord, monkeypatch: pytest.MonkeyPatch
 ) -> None:

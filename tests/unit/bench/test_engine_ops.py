@@ -59,14 +59,16 @@ def test_each_variant_runs_its_cases_on_an_engine_of_its_own(tmp_path: Path) -> 
     assert started == [
         ("vllm-ops", "vllm", 2, []),
         ("lorastack-ops", "lorastack", 2, ["r16-all-at-start", "r8-qv-at-start"]),
+        ("lorastack-ops-compiled", "lorastack", 2, []),
         ("no-lora", None, 2, []),
         ("lorastack-ops-max-loras-4", "lorastack", 4, []),
         ("lorastack-ops-max-loras-3", "lorastack", 3, []),
     ]
     names = [r.case.name for r in report.cases]
     # Per level: vLLM's ops 1 base + 2 shapes x (adapter, mixed); lorastack's also 2
-    # adapters given at start; no LoRA 1 base; each max_loras variant 2 mixed.
-    assert len(names) == 2 * (5 + 7 + 1 + 2 + 2)
+    # adapters given at start; compiled 1 base + 2 adapters; no LoRA 1 base; each
+    # max_loras variant 2 mixed.
+    assert len(names) == 2 * (5 + 7 + 3 + 1 + 2 + 2)
     assert "lorastack-ops/r16-all/at-start/c2" in names
     assert "no-lora/base/base/c1" in names
     for result in report.cases:
@@ -81,6 +83,8 @@ def test_each_variant_runs_its_cases_on_an_engine_of_its_own(tmp_path: Path) -> 
         "mixed vs one adapter",
         "lorastack vs vllm ops",
         "LoRA enabled vs not, base model",
+        "adapter vs base without LoRA",
+        "compiled vs not",
         "at start vs at run time",
     }
 
@@ -101,6 +105,8 @@ def _measured() -> list[EngineCaseResult]:
             _result("lorastack-ops", "mixed", "r8-qv", level, 68.0),
             _result("lorastack-ops", "at-start", "r8-qv", level, 86.7),
             _result("lorastack-ops-max-loras-5", "mixed", "r8-qv", level, 85.0),
+            _result("lorastack-ops-compiled", "base", None, level, 150.0),
+            _result("lorastack-ops-compiled", "adapter", "r16-all", level, 120.0),
             _result("no-lora", "base", None, level, 125.0),
         ]
     return results
@@ -116,6 +122,14 @@ def test_ratios_divide_cases_of_the_same_shape_and_level() -> None:
     assert values[("mixed vs one adapter", f"lorastack-ops-max-loras-5/r8-qv/mixed/{at}", 8)] == 1.0
     assert values[("LoRA enabled vs not, base model", f"lorastack-ops/base/base/{at}", 8)] == 0.8
     assert values[("at start vs at run time", f"lorastack-ops/r8-qv/at-start/{at}", 8)] == 1.02
+    compiled = f"lorastack-ops-compiled/r16-all/adapter/{at}"
+    assert values[("adapter vs base", compiled, 8)] == 0.8
+    assert values[("adapter vs base without LoRA", compiled, 8)] == 0.96
+    assert (
+        values[("adapter vs base without LoRA", f"lorastack-ops/r16-all/adapter/{at}", 8)] == 0.72
+    )
+    assert values[("compiled vs not", compiled, 8)] == 1.3333
+    assert values[("compiled vs not", f"lorastack-ops-compiled/base/base/{at}", 8)] == 1.5
     # Nothing measured, nothing compared: vLLM's ops ran no r8-qv case here.
     assert ("adapter vs base", f"vllm-ops/r8-qv/adapter/{at}", 8) not in values
 
@@ -139,6 +153,12 @@ def test_more_adapters_per_batch_are_variants_of_their_own(
     default: int, sweep: list[int], extra: int
 ) -> None:
     variants = engine_variants(default, sweep)
-    assert [v.name for v in variants[:3]] == ["vllm-ops", "lorastack-ops", "no-lora"]
-    assert len(variants) == 3 + extra
-    assert all(v.workloads == ("mixed",) for v in variants[3:])
+    assert [v.name for v in variants[:4]] == [
+        "vllm-ops",
+        "lorastack-ops",
+        "lorastack-ops-compiled",
+        "no-lora",
+    ]
+    assert [v.lora_compile for v in variants[:4]] == [False, False, True, False]
+    assert len(variants) == 4 + extra
+    assert all(v.workloads == ("mixed",) for v in variants[4:])

@@ -75,3 +75,50 @@ def test_the_entry_point_vllm_loads_is_this_register() -> None:
 
     points = {p.name: p.value for p in entry_points(group="vllm.general_plugins")}
     assert points["lorastack_cpu_lora"] == "lorastack.serve.cpu_lora.plugin:register"
+
+
+class _Platform:
+    """vLLM 0.32's CPU platform in the one respect the compile switch changes."""
+
+    @classmethod
+    def check_and_update_config(cls, vllm_config: object) -> None:
+        config = vllm_config
+        config.compilation_config.mode = 2  # type: ignore[attr-defined]
+        if config.lora_config is not None:  # type: ignore[attr-defined]
+            config.compilation_config.mode = 0  # type: ignore[attr-defined]
+
+
+def _config() -> object:
+    from types import SimpleNamespace
+
+    return SimpleNamespace(lora_config=object(), compilation_config=SimpleNamespace(mode=3))
+
+
+def test_the_compile_switch_keeps_compilation_with_lora_on() -> None:
+    untouched = _config()
+    _Platform.check_and_update_config(untouched)
+    assert untouched.compilation_config.mode == 0  # type: ignore[attr-defined]
+
+    class Platform(_Platform):
+        pass
+
+    plugin.keep_compilation_with_lora(Platform)
+    plugin.keep_compilation_with_lora(Platform)  # a second register() in the process
+    config = _config()
+    lora = config.lora_config  # type: ignore[attr-defined]
+    Platform.check_and_update_config(config)
+    assert config.compilation_config.mode == 2  # type: ignore[attr-defined]
+    assert config.lora_config is lora  # type: ignore[attr-defined]
+
+
+def test_vllms_cpu_platform_reads_lora_config_only_to_turn_compilation_off() -> None:
+    """Hiding `lora_config` from the check changes nothing else on the vLLM pinned; a vLLM
+    that reads it for more fails here, not in an engine."""
+    import inspect
+
+    from vllm.platforms.cpu import CpuPlatform
+
+    source = inspect.getsource(CpuPlatform.check_and_update_config)
+    assert source.count("lora_config") == 1
+    assert "if vllm_config.lora_config is not None:\n" in source
+    assert "compilation_config.mode = CompilationMode.NONE" in source

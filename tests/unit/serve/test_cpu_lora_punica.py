@@ -92,3 +92,30 @@ def test_embeddings_add_each_tokens_adapter() -> None:
     ours.add_lora_embedding(y_ours, x, lora_b[0], add_inputs=True)
 
     torch.testing.assert_close(y_ours, y_stock)
+
+
+def test_a_compiled_forward_follows_each_steps_adapters() -> None:
+    """Traced once (as vLLM compiles the model), the LoRA op still reads every new step's
+    rows: the grouping is not frozen into the graph at the first batch."""
+    outs = (32, 8, 8)
+    lora_a, lora_b = _stacked(8, outs)
+    ours = GroupedPunicaWrapperCPU(max_num_batched_tokens=64, max_batches=8, device="cpu")
+
+    def layer(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        y = y * 1.0  # an intermediate, as a linear layer's output is
+        ours.add_lora_linear(y, x, lora_a, lora_b, 1.0, outs)
+        return y
+
+    compiled = torch.compile(layer, backend="aot_eager", fullgraph=True, dynamic=True)
+    torch._dynamo.reset()
+    # Base-only first: the step a trace made at the first batch would keep.
+    for name in ("base-only", "prefill", "interleaved"):
+        token_ids, prompt_ids = MAPPINGS[name]
+        stock, _ = _wrappers(token_ids, prompt_ids)
+        mapping = LoRAMapping(token_ids, prompt_ids, is_prefill=True)
+        ours.update_metadata(mapping, SLOT_IDS, SLOTS + 1, VOCAB)
+        x = torch.randn(len(token_ids), HIDDEN)
+        y = torch.randn(len(token_ids), sum(outs))
+        expected = y.clone()
+        stock.add_lora_linear(expected, x, lora_a, lora_b, 1.0, outs)
+        torch.testing.assert_close(compiled(y, x), expected, msg=name)
