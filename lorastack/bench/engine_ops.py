@@ -232,7 +232,9 @@ def _pairs(variants: Sequence[str]) -> list[_EnginePair]:
         _EnginePair("adapter vs base without LoRA", (v, ADAPTER), (NO_LORA, BASE))
         for v in with_lora
     ]
-    pairs += [_EnginePair("compiled vs not", (OURS_COMPILED, w), (OURS, w)) for w in (BASE, ADAPTER)]
+    pairs += [
+        _EnginePair("compiled vs not", (OURS_COMPILED, w), (OURS, w)) for w in (BASE, ADAPTER)
+    ]
     pairs += [
         _EnginePair("mixed vs one adapter", (v, MIXED), (OURS, ADAPTER))
         for v in variants
