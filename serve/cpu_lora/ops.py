@@ -125,10 +125,10 @@ class FusedLayer:
     """(slots, slices * rank, out), block-diagonal over the slices, float32, contiguous."""
     active: tuple[bool, ...]
     """Per slot: whether its adapter changes this layer at all."""
-    shrinks: tuple[torch.Tensor, ...] = ()
+    shrinks: tuple[torch.Tensor, ...]
     """Per slot, `shrink[slot]`: taken once, since indexing a tensor costs microseconds
     at every one of the hundred-odd calls of an engine step."""
-    expands: tuple[torch.Tensor, ...] = ()
+    expands: tuple[torch.Tensor, ...]
     """Per slot, `expand[slot]`."""
 
 

@@ -6,7 +6,7 @@ the slot of every token, then `add_lora_linear` (every linear layer), `add_lora_
 metadata, full-linear heads) stays vLLM's.
 
 The linear and embedding ops run inside the model's forward, which vLLM can compile
-(`engine.compile`, plugin.py): there they are PyTorch custom ops (`torch.ops.lorastack.*`),
+(`engine.lora_compile`, plugin.py): there they are PyTorch custom ops (`torch.ops.lorastack.*`),
 which the compiler keeps as opaque calls. Which rows belong to which adapter changes every
 step and is plain Python (`plan_rows`); traced, it would be frozen at the first step's
 batch. The ops find the step's rows through the wrapper they are given by number, since a
@@ -106,18 +106,14 @@ class GroupedPunicaWrapperCPU(PunicaWrapperCPU):
         buffer: tuple[torch.Tensor, ...] | None = None,
         **kwargs: Any,
     ) -> None:
+        y, x = y.view(-1, y.shape[-1]), x.view(-1, x.shape[-1])
         if not torch.compiler.is_compiling():
             # Eager, the method itself: the custom op's dispatch costs about 30 us a call,
             # as much as the LoRA maths of a decode step's layer.
             self.apply_linear(y, x, lora_a_stacked, lora_b_stacked, scale)
             return
         torch.ops.lorastack.lora_linear(
-            y.view(-1, y.shape[-1]),
-            x.view(-1, x.shape[-1]),
-            list(lora_a_stacked),
-            list(lora_b_stacked),
-            scale,
-            self._number,
+            y, x, list(lora_a_stacked), list(lora_b_stacked), scale, self._number
         )
 
     def apply_linear(
@@ -128,10 +124,11 @@ class GroupedPunicaWrapperCPU(PunicaWrapperCPU):
         lora_b_stacked: Sequence[torch.Tensor],
         scale: float,
     ) -> None:
+        """The LoRA delta of this step's rows into `y`; `y` and `x` are (rows, features)."""
         if not self._tokens.groups:
             return
         layer = self._fused.get(lora_a_stacked, lora_b_stacked)
-        add_lora(y.view(-1, y.shape[-1]), x.view(-1, x.shape[-1]), self._tokens, layer, scale)
+        add_lora(y, x, self._tokens, layer, scale)
 
     def add_lora_logits(
         self,

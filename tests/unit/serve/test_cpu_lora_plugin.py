@@ -82,10 +82,9 @@ class _Platform:
 
     @classmethod
     def check_and_update_config(cls, vllm_config: object) -> None:
-        config = vllm_config
-        config.compilation_config.mode = 2  # type: ignore[attr-defined]
-        if config.lora_config is not None:  # type: ignore[attr-defined]
-            config.compilation_config.mode = 0  # type: ignore[attr-defined]
+        vllm_config.compilation_config.mode = 2  # type: ignore[attr-defined]
+        if vllm_config.lora_config is not None:  # type: ignore[attr-defined]
+            vllm_config.compilation_config.mode = 0  # type: ignore[attr-defined]
 
 
 def _config() -> object:
