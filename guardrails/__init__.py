@@ -6,7 +6,7 @@ the process-wide settings the detector runs best with are the process owner's
 to apply (`lorastack.guardrails.runtime`).
 
     detector = PresidioDetector()                     # one per process
-    policy = PolicyStore(settings.policies_dir).get("coffee-shop")
+    policy = PolicyStore(settings.policies_dir, settings.guard_policy).get("coffee-shop")
     guard = Guard(policy, detector, domain="coffee-shop")
     vault = Vault()                                   # one per conversation (request)
     safe = guard.protect_messages(messages, vault)    # masked before the model sees them

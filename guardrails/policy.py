@@ -154,17 +154,27 @@ def default_policy() -> GuardPolicy:
 
 
 class PolicyStore:
-    """Policies by domain, from a folder of `<domain>.yaml` files."""
+    """Policies by domain, from a folder of `<domain>.yaml` files.
 
-    def __init__(self, folder: Path) -> None:
+    A domain without a file, and the base model (domain None), get `fallback`: the
+    deployment's own default policy file, else the shipped `policies/default.yaml`.
+    """
+
+    def __init__(self, folder: Path, fallback: Path | None = None) -> None:
         self.folder = folder
+        self.fallback = fallback
 
     def path_for(self, domain: str) -> Path:
         return self.folder / f"{check_name(domain)}.yaml"
 
-    def get(self, domain: str | None) -> GuardPolicy:
+    def source(self, domain: str | None) -> Path | None:
+        """The file whose policy applies to `domain`; None for the shipped default."""
         if domain is not None:
             path = self.path_for(domain)
             if path.is_file():
-                return load_policy(path)
-        return default_policy()
+                return path
+        return self.fallback
+
+    def get(self, domain: str | None) -> GuardPolicy:
+        path = self.source(domain)
+        return default_policy() if path is None else load_policy(path)

@@ -286,6 +286,9 @@ class Settings(BaseSettings):
     """Where captured exchanges and feedback live: a SQLAlchemy URL, `sqlite:///PATH` or
     `postgresql://USER:PASSWORD@HOST:PORT/DB` (PostgreSQL when several gateways share it).
     None: `sqlite:///<home>/lorastack.db`."""
+    guard_policy: Path | None = None
+    """The guardrail policy file of the base model and of every domain without its own
+    `policies/<domain>.yaml`. None: the shipped `guardrails/policies/default.yaml`."""
     engine: EngineSettings = Field(default_factory=EngineSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     ui: UiSettings = Field(default_factory=UiSettings)
@@ -347,6 +350,11 @@ class Settings(BaseSettings):
     @property
     def runs_dir(self) -> Path:
         return self.home / "runs"
+
+    @field_validator("guard_policy")
+    @classmethod
+    def _expand_policy(cls, path: Path | None) -> Path | None:
+        return None if path is None else path.expanduser().absolute()
 
     @property
     def policies_dir(self) -> Path:

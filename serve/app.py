@@ -140,7 +140,7 @@ def build_gateway(
         if detector is None:
             raise ValueError("the guardrails are on: a PII detector is needed")
         audit = JsonlAuditLog(settings.runs_dir / "audit" / "pii.jsonl")
-        policies = PolicyStore(settings.policies_dir)
+        policies = PolicyStore(settings.policies_dir, settings.guard_policy)
         guards = GuardProvider(policies, detector, ScreeningPool(), audit, metrics, tracer)
     served = served_model(store, settings.base_model)
     checkpoint = store.get(settings.base_model).path if served.checkpoint_sha256 else None

@@ -67,7 +67,8 @@ class Released(NamedTuple):
 
 
 class GuardProvider:
-    """Guards by domain; a policy file edited on disk takes effect on the next request."""
+    """Guards by domain; a policy file edited, added or removed on disk takes effect on the
+    next request."""
 
     def __init__(
         self,
@@ -84,23 +85,24 @@ class GuardProvider:
         self._audit = audit
         self._metrics = metrics
         self._tracer = tracer
-        self._guards: dict[str | None, tuple[float | None, Guard]] = {}
+        self._guards: dict[str | None, tuple[tuple[Path, float] | None, Guard]] = {}
         self._lock = threading.Lock()
 
-    def _mtime(self, domain: str | None) -> float | None:
-        if domain is None:
+    def _version(self, domain: str | None) -> tuple[Path, float] | None:
+        """Which file the domain's policy comes from, and when it last changed."""
+        path = self._policies.source(domain)
+        if path is None:
             return None
-        path: Path = self._policies.path_for(domain)
         try:
-            return path.stat().st_mtime
+            return path, path.stat().st_mtime
         except OSError:
-            return None
+            return path, -1.0  # gone: reading it reports the error
 
     def get(self, domain: str | None) -> Guard:
-        mtime = self._mtime(domain)
+        version = self._version(domain)
         with self._lock:
             cached = self._guards.get(domain)
-            if cached is not None and cached[0] == mtime:
+            if cached is not None and cached[0] == version:
                 return cached[1]
             guard = Guard(
                 self._policies.get(domain),
@@ -109,7 +111,7 @@ class GuardProvider:
                 domain=domain,
                 pool=self.pool,
             )
-            self._guards[domain] = (mtime, guard)
+            self._guards[domain] = (version, guard)
             return guard
 
     def prepare(self) -> None:

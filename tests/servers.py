@@ -77,6 +77,24 @@ class RealStack:
     """None in front of an engine the gateway did not start."""
 
 
+def _patient_default_policy(home: Path) -> Path:
+    """The shipped default policy with a 30 s screening deadline instead of 5 s.
+
+    The deadline is there for a hung detector. On a 2-core test machine vLLM, the gateway
+    and the test's own client threads share the cores (and the clients the gateway's
+    GIL), and a screening that takes 50 ms alone has once been seen to pass 5 s.
+    """
+    from importlib import resources
+
+    shipped = resources.files("lorastack.guardrails").joinpath("policies/default.yaml")
+    text = shipped.read_text()
+    assert "\ntimeout_s: 5.0\n" in text  # the line replaced below
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / "default-policy.yaml"
+    path.write_text(text.replace("\ntimeout_s: 5.0\n", "\ntimeout_s: 30.0\n"))
+    return path
+
+
 @contextmanager
 def real_stack(
     model: ModelRecord,
@@ -109,6 +127,7 @@ def real_stack(
     settings = load_settings(
         home=home,
         base_model=model.name,
+        guard_policy=_patient_default_policy(home),
         engine={"port": free_port(), "startup_timeout_s": 600},
         gateway={"admin_key": admin_key},
     )

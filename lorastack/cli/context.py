@@ -52,7 +52,7 @@ def resolve_policy(domain: str | None, policy_file: Path | None = None) -> Guard
     """The policy in `policy_file`, else the domain's (the shipped default without one)."""
     if policy_file is not None:
         return load_policy(policy_file)
-    return PolicyStore(settings().policies_dir).get(domain)
+    return PolicyStore(settings().policies_dir, settings().guard_policy).get(domain)
 
 
 def guard_for(domain: str | None, policy_file: Path | None = None) -> Guard:

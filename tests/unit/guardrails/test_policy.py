@@ -77,6 +77,20 @@ def test_store_prefers_the_domain_file(tmp_path: Path) -> None:
         load_policy(tmp_path / "missing.yaml")
 
 
+def test_a_deployment_default_replaces_the_shipped_one(tmp_path: Path) -> None:
+    (tmp_path / "bank.yaml").write_text(POLICY)
+    fallback = tmp_path / "elsewhere" / "company.yaml"
+    fallback.parent.mkdir()
+    fallback.write_text("name: company\n")
+    store = PolicyStore(tmp_path, fallback)
+    assert store.get("bank").name == "bank"
+    assert store.source("coffee") == store.source(None) == fallback
+    assert store.get("coffee").name == store.get(None).name == "company"
+    fallback.unlink()
+    with pytest.raises(PolicyError, match="cannot read policy"):
+        store.get(None)  # a named file that is gone is an error, not the shipped default
+
+
 def test_policy_objects_can_be_built_in_code() -> None:
     policy = GuardPolicy(entities={"PERSON": {"output": "mask"}})  # type: ignore[dict-item]
     assert policy.action("PERSON", Direction.OUTPUT) is Action.MASK

@@ -1,7 +1,11 @@
 """Personal data through the gateway: masked on the way in, safe on the way out."""
 
+import os
+import time
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from tests.fakes import RegexDetector
 from tests.unit.serve.conftest import Running
@@ -61,6 +65,29 @@ def test_a_blocked_entity_is_a_400_naming_types_only(gw: Running, home: Path) ->
     assert gw.fake.completion_requests == []
     # Other domains keep the default policy.
     assert gw.chat("ledger-desk", USER).status_code == 200
+
+
+def test_the_deployments_default_policy_covers_the_base_model_and_domains_without_one(
+    start_gateway: Any, home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    default = tmp_path / "company-default.yaml"
+    default.write_text("entities: {CREDIT_CARD: {input: block}}\n")
+    monkeypatch.setenv("LORASTACK_GUARD_POLICY", str(default))
+    (home / "policies").mkdir(parents=True, exist_ok=True)
+    (home / "policies" / "coffee-shop.yaml").write_text("name: own\n")
+    gw = start_gateway()
+    assert gw.chat("tiny", USER).status_code == 400
+    assert gw.chat("ledger-desk", USER).status_code == 400
+    assert gw.chat("coffee-shop", USER).status_code == 200  # its own file wins
+    # Edited on disk: the next request follows it.
+    default.write_text("name: relaxed\n")
+    os.utime(default, (time.time() + 5, time.time() + 5))  # a new mtime even on a coarse clock
+    assert gw.chat("tiny", USER).status_code == 200
+    # A domain's own file removed: the deployment's default applies again.
+    default.write_text("entities: {CREDIT_CARD: {input: block}}\n")
+    os.utime(default, (time.time() + 10, time.time() + 10))
+    (home / "policies" / "coffee-shop.yaml").unlink()
+    assert gw.chat("coffee-shop", USER).status_code == 400
 
 
 def test_guardrails_off_passes_text_unchanged(start_gateway: Any) -> None:
