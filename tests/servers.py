@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import uvicorn
+import yaml
 
 if TYPE_CHECKING:
     from lorastack.models import ModelRecord
@@ -84,14 +85,12 @@ def _patient_default_policy(home: Path) -> Path:
     and the test's own client threads share the cores (and the clients the gateway's
     GIL), and a screening that takes 50 ms alone has once been seen to pass 5 s.
     """
-    from importlib import resources
+    from lorastack.guardrails import default_policy
 
-    shipped = resources.files("lorastack.guardrails").joinpath("policies/default.yaml")
-    text = shipped.read_text()
-    assert "\ntimeout_s: 5.0\n" in text  # the line replaced below
+    policy = default_policy().model_copy(update={"timeout_s": 30.0})
     home.mkdir(parents=True, exist_ok=True)
     path = home / "default-policy.yaml"
-    path.write_text(text.replace("\ntimeout_s: 5.0\n", "\ntimeout_s: 30.0\n"))
+    path.write_text(yaml.safe_dump(policy.model_dump(mode="json")))
     return path
 
 
