@@ -137,6 +137,16 @@ class Guard:
         self._prepared = False
         self._custom = policy.custom_entities()
 
+    def allowing(self, values: Sequence[str]) -> Guard:
+        """A guard like this one whose policy also leaves `values` unmasked (a domain's
+        vocabulary, guardrails/vocabulary.py); itself when that changes nothing."""
+        policy = self.policy.allowing(values)
+        if policy is self.policy:
+            return self
+        allowing = Guard(policy, self.detector, self.audit, self.domain, self.pool)
+        allowing._prepared = self._prepared
+        return allowing
+
     # -- detection -----------------------------------------------------------
 
     def prepare(self) -> None:

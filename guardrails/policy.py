@@ -7,6 +7,7 @@ one domain; without one, the policy shipped in `policies/default.yaml` does.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -116,6 +117,18 @@ class GuardPolicy(_Strict):
         if rule is not None and rule.threshold is not None:
             return rule.threshold
         return self.defaults.threshold if self.defaults.threshold is not None else 0.5
+
+    def allowing(self, values: Sequence[str]) -> GuardPolicy:
+        """This policy with `values` added to its allow-list (a domain's vocabulary,
+        guardrails/vocabulary.py); itself when there are none."""
+        added = [value for value in values if not self.is_allowed_value(value)]
+        if not added:
+            return self
+        return self.model_copy(update={"allow_list": [*self.allow_list, *added]})
+
+    def denied_values(self) -> list[str]:
+        """The values its custom entity types always match (their deny-lists)."""
+        return [value for spec in self.custom for value in spec.deny_list]
 
     def is_allowed_value(self, value: str) -> bool:
         folded = value.strip().casefold()

@@ -15,6 +15,7 @@ from typing import Any
 from lorastack.guardrails.entities import Direction, Finding
 from lorastack.guardrails.guard import Guard
 from lorastack.guardrails.vault import Vault
+from lorastack.guardrails.vocabulary import recurring_names
 from lorastack.texts import map_record, record_texts
 
 
@@ -26,6 +27,8 @@ class ScrubReport:
     """Records holding data the policy blocks: left out of the training set."""
     entities: Counter[str] = field(default_factory=Counter)
     blocked: Counter[str] = field(default_factory=Counter)
+    vocabulary: list[str] = field(default_factory=list)
+    """The business's own names left unmasked (`scrub_records(learn_vocabulary=True)`)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -34,6 +37,7 @@ class ScrubReport:
             "records_dropped": self.records_dropped,
             "entities": dict(sorted(self.entities.items())),
             "blocked": dict(sorted(self.blocked.items())),
+            "vocabulary": list(self.vocabulary),
         }
 
 
@@ -46,20 +50,62 @@ SCRUB_BATCH = 64
 
 
 def scrub_records(
-    records: Sequence[dict[str, Any]], guard: Guard, report: ScrubReport
+    records: Sequence[dict[str, Any]],
+    guard: Guard,
+    report: ScrubReport,
+    learn_vocabulary: bool = False,
 ) -> Iterator[dict[str, Any] | None]:
     """`scrub_record` of each record, in order, `SCRUB_BATCH` records' texts detected at
     once (`Guard.find_many`), each distinct text once: a system prompt that every chat
-    repeats is scanned once a batch, and spaCy's NER runs over the batch together."""
-    for first in range(0, len(records), SCRUB_BATCH):
-        batch = records[first : first + SCRUB_BATCH]
-        texts = list(dict.fromkeys(text for record in batch for text in record_texts(record)))
-        found = guard.find_many_or_fail_open(texts)
-        find: Callable[[str], list[Finding] | None] = (
-            _failed_open if found is None else dict(zip(texts, found, strict=True)).__getitem__
-        )
+    repeats is scanned once a batch, and spaCy's NER runs over the batch together.
+
+    `learn_vocabulary`: first detect in every record, then leave the names that recur
+    across them unmasked (the business's own, guardrails/vocabulary.py; listed in
+    `report.vocabulary`). Holds every text's findings until the end, where without it
+    records stream through a batch at a time.
+    """
+    if learn_vocabulary:
+        yield from _scrub_with_vocabulary(records, guard, report)
+        return
+    for batch in _batches(records):
+        find = _finder(batch, guard)
         for record in batch:
             yield _scrub(record, guard, report, find)
+
+
+def _batches(records: Sequence[dict[str, Any]]) -> Iterator[Sequence[dict[str, Any]]]:
+    for first in range(0, len(records), SCRUB_BATCH):
+        yield records[first : first + SCRUB_BATCH]
+
+
+def _finder(batch: Sequence[dict[str, Any]], guard: Guard) -> Callable[[str], list[Finding] | None]:
+    """What `guard` finds in each text of `batch` (None for every text: detection failed
+    and the policy fails open)."""
+    texts = list(dict.fromkeys(text for record in batch for text in record_texts(record)))
+    found = guard.find_many_or_fail_open(texts)
+    if found is None:
+        return _failed_open
+    return dict(zip(texts, found, strict=True)).__getitem__
+
+
+def _scrub_with_vocabulary(
+    records: Sequence[dict[str, Any]], guard: Guard, report: ScrubReport
+) -> Iterator[dict[str, Any] | None]:
+    found: list[list[tuple[str, list[Finding] | None]]] = []
+    for batch in _batches(records):
+        find = _finder(batch, guard)
+        found += [[(text, find(text)) for text in record_texts(record)] for record in batch]
+    report.vocabulary = recurring_names(found, never=guard.policy.denied_values())
+    allowing = guard.allowing(report.vocabulary)
+    policy = allowing.policy
+    for record, texts in zip(records, found, strict=True):
+        kept = {
+            text: None
+            if findings is None
+            else [f for f in findings if not policy.is_allowed_value(text[f.start : f.end])]
+            for text, findings in texts
+        }
+        yield _scrub(record, allowing, report, kept.__getitem__)
 
 
 def _failed_open(_text: str) -> None:

@@ -114,6 +114,10 @@ class AdapterManifest(_Strict):
     rules: list[BrandRule] = Field(default_factory=list)
     """The brand rules its answers must follow (`lorastack/rules.py`): measured by
     `lorastack eval`, checked by the gateway on every served answer."""
+    vocabulary: list[str] = Field(default_factory=list)
+    """The business's own names its training data kept unmasked (names recurring across
+    its records, `lorastack/guardrails/vocabulary.py`): the gateway's guard leaves them
+    unmasked for this version too, so prompts look as they did in training."""
     forced: str | None = None
     """Why it was published although the quality gate refused it (`publish --force`)."""
     started_from: str | None = None

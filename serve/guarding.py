@@ -68,7 +68,8 @@ class Released(NamedTuple):
 
 class GuardProvider:
     """Guards by domain; a policy file edited, added or removed on disk takes effect on the
-    next request."""
+    next request. A domain version's vocabulary (names its training data kept, in its
+    manifest) is allowed by its guard: its prompts look as they did in training."""
 
     def __init__(
         self,
@@ -85,7 +86,10 @@ class GuardProvider:
         self._audit = audit
         self._metrics = metrics
         self._tracer = tracer
-        self._guards: dict[str | None, tuple[tuple[Path, float] | None, Guard]] = {}
+        # By domain and vocabulary: a canary's two versions may keep different names.
+        self._guards: dict[
+            tuple[str | None, tuple[str, ...]], tuple[tuple[Path, float] | None, Guard]
+        ] = {}
         self._lock = threading.Lock()
 
     def _version(self, domain: str | None) -> tuple[Path, float] | None:
@@ -98,20 +102,23 @@ class GuardProvider:
         except OSError:
             return path, -1.0  # gone: reading it reports the error
 
-    def get(self, domain: str | None) -> Guard:
+    def get(self, domain: str | None, vocabulary: Sequence[str] = ()) -> Guard:
+        """The domain's guard; `vocabulary` (an adapter version's own names, its
+        manifest's) added to its policy's allow-list."""
         version = self._version(domain)
+        key = (domain, tuple(vocabulary))
         with self._lock:
-            cached = self._guards.get(domain)
+            cached = self._guards.get(key)
             if cached is not None and cached[0] == version:
                 return cached[1]
             guard = Guard(
-                self._policies.get(domain),
+                self._policies.get(domain).allowing(vocabulary),
                 self._detector,
                 audit=self._audit,
                 domain=domain,
                 pool=self.pool,
             )
-            self._guards[domain] = (version, guard)
+            self._guards[key] = (version, guard)
             return guard
 
     def prepare(self) -> None:
@@ -121,7 +128,7 @@ class GuardProvider:
     def screening(self, target: Target, request_id: str, tenant: str) -> Screening:
         """One request's screening; `tenant` (its key) shares threads fairly with others."""
         return Screening(
-            self.get(target.domain),
+            self.get(target.domain, target.manifest.vocabulary if target.manifest else ()),
             self.pool,
             self._metrics,
             target,

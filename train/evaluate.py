@@ -19,10 +19,11 @@ import json
 import math
 import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
+from lorastack.errors import AdapterNotFound
 from lorastack.fsutil import write_json_atomic
 from lorastack.manifest import DEFAULT_ALIAS, AdapterManifest
 from lorastack.models import ModelRecord, ModelStore
@@ -33,7 +34,13 @@ from lorastack.settings import PublishSettings
 from lorastack.train import preference_eval, quality, report
 from lorastack.train.config import PREFERENCE_MODES, ConfigError
 from lorastack.train.gate import DEFAULT_FORCE_REASON, PublishRefused, gate_decision
-from lorastack.train.run import RunPaths, dataset_sha256, load_run_config, load_splits
+from lorastack.train.run import (
+    RunPaths,
+    dataset_sha256,
+    dataset_vocabulary,
+    load_run_config,
+    load_splits,
+)
 from lorastack.train.trainer import to_examples
 
 MAX_ANSWER_TOKENS = 256  # the longest answer the quality pass lets a model give
@@ -349,6 +356,18 @@ def evaluate_run(
     return results
 
 
+def _vocabulary(paths: RunPaths, registry: AdapterRegistry, started_from: str | None) -> list[str]:
+    """The business's own names the new version's prompts keep: those its training data
+    kept, and for a run tuning a published version further (feedback comes masked by the
+    gateway with that version's), that version's too."""
+    names = dataset_vocabulary(paths.data)
+    if started_from is not None:
+        # Removed since: its names are in the feedback data or nowhere.
+        with suppress(AdapterNotFound):
+            names += registry.resolve(started_from).vocabulary
+    return list(dict.fromkeys(names))
+
+
 def publish_run(
     paths: RunPaths,
     registry: AdapterRegistry,
@@ -390,6 +409,7 @@ def publish_run(
         metrics=metrics,
         training=config.to_dict(),
         rules=config.rules,
+        vocabulary=_vocabulary(paths, registry, config.from_adapter),
         forced=forced,
         started_from=config.from_adapter,
         promote=DEFAULT_ALIAS if promote else None,

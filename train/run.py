@@ -177,3 +177,14 @@ def dataset_sha256(folder: Path) -> str:
     for name in sorted(split_file(split) for split in SPLITS):
         digest.update(f"{name}\0{sha256_file(folder / name)}\n".encode())
     return digest.hexdigest()
+
+
+def dataset_vocabulary(folder: Path) -> list[str]:
+    """The business's own names its scrubbing left unmasked (`report.json`'s
+    `pii.vocabulary`); none for a dataset prepared without a report or before it."""
+    try:
+        report = json.loads((folder / REPORT_JSON).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    names = (report.get("pii") or {}).get("vocabulary") if isinstance(report, dict) else None
+    return [name for name in names if isinstance(name, str)] if isinstance(names, list) else []

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from lorastack.cli.context import err, guard_for, out
-from lorastack.cli.guard import DomainOption, PolicyOption
+from lorastack.cli.guard import DomainOption, PolicyOption, VocabularyOption
 from lorastack.fsutil import write_json_atomic
 from lorastack.guardrails.guard import Guard
 from lorastack.guardrails.scrub import ScrubReport, scrub_records
@@ -39,6 +39,7 @@ def scrub(
     target: Annotated[Path, typer.Argument(help="Where to write the scrubbed JSONL.")],
     domain: DomainOption = None,
     policy: PolicyOption = None,
+    vocabulary: VocabularyOption = True,
 ) -> None:
     """Apply the input policy to a training file, keeping every record's structure.
 
@@ -51,7 +52,8 @@ def scrub(
     scrubbed: list[str] = []
     with progress_display(err) as progress:
         progress.step(f"scrubbing {source.name}", total=len(records))
-        for cleaned in scrub_records([record for _, record in records], guard, report):
+        cleaned_records = scrub_records([r for _, r in records], guard, report, vocabulary)
+        for cleaned in cleaned_records:
             progress.advance(1)
             if cleaned is not None:
                 scrubbed.append(json.dumps(cleaned, ensure_ascii=False))
@@ -67,7 +69,17 @@ def scrub(
         f"{report.records} records, {report.records_changed} changed, "
         f"{report.records_dropped} dropped; found: {found}"
     )
+    _print_vocabulary(report.vocabulary)
     out.print(report_path)
+
+
+def _print_vocabulary(names: list[str]) -> None:
+    if names:
+        err.print(
+            f"kept as the business's own names (in many records; --no-vocabulary masks them): "
+            f"{', '.join(names)}",
+            soft_wrap=True,
+        )
 
 
 @app.command()
@@ -111,6 +123,7 @@ def prepare(
     scrub: Annotated[
         bool, typer.Option(help="Mask personal data with the domain's input policy.")
     ] = True,
+    vocabulary: VocabularyOption = True,
     domain: DomainOption = None,
     policy: PolicyOption = None,
     system_prompt: Annotated[
@@ -158,6 +171,7 @@ def prepare(
         system_prompt=prompt or None,
         augment=augment,
         paraphrases=paraphrases,
+        vocabulary=vocabulary,
     )
     guard = _guard(domain, policy) if scrub else None
     with progress_display(err) as progress:
@@ -171,4 +185,5 @@ def prepare(
     if report.scrub is not None:
         found = ", ".join(f"{k} {v}" for k, v in sorted(report.scrub.entities.items()))
         err.print(f"personal data masked: {found or 'none found'}")
+        _print_vocabulary(report.scrub.vocabulary)
     out.print(result.out)

@@ -32,6 +32,13 @@ DomainOption = Annotated[str | None, typer.Option(help="Use this domain's policy
 PolicyOption = Annotated[
     Path | None, typer.Option(help="Policy YAML file (overrides --domain).", dir_okay=False)
 ]
+VocabularyOption = Annotated[
+    bool,
+    typer.Option(
+        help="Leave unmasked the names that recur across the records (the business's own: "
+        "its products, places, ships); each is listed."
+    ),
+]
 
 
 def _scan_line(guard: Guard, line: str) -> dict[str, Any]:

@@ -184,6 +184,7 @@ class AdapterRegistry:
         metrics: dict[str, Any] | None = None,
         training: dict[str, Any] | None = None,
         rules: Sequence[BrandRule] = (),
+        vocabulary: Sequence[str] = (),
         forced: str | None = None,
         started_from: str | None = None,
         promote: str | None = None,
@@ -220,6 +221,7 @@ class AdapterRegistry:
                 metrics=metrics or {},
                 training=training or {},
                 rules=list(rules),
+                vocabulary=list(vocabulary),
                 forced=forced,
                 started_from=started_from,
             )

@@ -136,7 +136,22 @@ def test_data_scrub_keeps_every_record_shape(cli, tmp_path: Path) -> None:  # ty
         "records_dropped": 0,
         "entities": {"CREDIT_CARD": 1, "EMAIL_ADDRESS": 1, "PERSON": 3},
         "blocked": {},
+        "vocabulary": [],
     }
+
+
+def test_data_scrub_keeps_the_business_s_own_names_unless_told_not_to(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(f'{{"text": "Boat {n} leaves Leeds."}}\n' for n in range(6)))
+    kept = cli("data", "scrub", str(source), str(tmp_path / "kept.jsonl"))
+    assert kept.code == 0, kept.err
+    assert "kept as the business's own names" in kept.err and "Leeds" in kept.err
+    assert (tmp_path / "kept.jsonl").read_text() == source.read_text()
+    assert json.loads(Path(kept.last_line).read_text())["vocabulary"] == ["Leeds"]
+
+    masked = cli("data", "scrub", str(source), str(tmp_path / "m.jsonl"), "--no-vocabulary")
+    assert "Boat 0 leaves <LOCATION_1>." in (tmp_path / "m.jsonl").read_text()
+    assert "Leeds" not in masked.err
 
 
 def test_data_scrub_drops_blocked_records(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

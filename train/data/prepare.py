@@ -95,6 +95,9 @@ class PrepareOptions:
     """Up to this many augmented variants per train chat (typing noise, system prompt)."""
     paraphrases: int = DEFAULT_PARAPHRASES
     """This many question paraphrases per train chat (`lorastack.train.paraphrase`)."""
+    vocabulary: bool = True
+    """Scrubbing leaves the business's own names unmasked: the name-like values that
+    recur across its records (`lorastack.guardrails.vocabulary`)."""
 
     def __post_init__(self) -> None:
         if self.format is not None and self.format not in INPUT_FORMATS:
@@ -121,6 +124,7 @@ class PrepareOptions:
             "system_prompt": self.system_prompt,
             "augment": self.augment,
             "paraphrases": self.paraphrases,
+            "vocabulary": self.vocabulary,
         }
 
 
@@ -276,7 +280,9 @@ def prepare_splits(
         scrub_report = ScrubReport()
         progress.step("scrubbing personal data", total=len(cleaned))
         scrubbed: list[Example] = []
-        results = scrub_records([dict(e.record) for e in cleaned], guard, scrub_report)
+        results = scrub_records(
+            [dict(e.record) for e in cleaned], guard, scrub_report, options.vocabulary
+        )
         for example, result in zip(cleaned, results, strict=True):
             progress.advance(1)
             if result is None:

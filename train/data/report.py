@@ -130,6 +130,12 @@ class DataReport:
                 f"Policy `{self.policy}`: {self.scrub.records_changed} records changed, "
                 f"{self.scrub.records_dropped} blocked; found: {found or 'nothing'}."
             )
+            if self.scrub.vocabulary:
+                kept = ", ".join(f"`{name}`" for name in self.scrub.vocabulary)
+                lines.append(
+                    "Kept as the business's own names (found in many records, so no one "
+                    f"customer's data; `--no-vocabulary` masks them): {kept}."
+                )
         lines += [
             "",
             "## Sources",

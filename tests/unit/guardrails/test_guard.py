@@ -237,3 +237,12 @@ def test_a_detection_failure_never_logs_the_text(caplog: pytest.LogCaptureFixtur
     for value in SECRET_VALUES:
         assert value not in logged
         assert value not in str(raised.value)
+
+
+def test_a_guard_allowing_a_vocabulary_leaves_those_values_and_masks_the_rest() -> None:
+    guard = Guard(GuardPolicy(), RegexDetector())
+    allowing = guard.allowing(["jane porter"])
+    assert guard.allowing([]) is guard
+    text = "Jane Porter meets José García"
+    assert allowing.scan(text, Direction.INPUT, Vault()).redacted == "Jane Porter meets <PERSON_1>"
+    assert guard.scan(text, Direction.INPUT, Vault()).redacted == "<PERSON_1> meets <PERSON_2>"

@@ -94,3 +94,17 @@ def test_a_deployment_default_replaces_the_shipped_one(tmp_path: Path) -> None:
 def test_policy_objects_can_be_built_in_code() -> None:
     policy = GuardPolicy(entities={"PERSON": {"output": "mask"}})  # type: ignore[dict-item]
     assert policy.action("PERSON", Direction.OUTPUT) is Action.MASK
+
+
+def test_allowing_adds_a_vocabulary_to_the_allow_list_and_denied_values_are_listed() -> None:
+    policy = GuardPolicy.model_validate(
+        {
+            "allow_list": ["support@example.com"],
+            "custom": [{"type": "EMPLOYEE", "deny_list": ["Sam Barista", "Jo Cook"]}],
+        }
+    )
+    assert policy.allowing([]) is policy and policy.allowing(["SUPPORT@example.com"]) is policy
+    allowing = policy.allowing(["Skerry Point", "Ahoy"])
+    assert allowing.allow_list == ["support@example.com", "Skerry Point", "Ahoy"]
+    assert allowing.is_allowed_value("skerry point") and not policy.is_allowed_value("Ahoy")
+    assert policy.denied_values() == ["Sam Barista", "Jo Cook"]

@@ -50,6 +50,7 @@ def test_instruction_fields_and_content_parts_are_scrubbed_with_one_vault() -> N
         "records_dropped": 0,
         "entities": {"EMAIL_ADDRESS": 1, "PERSON": 4},
         "blocked": {},
+        "vocabulary": [],
     }
 
 
@@ -124,3 +125,57 @@ def test_a_failed_batch_fails_closed_or_passes_unscanned_as_the_policy_says() ->
     report = ScrubReport()
     passed = list(scrub_records(records, Guard(open_policy, failing), report))
     assert passed == records and report.records_changed == 0
+
+
+def _ferry_chats(count: int, customer_every: int) -> list[dict[str, Any]]:
+    """Chats of a ferry operator that names its port Leeds in every answer; every
+    `customer_every`-th chat comes from a customer called Jane Porter."""
+    chats = []
+    for n in range(count):
+        name = "Jane Porter" if n % customer_every == 0 else "a customer"
+        chats.append(
+            {
+                "messages": [
+                    {"role": "user", "content": f"I'm {name}. When is boat {n}?"},
+                    {"role": "assistant", "content": f"Boat {n} leaves Leeds at 9am."},
+                ]
+            }
+        )
+    return chats
+
+
+def test_learning_the_vocabulary_keeps_the_business_s_own_names_and_masks_its_customers() -> None:
+    records = _ferry_chats(SCRUB_BATCH + 36, customer_every=25)  # Jane Porter in 4 of 100
+    report = ScrubReport()
+    scrubbed = list(scrub_records(records, _guard(), report, learn_vocabulary=True))
+
+    assert report.vocabulary == ["Leeds"]
+    assert scrubbed[1] == records[1]  # its port, in every chat, is kept as written
+    assert scrubbed[0] == {
+        "messages": [
+            {"role": "user", "content": "I'm <PERSON_1>. When is boat 0?"},
+            {"role": "assistant", "content": "Boat 0 leaves Leeds at 9am."},
+        ]
+    }
+    assert report.entities == {"PERSON": 4} and report.to_dict()["vocabulary"] == ["Leeds"]
+    # Without it, the port is masked like a customer's place.
+    plain = ScrubReport()
+    assert list(scrub_records(records, _guard(), plain))[1]["messages"][1]["content"] == (
+        "Boat 1 leaves <LOCATION_1> at 9am."
+    )
+    assert plain.vocabulary == []
+
+
+def test_a_deny_listed_name_is_never_vocabulary_and_a_failed_open_batch_still_passes() -> None:
+    records = _ferry_chats(10, customer_every=1)  # Jane Porter in every chat
+    staff = {"custom": [{"type": "EMPLOYEE", "deny_list": ["jane porter"]}]}
+    report = ScrubReport()
+    scrubbed = list(scrub_records(records, _guard(**staff), report, learn_vocabulary=True))
+    assert report.vocabulary == ["Leeds"]
+    assert scrubbed[3]["messages"][0]["content"] == "I'm <PERSON_1>. When is boat 3?"
+
+    failing = _BatchRecordingDetector(fail=RuntimeError("model gone"))
+    open_guard = Guard(GuardPolicy.model_validate({"fail_open": True}), failing)
+    passed = ScrubReport()
+    assert list(scrub_records(records, open_guard, passed, learn_vocabulary=True)) == records
+    assert passed.vocabulary == []

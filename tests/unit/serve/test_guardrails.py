@@ -90,6 +90,24 @@ def test_the_deployments_default_policy_covers_the_base_model_and_domains_withou
     assert gw.chat("coffee-shop", USER).status_code == 400
 
 
+def test_a_versions_vocabulary_is_left_unmasked_for_that_version_only(
+    gw: Running, publish: Any
+) -> None:
+    # A business whose data names its lounge "Jane Porter" in every chat: training kept it,
+    # and its manifest says so.
+    publish("coffee-shop", 3, vocabulary=["jane porter"], promote="prod")
+    gw.fake.enqueue(["Ask at Jane Porter or olu@example.org."])
+    answer = gw.chat("coffee-shop", USER).json()["choices"][0]["message"]["content"]
+    sent = gw.fake.completion_requests[-1].body["messages"][-1]["content"]
+    assert sent == "Hi, I'm Jane Porter, <EMAIL_ADDRESS_1>. Card <CREDIT_CARD_1>."
+    assert answer == "Ask at Jane Porter or <EMAIL_ADDRESS>."
+    # The version before it, and every other domain, mask it as personal data.
+    gw.chat("coffee-shop@v1", USER)
+    assert "<PERSON_1>" in gw.fake.completion_requests[-1].body["messages"][-1]["content"]
+    gw.chat("ledger-desk", USER)
+    assert "<PERSON_1>" in gw.fake.completion_requests[-1].body["messages"][-1]["content"]
+
+
 def test_guardrails_off_passes_text_unchanged(start_gateway: Any) -> None:
     gw = start_gateway(guardrails=False)
     gw.chat("tiny", USER)

@@ -552,6 +552,26 @@ def test_scrubbing_masks_values_and_counts_them(tmp_path: Path) -> None:
     assert pii["records_changed"] == 1
 
 
+def test_the_business_s_own_recurring_names_are_kept_and_reported(tmp_path: Path) -> None:
+    # A ferry whose port (a name the NER stand-in calls a place) is in every answer.
+    records = [chat(f"When is boat {n}?", f"Boat {n} leaves Leeds at {n}am.") for n in range(9)]
+    records.append(chat("I'm Jane Porter, when is the last boat?", "At 9pm, Jane Porter."))
+    source = write_jsonl(tmp_path / "in.jsonl", records)
+    guard = Guard(default_policy(), RegexDetector())
+    result = prepare_dataset([source], PrepareOptions(out=tmp_path / "out"), guard)
+    kept = all_records(result.out)
+    assert chat("When is boat 3?", "Boat 3 leaves Leeds at 3am.") in kept
+    assert chat("I'm <PERSON_1>, when is the last boat?", "At 9pm, <PERSON_1>.") in kept
+    report = json.loads((result.out / "report.json").read_text())
+    assert report["pii"]["vocabulary"] == ["Leeds"] and report["options"]["vocabulary"] is True
+    assert "`Leeds`" in (result.out / "report.md").read_text()
+
+    options = PrepareOptions(out=tmp_path / "masked", vocabulary=False)
+    masked = prepare_dataset([source], options, guard)
+    assert chat("When is boat 3?", "Boat 3 leaves <LOCATION_1> at 3am.") in all_records(masked.out)
+    assert json.loads((masked.out / "report.json").read_text())["pii"]["vocabulary"] == []
+
+
 def test_blocked_records_are_dropped_and_counted(tmp_path: Path) -> None:
     policy = GuardPolicy.model_validate({"entities": {"CREDIT_CARD": {"input": "block"}}})
     records = [chat("My card is 4111 1111 1111 1111", "Thanks"), *chats(4)]

@@ -189,9 +189,28 @@ def test_publishing_records_the_rules_and_no_force(
     paths = _run(tmp_path, _metrics(prod_version=prod))
     manifest = publish_run(paths, registry, promote=True)
     assert [rule.label for rule in manifest.rules] == ["no_emoji", "short"]
+    assert manifest.vocabulary == []  # its data has no report
     assert manifest.forced is None
     assert "gate" not in manifest.metrics
     assert registry.index("coffee").aliases["prod"] == manifest.version
+
+
+def test_publishing_records_the_names_its_data_kept_and_those_of_the_version_it_tuned(
+    registry: AdapterRegistry, tmp_path: Path, fake_base: ModelRecord
+) -> None:
+    start = registry.publish(
+        write_adapter(tmp_path / "start", "tiny"), "coffee", vocabulary=["Galley Cafe", "Leeds"]
+    )
+    paths = _run(tmp_path, _metrics(prod_version=None))
+    report = {"pii": {"scrubbed": True, "vocabulary": ["Leeds", "Skerry Point"]}}
+    (paths.data / "report.json").write_text(json.dumps(report))
+    assert publish_run(paths, registry).vocabulary == ["Leeds", "Skerry Point"]
+
+    config = yaml.safe_load(paths.config.read_text())
+    paths.config.write_text(
+        yaml.safe_dump({**config, "lora": None, "mode": "kto", "from_adapter": start.ref})
+    )
+    assert publish_run(paths, registry).vocabulary == ["Leeds", "Skerry Point", "Galley Cafe"]
 
 
 def test_a_refusal_is_one_typed_line_and_publishes_nothing(
