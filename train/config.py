@@ -12,6 +12,7 @@ TRL's `KTOConfig` or `DPOConfig` instead.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -140,6 +141,8 @@ class TrainConfig:
         if self.early_stopping_patience < 1:
             raise ConfigError("early_stopping_patience must be at least 1")
         self._check_from_adapter()
+        self.lora = _with_exponent_floats(self.lora)
+        self.training = _with_exponent_floats(self.training)
         self.data = Path(self.data)
         try:
             self.rules = parse_rules(self.rules, "rules")
@@ -202,6 +205,21 @@ def load_config(path: Path, overrides: dict[str, Any] | None = None) -> TrainCon
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the config must be a YAML mapping")
     return build_config(raw, overrides, source=str(path))
+
+
+_EXPONENT_FLOAT = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)[eE][+-]?\d+")
+
+
+def _with_exponent_floats(fields: dict[str, Any]) -> dict[str, Any]:
+    """`fields` with numbers like `1e-3` as floats. PyYAML follows YAML 1.1, which reads
+    `learning_rate: 1e-3` as a string (only `1.0e-3` is a float there); TRL would pass the
+    string on to the optimizer, which fails mid-start with a TypeError."""
+    return {
+        key: float(value)
+        if isinstance(value, str) and _EXPONENT_FLOAT.fullmatch(value.strip())
+        else value
+        for key, value in fields.items()
+    }
 
 
 def build_config(

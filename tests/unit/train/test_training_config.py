@@ -31,6 +31,21 @@ def test_yaml_fields_and_overrides(tmp_path: Path) -> None:
     assert config.system_prompt == "Be kind."
 
 
+def test_numbers_written_like_1e_3_are_numbers(tmp_path: Path) -> None:
+    # YAML 1.1 (PyYAML) reads `1e-3` as a string; the optimizer would fail on it mid-start.
+    path = tmp_path / "run.yaml"
+    path.write_text(
+        "domain: shop\ndata: prepared/\n"
+        "lora: {lora_dropout: 5E-2}\ntraining: {learning_rate: 1e-3, weight_decay: +2e-1, "
+        "optim: adamw_torch, run_name: 3e5x}\n"
+    )
+    config = load_config(path)
+    assert config.training_fields()["learning_rate"] == 0.001
+    assert config.training_fields()["weight_decay"] == 0.2
+    assert config.lora_fields()["lora_dropout"] == 0.05
+    assert config.training["optim"] == "adamw_torch" and config.training["run_name"] == "3e5x"
+
+
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
