@@ -141,8 +141,8 @@ class TrainConfig:
         if self.early_stopping_patience < 1:
             raise ConfigError("early_stopping_patience must be at least 1")
         self._check_from_adapter()
-        self.lora = _with_exponent_floats(self.lora)
-        self.training = _with_exponent_floats(self.training)
+        self.lora = _with_exponent_floats("lora", self.lora)
+        self.training = _with_exponent_floats("training", self.training)
         self.data = Path(self.data)
         try:
             self.rules = parse_rules(self.rules, "rules")
@@ -210,10 +210,15 @@ def load_config(path: Path, overrides: dict[str, Any] | None = None) -> TrainCon
 _EXPONENT_FLOAT = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)[eE][+-]?\d+")
 
 
-def _with_exponent_floats(fields: dict[str, Any]) -> dict[str, Any]:
-    """`fields` with numbers like `1e-3` as floats. PyYAML follows YAML 1.1, which reads
-    `learning_rate: 1e-3` as a string (only `1.0e-3` is a float there); TRL would pass the
-    string on to the optimizer, which fails mid-start with a TypeError."""
+def _with_exponent_floats(name: str, fields: dict[str, Any] | None) -> dict[str, Any]:
+    """`fields` (None: none) with numbers like `1e-3` as floats. PyYAML follows YAML 1.1,
+    which reads `learning_rate: 1e-3` as a string (only `1.0e-3` is a float there); TRL
+    would pass the string on to the optimizer, which fails mid-start with a TypeError."""
+    if fields is None:
+        return {}
+    if not isinstance(fields, dict):
+        kind = type(fields).__name__
+        raise ConfigError(f"{name}: expected a mapping of field: value, not {kind}")
     return {
         key: float(value)
         if isinstance(value, str) and _EXPONENT_FLOAT.fullmatch(value.strip())

@@ -44,6 +44,9 @@ def test_numbers_written_like_1e_3_are_numbers(tmp_path: Path) -> None:
     assert config.training_fields()["weight_decay"] == 0.2
     assert config.lora_fields()["lora_dropout"] == 0.05
     assert config.training["optim"] == "adamw_torch" and config.training["run_name"] == "3e5x"
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("domain: shop\ndata: prepared/\nlora:\ntraining:\n")  # both null
+    assert load_config(empty).lora == {} and load_config(empty).training == {}
 
 
 @pytest.mark.parametrize(
@@ -53,6 +56,8 @@ def test_numbers_written_like_1e_3_are_numbers(tmp_path: Path) -> None:
         ({"domain": "../x"}, "not a plain name"),
         ({"learning_rate": 1}, "unknown field(s) learning_rate"),
         ({"early_stopping_patience": 0}, "at least 1"),
+        ({"training": [1e-3]}, "training: expected a mapping of field: value, not list"),
+        ({"lora": "r16"}, "lora: expected a mapping of field: value, not str"),
     ],
 )
 def test_bad_configs_are_refused(fields: dict[str, object], message: str) -> None:
