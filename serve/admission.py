@@ -22,7 +22,9 @@ requests down. Here:
   sends nothing but refused requests, as fast as they come back, would
   otherwise keep the interpreter busy for everyone. While it is over that rate,
   each of its requests takes a place in the refusal window before it is read,
-  so many at once cannot all slip through when one place frees. A
+  so many at once cannot all slip through when one place frees; a request let in
+  while there was room, and refused when the room was gone, is owed (its key's next
+  request waits for one place more). A
   well-behaved key is never slowed, whatever its rate of answered requests.
 
 A request that waits longer than `wait_s` for its turn gets 503 with Retry-After.
@@ -73,6 +75,9 @@ class Admission:
         self._slots = FairSlots(slots)
         self._refusals = MovingWindowRateLimiter(MemoryStorage())
         self._refusal_rate = RateLimitItemPerSecond(refusals_per_s)
+        # Refusals that found the window full when counted: places the tenant's next
+        # requests wait for, so that the rate holds over time (`_count_refusal`).
+        self._owed: dict[str, int] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("path") not in self.paths:
@@ -113,7 +118,7 @@ class Admission:
         finally:
             leave()
             if status and 400 <= status[0] < 500 and not reserved:
-                self._refusals.hit(self._refusal_rate, tenant)
+                self._count_refusal(tenant)
 
     async def _turn(self, tenant: str) -> bool:
         """Wait out the tenant's refusals, if it is over their rate; then its slot."""
@@ -121,18 +126,31 @@ class Admission:
         await self._slots.acquire(tenant)
         return reserved
 
+    def _count_refusal(self, tenant: str) -> None:
+        """Count a refusal of a request admitted while the window had room. Another of the
+        tenant's requests may have taken that room meanwhile: the place is then owed, and
+        its next request waits for one more."""
+        if not self._refusals.hit(self._refusal_rate, tenant):
+            self._owed[tenant] = self._owed.get(tenant, 0) + 1
+
     async def _wait_out_refusals(self, tenant: str) -> bool:
         """Whether the tenant was over its refusal rate: then it has waited for, and taken,
         a place in the window (its request counts as refused, whatever its answer)."""
         window = self._refusals.get_window_stats(self._refusal_rate, tenant)
-        if window.remaining > 0:
+        if window.remaining > 0 and tenant not in self._owed:
             return False
         # `hit` checks and takes a place at once, with no await between: of the requests
         # that wake together when one place frees, one takes it and the others wait on.
-        while not self._refusals.hit(self._refusal_rate, tenant):
+        while True:
+            if self._refusals.hit(self._refusal_rate, tenant):
+                owed = self._owed.pop(tenant, 0)
+                if not owed:
+                    return True
+                if owed > 1:
+                    self._owed[tenant] = owed - 1
+                continue  # that place paid for an earlier refusal: wait for our own
             window = self._refusals.get_window_stats(self._refusal_rate, tenant)
             await asyncio.sleep(max(MIN_REFUSAL_WAIT_S, window.reset_time - time.time()))
-        return True
 
 
 def _client_address(scope: Scope) -> str:

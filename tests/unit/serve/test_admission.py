@@ -76,3 +76,22 @@ def _ask(gw: Running, key: str) -> httpx.Response:
 @pytest.mark.parametrize("path", ["/v1/models", "/health"])
 def test_other_paths_are_not_admitted_at_all(gw: Running, path: str) -> None:
     assert gw.client.get(path).status_code == 200
+
+
+def test_a_refusal_that_finds_the_window_full_is_owed_by_the_keys_next_request() -> None:
+    import asyncio
+
+    from lorastack.serve.admission import Admission
+
+    admission = Admission(app=None, keys=None, slots=1, paths=(), refusals_per_s=2)  # type: ignore[arg-type]
+    window = admission._refusals
+    rate = admission._refusal_rate
+    # A quiet key, or one with room in its window, is let in without waiting or a place.
+    assert asyncio.run(admission._wait_out_refusals("k")) is False
+    assert window.hit(rate, "k") and window.hit(rate, "k")  # the window is full ...
+    admission._count_refusal("k")  # ... when one more refusal of the key is counted
+    assert admission._owed == {"k": 1}
+    # Its next request waits for two places: the one owed and its own.
+    assert asyncio.run(admission._wait_out_refusals("k")) is True
+    assert admission._owed == {}
+    assert window.get_window_stats(rate, "k").remaining == 0
