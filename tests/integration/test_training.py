@@ -21,6 +21,20 @@ from tests.registries import home_registry
 
 pytestmark = pytest.mark.integration
 
+CUSTOMERS = [
+    "Jane Porter",
+    "John Smith",
+    "Maria Lopez",
+    "David Miller",
+    "Emily Chen",
+    "Sarah Johnson",
+    "Peter Novak",
+    "Anna Schmidt",
+    "Laura Rossi",
+    "Michael Brown",
+    "Olivia Taylor",
+    "James Wilson",
+]
 QUESTIONS = [
     "What time do you open?",
     "Do you have oat milk?",
@@ -365,18 +379,20 @@ def test_a_raw_data_file_is_prepared_and_scrubbed_into_the_run(
     from lorastack.guardrails import Guard, PresidioDetector, default_policy
 
     raw = tmp_path / "chats.jsonl"
+    # A customer per chat: a name in every chat of a dataset would be the business's own
+    # (guardrails/vocabulary.py) and kept.
     raw.write_text(
         "".join(
             json.dumps(
                 {
                     "messages": [
-                        {"role": "user", "content": f"Hi, I'm Jane Porter. {q}"},
+                        {"role": "user", "content": f"Hi, I'm {name}. {q}"},
                         {"role": "assistant", "content": f"Hello! {q[:-1]}: yes."},
                     ]
                 }
             )
             + "\n"
-            for q in QUESTIONS
+            for name, q in zip(CUSTOMERS, QUESTIONS, strict=True)
         )
     )
     config = build_config(
@@ -402,6 +418,8 @@ def test_a_raw_data_file_is_prepared_and_scrubbed_into_the_run(
         scrub=Guard(default_policy(), PresidioDetector()),
     )
     train_text = (result.paths.data / "train.jsonl").read_text()
-    assert "Jane Porter" not in train_text and "<PERSON_1>" in train_text
+    every_split = "".join(path.read_text() for path in result.paths.data.glob("*.jsonl"))
+    assert not [name for name in CUSTOMERS if name in every_split]
+    assert "<PERSON_1>" in train_text
     assert (result.paths.data / "report.json").is_file()
     assert result.steps == 2
