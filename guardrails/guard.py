@@ -193,17 +193,22 @@ class Guard:
             if finding.score < self.policy.threshold(finding.type):
                 continue
             start, end = normalized.to_original(finding.start, finding.end)
-            if start >= end or self.policy.is_allowed_value(text[start:end]):
+            if start >= end:
                 continue
             if self.policy.is_allowed_value(normalized.text[finding.start : finding.end]):
                 continue
             mapped.append(Finding(start, end, finding.type, finding.score))
+        mapped = self.without_allowed(text, mapped)
         # Placeholders are our own tokens, never personal data.
         placeholders = [
             Finding(m.start(), m.end(), "_PLACEHOLDER", 2.0) for m in PLACEHOLDER.finditer(text)
         ]
         resolved = _resolve_overlaps([*mapped, *placeholders])
         return [f for f in resolved if f.type != "_PLACEHOLDER"]
+
+    def without_allowed(self, text: str, findings: Sequence[Finding]) -> list[Finding]:
+        """`findings` in `text` less those whose value the policy allows."""
+        return [f for f in findings if not self.policy.is_allowed_value(text[f.start : f.end])]
 
     def find_leaks(self, text: str, leaks: LeakIndex | None, from_char: int = 0) -> list[Finding]:
         """Spans of an answer copying the system prompt `leaks` indexes (none when the

@@ -16,7 +16,7 @@ from lorastack.guardrails.entities import Direction, Finding
 from lorastack.guardrails.guard import Guard
 from lorastack.guardrails.vault import Vault
 from lorastack.guardrails.vocabulary import recurring_names
-from lorastack.texts import map_record, record_texts
+from lorastack.texts import business_texts, map_record, record_texts
 
 
 @dataclass
@@ -91,19 +91,23 @@ def _finder(batch: Sequence[dict[str, Any]], guard: Guard) -> Callable[[str], li
 def _scrub_with_vocabulary(
     records: Sequence[dict[str, Any]], guard: Guard, report: ScrubReport
 ) -> Iterator[dict[str, Any] | None]:
-    found: list[list[tuple[str, list[Finding] | None]]] = []
+    found: list[dict[str, list[Finding] | None]] = []
     for batch in _batches(records):
         find = _finder(batch, guard)
-        found += [[(text, find(text)) for text in record_texts(record)] for record in batch]
-    report.vocabulary = recurring_names(found, never=guard.policy.denied_values())
+        found += [{text: find(text) for text in record_texts(record)} for record in batch]
+    # Counted in the business's own texts only: a customer who introduces themselves in
+    # many chats of a small dataset is still a customer.
+    written = [
+        [(text, texts[text]) for text in business_texts(record)]
+        for record, texts in zip(records, found, strict=True)
+    ]
+    report.vocabulary = recurring_names(written, never=guard.policy.denied_values())
     allowing = guard.allowing(report.vocabulary)
-    policy = allowing.policy
     for record, texts in zip(records, found, strict=True):
+        # Detected before the vocabulary was known: the allowing guard drops it now.
         kept = {
-            text: None
-            if findings is None
-            else [f for f in findings if not policy.is_allowed_value(text[f.start : f.end])]
-            for text, findings in texts
+            text: None if findings is None else allowing.without_allowed(text, findings)
+            for text, findings in texts.items()
         }
         yield _scrub(record, allowing, report, kept.__getitem__)
 

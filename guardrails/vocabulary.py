@@ -8,12 +8,14 @@ the next), so the adapter cannot learn which is which, and learns to answer cust
 placeholders instead of the facts.
 
 A customer's name or address belongs to one conversation, two or three at most; a
-business's own name recurs across many of them. So a name-like value (the statistical
-`PERSON` and `LOCATION` findings, never a pattern one like an e-mail or a card number)
-found in at least `MIN_RECORDS` records and `MIN_SHARE` of them is the business's
-*vocabulary*: kept as written in the training data, listed in the data report and the
-published manifest, and left unmasked by the gateway for that adapter version, so prompts
-look as they did in training. A value on the policy's deny-lists (employee names) is never
+business's own name recurs across many of them, in what the business writes. So a
+name-like value (the statistical `PERSON` and `LOCATION` findings, never a pattern one
+like an e-mail or a card number) found in the business's own texts (system and assistant
+turns, completions, documents: `lorastack.texts.business_texts`; the caller picks them) of
+at least `MIN_RECORDS` records and `MIN_SHARE` of them is the business's *vocabulary*:
+kept as written in the training data, listed in the data report and the published
+manifest, and left unmasked by the gateway for that adapter version, so prompts look as
+they did in training. A value on the policy's deny-lists (employee names) is never
 vocabulary; a common first name that agents greet many customers with can be, so the
 report lists every value for a person to check, and `--no-vocabulary` turns it off.
 """

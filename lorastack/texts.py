@@ -28,6 +28,10 @@ RECORD_FIELDS = (
     "input",
     "output",
 )
+CUSTOMER_FIELDS = frozenset({"prompt", "instruction", "input"})
+"""Record fields that, as plain strings, hold what a customer asked."""
+CUSTOMER_ROLES = frozenset({"user", "human"})
+"""Chat roles (OpenAI `role`, ShareGPT `from`) of the customer's turns."""
 
 
 def map_content(content: Any, transform: Transform) -> Any:
@@ -98,3 +102,24 @@ def message_texts(message: Mapping[str, Any]) -> list[str]:
 
 def record_texts(record: Mapping[str, Any]) -> list[str]:
     return _collect(lambda keep: map_record(record, keep))
+
+
+def is_customer_turn(message: Mapping[str, Any]) -> bool:
+    """Whether a chat message (OpenAI or ShareGPT style) is the customer's."""
+    return message.get("role", message.get("from")) in CUSTOMER_ROLES
+
+
+def business_texts(record: Mapping[str, Any]) -> list[str]:
+    """The texts of a training record that the business wrote: system and assistant
+    turns, completions, answers and plain text; not the customer's turns, prompts or
+    inputs (`record_texts` lists those too)."""
+    found: list[str] = []
+    for key in RECORD_FIELDS:
+        value = record.get(key)
+        if isinstance(value, str) and key not in CUSTOMER_FIELDS:
+            found.append(value)
+        elif isinstance(value, list):
+            for message in value:
+                if isinstance(message, Mapping) and not is_customer_turn(message):
+                    found += message_texts(message)
+    return found

@@ -152,7 +152,7 @@ def build_gateway(
         logger.warning("capture and feedback are off: the guardrails are off on this gateway")
     elif feedback_store is not None and guards is not None:
         capture = ExchangeCapture(feedback_store, metrics, registry)
-        ratings = FeedbackService(feedback_store, capture, guards, metrics)
+        ratings = FeedbackService(feedback_store, capture, guards, metrics, registry)
     service = CompletionService(
         registry, pool, guards, metrics, served, prompt_limit, quality, capture
     )

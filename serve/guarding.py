@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -66,6 +66,12 @@ class Released(NamedTuple):
     """The same before their values came back (`<EMAIL_ADDRESS_1>`): what may be stored."""
 
 
+MAX_GUARDS = 256
+"""Guards kept (a domain's, and each served version's with its vocabulary), least recently
+used dropped first: a guard is cheap to build again, and without a bound a long-lived
+gateway would keep one for every version it ever served."""
+
+
 class GuardProvider:
     """Guards by domain; a policy file edited, added or removed on disk takes effect on the
     next request. A domain version's vocabulary (names its training data kept, in its
@@ -87,9 +93,10 @@ class GuardProvider:
         self._metrics = metrics
         self._tracer = tracer
         # By domain and vocabulary: a canary's two versions may keep different names.
-        self._guards: dict[
+        # Least recently used first, so versions no longer served leave the cache.
+        self._guards: OrderedDict[
             tuple[str | None, tuple[str, ...]], tuple[tuple[Path, float] | None, Guard]
-        ] = {}
+        ] = OrderedDict()
         self._lock = threading.Lock()
 
     def _version(self, domain: str | None) -> tuple[Path, float] | None:
@@ -110,6 +117,7 @@ class GuardProvider:
         with self._lock:
             cached = self._guards.get(key)
             if cached is not None and cached[0] == version:
+                self._guards.move_to_end(key)
                 return cached[1]
             guard = Guard(
                 self._policies.get(domain).allowing(vocabulary),
@@ -119,6 +127,9 @@ class GuardProvider:
                 pool=self.pool,
             )
             self._guards[key] = (version, guard)
+            self._guards.move_to_end(key)
+            while len(self._guards) > MAX_GUARDS:
+                self._guards.popitem(last=False)
             return guard
 
     def prepare(self) -> None:

@@ -7,8 +7,10 @@ captured (its domain's capture is off, the base model, purged) does not exist ei
 
 A rating right after its answer may find the exchange still queued for the store
 (capture.py): it waits for that write first. Its correction and comment are masked with
-the domain's input policy before they are stored, failing closed: when the screening
-fails, the rating is refused (503), never stored raw. Every store call runs off the event
+the domain's input policy before they are stored, with the rated version's vocabulary
+(the names its training data kept, so a correction reads as that version's training data
+did), failing closed: when the screening fails, the rating is refused (503), never stored
+raw. Every store call runs off the event
 loop; a store that fails is a 503, whatever it raised.
 """
 
@@ -21,6 +23,8 @@ from typing import TypeVar
 
 from lorastack.errors import DatabaseError, ExchangeNotFound
 from lorastack.feedback import Exchange, FeedbackStore, Rating, Vote
+from lorastack.manifest import AdapterManifest
+from lorastack.registry import AdapterRegistry
 from lorastack.serve.capture import ExchangeCapture
 from lorastack.serve.errors import FeedbackUnavailable, NotFound
 from lorastack.serve.guarding import GuardProvider
@@ -48,6 +52,7 @@ class FeedbackService:
         capture: ExchangeCapture,
         guards: GuardProvider,
         metrics: Metrics,
+        registry: AdapterRegistry | None = None,
         *,
         pending_wait_s: float = PENDING_WAIT_S,
     ) -> None:
@@ -55,6 +60,7 @@ class FeedbackService:
         self.capture = capture
         self.guards = guards
         self.metrics = metrics
+        self.registry = registry  # for the rated version's vocabulary
         self.pending_wait_s = pending_wait_s
 
     async def rate(
@@ -76,7 +82,7 @@ class FeedbackService:
             raise _not_found()
         texts = [text for text in (correction, comment) if text is not None]
         if texts:
-            masked = iter(await self._mask(exchange.domain, texts, key, request_id))
+            masked = iter(await self._mask(exchange, texts, key, request_id))
             correction = next(masked) if correction is not None else None
             comment = next(masked) if comment is not None else None
         rating = Rating(response_id, vote, key_hash, correction=correction, comment=comment)
@@ -89,15 +95,32 @@ class FeedbackService:
         return await self._call(self.store.counts, domain)
 
     async def _mask(
-        self, domain: str, texts: list[str], key: ClientKey | None, request_id: str
+        self, exchange: Exchange, texts: list[str], key: ClientKey | None, request_id: str
     ) -> list[str]:
         """The texts masked by the domain's input policy, fail closed (never stored raw).
 
         Placeholders are numbered afresh (the answer's own vault lived for its request
         only), so `<PERSON_1>` here need not be the conversation's `<PERSON_1>`."""
         tenant = key.name if key is not None else "open"
-        screening = self.guards.screening(Target(domain, domain), request_id, tenant)
-        return await screening.texts_to_store(texts)
+        manifest = await asyncio.to_thread(self._manifest, exchange)
+        target = Target(exchange.domain, exchange.domain, manifest=manifest)
+        return await self.guards.screening(target, request_id, tenant).texts_to_store(texts)
+
+    def _manifest(self, exchange: Exchange) -> AdapterManifest | None:
+        """The rated version's manifest; None when it is gone or unreadable, and the
+        texts are then masked without its vocabulary: more is masked, never less."""
+        if self.registry is None:
+            return None
+        try:
+            return self.registry.manifest(exchange.domain, exchange.version)
+        except Exception as error:
+            logger.warning(
+                "feedback for %s v%d masked without its vocabulary: %s",
+                exchange.domain,
+                exchange.version,
+                type(error).__name__,
+            )
+            return None
 
     async def _call(self, operation: Callable[..., T], *args: object) -> T:
         """A blocking store call on a worker thread; any failure of the store is a 503."""

@@ -127,9 +127,10 @@ def test_a_failed_batch_fails_closed_or_passes_unscanned_as_the_policy_says() ->
     assert passed == records and report.records_changed == 0
 
 
-def _ferry_chats(count: int, customer_every: int) -> list[dict[str, Any]]:
+def _ferry_chats(count: int, customer_every: int, signed: str = "") -> list[dict[str, Any]]:
     """Chats of a ferry operator that names its port Leeds in every answer; every
-    `customer_every`-th chat comes from a customer called Jane Porter."""
+    `customer_every`-th chat comes from a customer called Jane Porter; the answers end
+    with `signed`."""
     chats = []
     for n in range(count):
         name = "Jane Porter" if n % customer_every == 0 else "a customer"
@@ -137,7 +138,7 @@ def _ferry_chats(count: int, customer_every: int) -> list[dict[str, Any]]:
             {
                 "messages": [
                     {"role": "user", "content": f"I'm {name}. When is boat {n}?"},
-                    {"role": "assistant", "content": f"Boat {n} leaves Leeds at 9am."},
+                    {"role": "assistant", "content": f"Boat {n} leaves Leeds at 9am.{signed}"},
                 ]
             }
         )
@@ -166,13 +167,34 @@ def test_learning_the_vocabulary_keeps_the_business_s_own_names_and_masks_its_cu
     assert plain.vocabulary == []
 
 
+def test_a_name_only_customers_write_is_never_vocabulary_however_many_chats_hold_it() -> None:
+    chats = _ferry_chats(10, customer_every=1)  # Jane Porter introduces herself in each
+    pairs = [
+        {"prompt": f"I'm Jane Porter. When is boat {n}?", "completion": f"At 9am from Leeds, {n}."}
+        for n in range(10)
+    ]
+    for records in (chats, pairs):
+        report = ScrubReport()
+        scrubbed = list(scrub_records(records, _guard(), report, learn_vocabulary=True))
+        assert report.vocabulary == ["Leeds"]
+        assert report.entities == {"PERSON": 10}
+        assert all("Jane Porter" not in str(record) for record in scrubbed)
+
+
 def test_a_deny_listed_name_is_never_vocabulary_and_a_failed_open_batch_still_passes() -> None:
-    records = _ferry_chats(10, customer_every=1)  # Jane Porter in every chat
+    records = _ferry_chats(10, customer_every=3, signed=" Jane Porter, bookings")
     staff = {"custom": [{"type": "EMPLOYEE", "deny_list": ["jane porter"]}]}
     report = ScrubReport()
     scrubbed = list(scrub_records(records, _guard(**staff), report, learn_vocabulary=True))
     assert report.vocabulary == ["Leeds"]
-    assert scrubbed[3]["messages"][0]["content"] == "I'm <PERSON_1>. When is boat 3?"
+    assert scrubbed[3]["messages"] == [
+        {"role": "user", "content": "I'm <PERSON_1>. When is boat 3?"},
+        {"role": "assistant", "content": "Boat 3 leaves Leeds at 9am. <PERSON_1>, bookings"},
+    ]
+    # Without the deny-list, the name every answer is signed with is the business's own.
+    signed = ScrubReport()
+    list(scrub_records(records, _guard(), signed, learn_vocabulary=True))
+    assert signed.vocabulary == ["Jane Porter", "Leeds"]
 
     failing = _BatchRecordingDetector(fail=RuntimeError("model gone"))
     open_guard = Guard(GuardPolicy.model_validate({"fail_open": True}), failing)

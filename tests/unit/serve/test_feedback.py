@@ -147,6 +147,21 @@ def test_the_correction_and_comment_are_masked_before_they_are_stored(
     assert rating.comment == "I am <PERSON_1>"
 
 
+def test_a_correction_keeps_the_rated_version_s_vocabulary_and_another_version_masks_it(
+    gw: Running, feedback: MemoryFeedbackStore, publish: Callable[..., Any]
+) -> None:
+    # A business whose training data named its lounge "Jane Porter" in every chat.
+    publish("coffee-shop", 3, vocabulary=["jane porter"], promote="prod")
+    correction = "Ask at Jane Porter or mail jane@example.com."
+    for model in ("coffee-shop", "coffee-shop@v1"):
+        body = {"response_id": _answer(gw, model=model), "rating": -1, "correction": correction}
+        assert _rate(gw, body).status_code == 200
+    assert [rating.correction for rating in feedback.ratings] == [
+        "Ask at Jane Porter or mail <EMAIL_ADDRESS_1>.",
+        "Ask at <PERSON_1> or mail <EMAIL_ADDRESS_1>.",
+    ]
+
+
 @pytest.mark.parametrize("fail_open", [False, True])
 def test_a_failed_screening_refuses_the_rating_never_stores_it_raw(
     gw: Running,

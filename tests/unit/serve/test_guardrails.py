@@ -7,6 +7,10 @@ from typing import Any
 
 import pytest
 
+from lorastack.guardrails.policy import PolicyStore
+from lorastack.guardrails.screening import ScreeningPool
+from lorastack.serve import guarding
+from lorastack.serve.metrics import Metrics
 from tests.fakes import RegexDetector
 from tests.unit.serve.conftest import Running
 
@@ -144,3 +148,18 @@ def test_text_completion_prompts_are_masked_and_counted(gw: Running) -> None:
         "Hi, I'm <PERSON_1>, <EMAIL_ADDRESS_1>. Card <CREDIT_CARD_1>."
     )
     assert response.headers["x-lorastack-pii-masked"] == "3"
+
+
+def test_guards_of_versions_no_longer_served_leave_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(guarding, "MAX_GUARDS", 2)
+    guards = guarding.GuardProvider(
+        PolicyStore(tmp_path), RegexDetector(), ScreeningPool(workers=1), None, Metrics()
+    )
+    first, second = guards.get("ferry", ["Leeds"]), guards.get("ferry", ["Hull"])
+    assert guards.get("ferry", ["Leeds"]) is first  # cached, and now the latest used
+    third = guards.get("ferry", ["York"])  # the cache is full: "Hull" goes
+    assert guards.get("ferry", ["Leeds"]) is first and guards.get("ferry", ["York"]) is third
+    rebuilt = guards.get("ferry", ["Hull"])
+    assert rebuilt is not second and rebuilt.policy.is_allowed_value("Hull")
