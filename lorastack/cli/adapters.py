@@ -90,6 +90,13 @@ def publish(
     ] = False,
     capture: CaptureOption = None,
     retention_days: RetentionOption = None,
+    vocabulary: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A name of the business that the adapter's training data kept as written "
+            "(repeat it): the gateway leaves it unmasked for this version."
+        ),
+    ] = None,
 ) -> None:
     """Validate an adapter and publish it as the domain's next version (prints NAME@vN)."""
     if system_prompt is not None and system_prompt_file is not None:
@@ -110,6 +117,7 @@ def publish(
         promote=DEFAULT_ALIAS if promote else None,
         capture=capture,
         retention_days=retention_days,
+        vocabulary=vocabulary or (),
     )
     details = {"promote": promote, "capture": capture, "retention_days": retention_days}
     record_action("adapters.publish", manifest.ref, details)

@@ -23,6 +23,10 @@ def test_publish_prints_the_reference_last(cli, tmp_path: Path, fake_base: Model
         str(prompt),
         "--display-name",
         "Bean There",
+        "--vocabulary",
+        "Bean There",
+        "--vocabulary",
+        "Leeds",
     )
     assert first.code == 0, first.err
     assert first.last_line == "coffee@v1"
@@ -31,6 +35,7 @@ def test_publish_prints_the_reference_last(cli, tmp_path: Path, fake_base: Model
     shown = json.loads(cli("adapters", "show", "coffee@1").out)
     assert shown["system_prompt"] == "Be cheerful."
     assert shown["display_name"] == "Bean There"
+    assert shown["vocabulary"] == ["Bean There", "Leeds"]
     assert shown["aliases"] == []
     assert json.loads(cli("adapters", "show", "coffee").out)["aliases"] == ["prod"]
     listed = json.loads(cli("adapters", "list", "--json").out)
