@@ -25,11 +25,13 @@ def test_only_the_labelled_positions_reach_the_lm_head_and_nothing_else_changes(
 ) -> None:
     import torch
     from transformers import AutoModelForCausalLM
+    from trl.kernels import chunked_logprob
     from trl.trainer import utils
 
     from lorastack import precision
 
-    monkeypatch.setattr(utils, "_use_triton", utils._use_triton)  # restored after the test
+    # TRL's own choice, whatever an earlier trainer in this process installed; restored after.
+    monkeypatch.setattr(utils, "_use_triton", chunked_logprob._use_triton)
     model = AutoModelForCausalLM.from_pretrained(write_trainable_checkpoint(tmp_path / "m"))
     utils.add_fused_lm_head(model)
     scored: list[int] = []
