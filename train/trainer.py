@@ -53,6 +53,7 @@ from lorastack.train.run import (
     load_splits,
     new_run_dir,
 )
+from lorastack.train.shared_prefix import trainer_sharing_openings
 from lorastack.validation import (
     ValidatedAdapter,
     check_lora_options,
@@ -289,7 +290,7 @@ def build_trainer(
     validation = to_examples(splits["validation"], config.mode, config.system_prompt)
     if not train or not validation:
         raise ConfigError("the train and validation splits must both hold examples")
-    trainer = SFTTrainer(
+    trainer = trainer_sharing_openings(SFTTrainer)(
         model=str(base.path),
         args=_sft_config(config, paths),
         train_dataset=datasets.Dataset.from_list(train),
