@@ -66,7 +66,9 @@ def trainer_sharing_openings(base: type[Any]) -> type[Any]:
             return_outputs: bool = False,
             num_items_in_batch: Any = None,
         ) -> Any:
-            opening = 0 if not self._can_share(model) else shared_opening(inputs)
+            # Outputs asked for are recomputed from `inputs` by TRL, after the cache is spent.
+            sharing = not return_outputs and self._can_share(model)
+            opening = shared_opening(inputs) if sharing else 0
             if not opening:
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             head, rest = split_batch(inputs, opening)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +104,10 @@ def test_a_step_on_the_shared_opening_has_the_plain_step_s_loss_and_gradients(
         lambda model, inputs: SFTTrainer.compute_loss(trainer, model, inputs)
     )
     assert ran[2:] == [(rows, length)]
+    with warnings.catch_warnings():  # TRL deprecates returning outputs; it still may be asked
+        warnings.simplefilter("ignore", FutureWarning)
+        trainer.compute_loss(trainer.model, dict(batch), return_outputs=True)
+    assert ran[3:] == [(rows, length)] * 2  # the plain way: TRL recomputes the outputs
     assert shared_loss == pytest.approx(plain_loss, rel=1e-5)
     assert len(shared_grads) == len(plain_grads) > 0
     for got, want in zip(shared_grads, plain_grads, strict=True):
