@@ -10,8 +10,8 @@ A rating right after its answer may find the exchange still queued for the store
 the domain's input policy before they are stored, with the rated version's vocabulary
 (the names its training data kept, so a correction reads as that version's training data
 did), failing closed: when the screening fails, the rating is refused (503), never stored
-raw. Every store call runs off the event
-loop; a store that fails is a 503, whatever it raised.
+raw. Every store call runs off the event loop; a store that fails is a 503, whatever it
+raised.
 """
 
 from __future__ import annotations
