@@ -40,7 +40,7 @@ def shared_opening(inputs: dict[str, Any]) -> int:
         return 0
     alike = (ids == ids[:1]).all(dim=0) & (mask == 1).all(dim=0) & (labels == -100).all(dim=0)
     run = int(alike.long().cumprod(dim=0).sum())  # the leading positions where all agree
-    opening = min(run, ids.shape[1]) - 1
+    opening = run - 1
     return opening if opening >= MIN_SHARED_TOKENS else 0
 
 
