@@ -23,7 +23,13 @@ from lorastack.cli.context import (
 from lorastack.db import database_url
 from lorastack.progress import progress_display
 from lorastack.train.config import MODES, ConfigError, TrainConfig, build_config, load_config
-from lorastack.train.defaults_bench import DefaultsReport, Goals, measure_brand
+from lorastack.train.defaults_bench import (
+    BrandRuns,
+    DefaultsReport,
+    Goals,
+    measure_brand,
+    with_seed,
+)
 from lorastack.train.defaults_bench import write_report as write_defaults_report
 from lorastack.train.distributed import agreed, distributed, is_main_process
 from lorastack.train.evaluate import evaluate_run, publish_run
@@ -333,39 +339,61 @@ def evaluate_defaults(
             "--out", help="Report folder (default: $LORASTACK_HOME/bench/quality-<time>)."
         ),
     ] = None,
+    seeds: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--seed",
+            help="Train each brand once per seed (repeat the option; the seed also draws the "
+            "split) and hold it to the goals on the mean (default: the config's seed).",
+        ),
+    ] = None,
 ) -> None:
     """Train each brand as configured and measure its rules and fact recall against the
     goals (rules on >= 90% of unseen questions, facts on >= 80% of reworded ones, training
     in <= 5 minutes); writes quality.json and quality.md, prints the folder last."""
+    if seeds and len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seed given twice with the same value: {seeds}")
     config_settings = settings()
     brands = _brand_configs(configs)
     folder = (out_dir or config_settings.home / "bench" / f"quality-{stamp()}").absolute()
     report = DefaultsReport(Goals())
     with progress_display(err) as progress:
         for config in brands:
-            progress.step(f"{config.domain}: training with its config, then measuring")
-            report.brands.append(
-                measure_brand(
-                    config,
-                    config_settings,
-                    model_store(),
-                    folder / "runs",
-                    guard_for(config.domain),
-                    progress,
-                    quality_examples,
+            for seeded in [with_seed(config, seed) for seed in seeds] if seeds else [config]:
+                seed = seeded.training_fields()["seed"]
+                progress.step(f"{config.domain} (seed {seed}): training, then measuring")
+                report.add(
+                    measure_brand(
+                        seeded,
+                        config_settings,
+                        model_store(),
+                        folder / "runs",
+                        guard_for(config.domain),
+                        progress,
+                        quality_examples,
+                    )
                 )
-            )
-            write_defaults_report(report, folder)  # each brand's numbers survive a crash
+                write_defaults_report(report, folder)  # each run's numbers survive a crash
     for brand in report.brands:
-        misses = brand.misses(report.goals)
-        rules = ", ".join(f"{label} {rate:.0%}" for label, rate in brand.rules.items())
-        recall = "-" if brand.fact_recall is None else f"{brand.fact_recall:.0%}"
-        verdict = "goals met" if not misses else "missed: " + "; ".join(misses)
-        out.print(
-            f"{brand.domain}: trained in {brand.train_seconds:.0f} s ({brand.steps} steps); "
-            f"rules {rules or '-'}; fact recall {recall}; {verdict}"
-        )
+        out.print(_brand_line(brand, report.goals))
     out.print(str(folder), highlight=False)
+
+
+def _brand_line(brand: BrandRuns, goals: Goals) -> str:
+    mean = brand.mean()
+    misses = mean.misses(goals)
+    rules = ", ".join(f"{label} {rate:.0%}" for label, rate in mean.rules.items())
+    recall = "-" if mean.fact_recall is None else f"{mean.fact_recall:.0%}"
+    span = brand.recall_range()
+    if len(brand.runs) > 1:
+        seeds = ", ".join(str(run.seed) for run in brand.runs)
+        spread = "" if span is None else f", {span[0]:.0%}-{span[1]:.0%}"
+        recall += f" (mean of seeds {seeds}{spread})"
+    verdict = "goals met" if not misses else "missed: " + "; ".join(misses)
+    return (
+        f"{brand.domain}: trained in {mean.train_seconds:.0f} s ({mean.steps} steps); "
+        f"rules {rules or '-'}; fact recall {recall}; {verdict}"
+    )
 
 
 def stamp() -> str:

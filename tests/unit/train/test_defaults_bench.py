@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -11,10 +12,12 @@ import pytest
 from lorastack.train.config import TrainConfig, load_config
 from lorastack.train.defaults_bench import (
     BrandQuality,
+    BrandRuns,
     DefaultsReport,
     Goals,
     quality_of,
     render_markdown,
+    with_seed,
     write_report,
 )
 
@@ -49,7 +52,8 @@ def test_a_brand_without_facts_is_not_held_to_the_fact_goal() -> None:
 
 
 def test_the_report_shows_adapter_against_base_and_the_verdict(tmp_path: Path) -> None:
-    report = DefaultsReport(Goals(), [quality_of("trailhead", 200.0, 40, tmp_path, METRICS)])
+    report = DefaultsReport(Goals())
+    report.add(quality_of("trailhead", 200.0, 40, tmp_path, METRICS))
     markdown = render_markdown(report)
     assert "trail-tip 92% vs 0%" in markdown
     assert "75% vs 10%" in markdown
@@ -61,6 +65,60 @@ def test_the_report_shows_adapter_against_base_and_the_verdict(tmp_path: Path) -
         "rule max_sentences: 85% < 90%",
         "fact recall 75% < 80%",
     ]
+
+
+def _seeded(seed: int, recall: float, seconds: float, tip: float) -> BrandQuality:
+    metrics = {
+        **METRICS,
+        "rules": {"base": {"trail-tip": 0.0}, "adapter": {"trail-tip": tip}},
+        "fact_recall": {"base": 0.0, "adapter": recall},
+    }
+    quality = quality_of("trailhead", seconds, 40, Path(f"/runs/t{seed}"), metrics)
+    return dataclasses.replace(quality, seed=seed)
+
+
+def test_a_brand_with_several_seeds_is_held_to_the_goals_on_their_mean(tmp_path: Path) -> None:
+    report = DefaultsReport(Goals())
+    for run in (_seeded(42, 0.9, 200.0, 1.0), _seeded(7, 0.6, 260.0, 0.8)):
+        report.add(run)
+    report.add(quality_of("harborline", 100.0, 30, tmp_path, METRICS))
+    assert [brand.domain for brand in report.brands] == ["trailhead", "harborline"]
+    trailhead = report.brands[0]
+    mean = trailhead.mean()
+    assert mean.fact_recall == pytest.approx(0.75)
+    assert mean.rules == {"trail-tip": pytest.approx(0.9)}
+    assert mean.train_seconds == pytest.approx(230.0)
+    assert mean.test_examples == 26  # each seed draws its own test questions
+    assert trailhead.recall_range() == (0.6, 0.9)
+    # The better seed alone meets the recall goal, the mean does not.
+    assert report.brands[0].runs[0].misses(Goals()) == []
+    assert trailhead.misses(Goals()) == ["fact recall 75% < 80%"]
+    markdown = render_markdown(report)
+    assert "| trailhead | 42, 7 | 230 s |" in markdown
+    assert "75% vs 0% (60%-90%)" in markdown
+    assert "| trailhead | 7 | 260 s | 40 | trail-tip 80% vs 0% | 60% vs 0% | /runs/t7 |" in markdown
+    write_report(report, tmp_path / "out")
+    saved = json.loads((tmp_path / "out" / "quality.json").read_text())["brands"][0]
+    assert saved["seeds"] == [42, 7]
+    assert saved["fact_recall"] == pytest.approx(0.75)
+    assert saved["fact_recall_range"] == [0.6, 0.9]
+    assert saved["misses"] == ["fact recall 75% < 80%"]
+    assert [run["fact_recall"] for run in saved["runs"]] == [0.9, 0.6]
+    assert saved["runs"][0]["misses"] == []
+
+
+def test_a_brand_without_runs_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least one run"):
+        BrandRuns(())
+
+
+def test_a_seed_overrides_the_configs_training_seed_and_keeps_its_other_fields() -> None:
+    config = load_config(REPO / "tests" / "data" / "harborline" / "train.yaml")
+    config = with_seed(config, 42)
+    seeded = with_seed(config, 7)
+    assert seeded.training_fields()["seed"] == 7
+    assert config.training_fields()["seed"] == 42
+    assert seeded.rules == config.rules and seeded.data == config.data
 
 
 @pytest.mark.parametrize("brand", ["trailhead", "harborline"])
@@ -94,6 +152,31 @@ def test_eval_defaults_measures_each_brand_and_reports_the_misses(  # type: igno
     assert done.out.strip().splitlines()[-1] == str(tmp_path / "out")
     saved = json.loads((tmp_path / "out" / "quality.json").read_text())
     assert [brand["domain"] for brand in saved["brands"]] == ["trailhead"]
+
+
+def test_eval_defaults_trains_each_brand_once_per_seed(  # type: ignore[no-untyped-def]
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recalls = {42: 0.9, 7: 0.6}
+
+    def measure(config: TrainConfig, *args: Any) -> BrandQuality:
+        seed = config.training_fields()["seed"]
+        return _seeded(seed, recalls[seed], 200.0, 1.0)
+
+    monkeypatch.setenv("LORASTACK_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr("lorastack.cli.train.measure_brand", measure)
+    monkeypatch.setattr("lorastack.cli.train.guard_for", lambda domain: None)
+    trailhead = REPO / "tests" / "data" / "trailhead" / "train.yaml"
+    out = str(tmp_path / "out")
+    done = cli("eval-defaults", str(trailhead), "--seed", "42", "--seed", "7", "--out", out)
+    assert done.code == 0, done.err
+    assert "fact recall 75% (mean of seeds 42, 7, 60%-90%)" in done.out
+    assert "missed: fact recall 75% < 80%" in done.out
+    saved = json.loads((tmp_path / "out" / "quality.json").read_text())
+    assert saved["brands"][0]["seeds"] == [42, 7]
+    twice = cli("eval-defaults", str(trailhead), "--seed", "7", "--seed", "7", "--out", out)
+    assert twice.code != 0
+    assert "--seed given twice" in twice.err
 
 
 def test_eval_defaults_names_a_brand_whose_data_is_missing(  # type: ignore[no-untyped-def]
