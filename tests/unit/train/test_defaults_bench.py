@@ -45,6 +45,12 @@ def test_a_brand_is_read_from_its_runs_metrics_and_each_miss_is_named() -> None:
     assert brand.misses(Goals(rule_rate=0.8, fact_recall=0.7, train_seconds=400)) == []
 
 
+def test_a_miss_never_reads_as_the_goal_itself() -> None:
+    brand = quality_of("trailhead", 100.0, 60, Path("/runs/t"), METRICS)
+    brand = dataclasses.replace(brand, fact_recall=0.797, rules={"trail-tip": 0.898})
+    assert brand.misses(Goals()) == ["rule trail-tip: 89.8% < 90%", "fact recall 79.7% < 80%"]
+
+
 def test_a_brand_without_facts_is_not_held_to_the_fact_goal() -> None:
     brand = quality_of("router", 10.0, 5, Path("/r"), {**METRICS, "fact_recall": {}})
     assert brand.fact_recall is None
