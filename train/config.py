@@ -23,7 +23,6 @@ from lorastack.errors import LorastackError
 from lorastack.manifest import check_name
 from lorastack.registry import AdapterRef
 from lorastack.rules import BrandRule, RuleError, parse_rules
-from lorastack.train.answer_questions import DEFAULT_ANSWER_QUESTIONS
 from lorastack.train.paraphrase import DEFAULT_PARAPHRASES
 
 Mode = Literal["pretrain", "sft", "instruct", "kto", "dpo"]
@@ -115,9 +114,6 @@ class TrainConfig:
     paraphrases: int = DEFAULT_PARAPHRASES
     """When `data` is a raw file: question paraphrases added per train chat as the run
     prepares it (`train/paraphrase.py`; 0 for none). A prepared folder is used as it is."""
-    answer_questions: int = DEFAULT_ANSWER_QUESTIONS
-    """When `data` is a raw file: questions made of each distinct answer's own phrases,
-    added as the run prepares it (`train/answer_questions.py`; 0 for none)."""
     system_prompt: str = ""
     """The brand voice, added to chat examples that have none and to the manifest."""
     early_stopping_patience: int = 3
@@ -142,8 +138,6 @@ class TrainConfig:
             raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.paraphrases < 0:
             raise ConfigError("paraphrases must be 0 or more")
-        if self.answer_questions < 0:
-            raise ConfigError("answer_questions must be 0 or more")
         if self.early_stopping_patience < 1:
             raise ConfigError("early_stopping_patience must be at least 1")
         self._check_from_adapter()

@@ -343,12 +343,7 @@ def _lay_out(
     paths.root.mkdir(parents=True, exist_ok=True)
     if not paths.data.exists() and not config.data.is_dir():
         seed = int(config.training_fields().get("seed", 42))
-        options = PrepareOptions(
-            out=paths.data,
-            seed=seed,
-            paraphrases=config.paraphrases,
-            answer_questions=config.answer_questions,
-        )
+        options = PrepareOptions(out=paths.data, seed=seed, paraphrases=config.paraphrases)
         prepare_dataset([config.data], options, scrub, progress)
     elif not paths.data.exists():
         copy_dataset(config.data, paths.data)

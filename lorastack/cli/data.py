@@ -16,7 +16,6 @@ from lorastack.guardrails.scrub import ScrubReport, scrub_records
 from lorastack.jsonl import read_objects
 from lorastack.progress import progress_display
 from lorastack.train.data import (
-    DEFAULT_ANSWER_QUESTIONS,
     DEFAULT_PARAPHRASES,
     INPUT_FORMATS,
     PrepareOptions,
@@ -141,10 +140,6 @@ def prepare(
         int,
         typer.Option(help="Question paraphrases per train chat (0: none).", min=0),
     ] = DEFAULT_PARAPHRASES,
-    answer_questions: Annotated[
-        int,
-        typer.Option(help="Questions made of each distinct answer's own phrases (0: none).", min=0),
-    ] = DEFAULT_ANSWER_QUESTIONS,
 ) -> None:
     """Turn raw data into clean train/validation/test splits (prints the folder).
 
@@ -176,7 +171,6 @@ def prepare(
         system_prompt=prompt or None,
         augment=augment,
         paraphrases=paraphrases,
-        answer_questions=answer_questions,
         vocabulary=vocabulary,
     )
     guard = _guard(domain, policy) if scrub else None

@@ -9,7 +9,6 @@ dataset folder, atomically). The names below are the package's public surface;
 the folder it writes is described in `lorastack.train.run`.
 """
 
-from lorastack.train.answer_questions import DEFAULT_ANSWER_QUESTIONS
 from lorastack.train.data.convert import InvalidRecord, convert_record, detect_format
 from lorastack.train.data.dedupe import fuzzy_duplicates
 from lorastack.train.data.prepare import (
@@ -42,7 +41,6 @@ from lorastack.train.paraphrase import DEFAULT_PARAPHRASES
 from lorastack.train.run import SPLITS, dataset_sha256
 
 __all__ = [
-    "DEFAULT_ANSWER_QUESTIONS",
     "DEFAULT_PARAPHRASES",
     "INPUT_FORMATS",
     "SPLITS",

@@ -17,8 +17,7 @@ its own module of this package:
 7. split deterministically, stratified by label for classification data and
    unpaired preferences (`split`);
 8. augment the train split only: question paraphrases (`lorastack.train.paraphrase`,
-   on by default), questions made of each answer's phrases
-   (`lorastack.train.answer_questions`) and typing noise (`lorastack.train.augment`);
+   on by default) and typing noise (`lorastack.train.augment`);
 9. write the splits and a report into a new folder, atomically (`write`, `report`).
 
 The output folder holds `train.jsonl`, `validation.jsonl`, `test.jsonl`,
@@ -38,7 +37,6 @@ from typing import Any, cast
 from lorastack.guardrails.guard import Guard
 from lorastack.guardrails.scrub import ScrubReport, scrub_records
 from lorastack.progress import NullProgress, Progress
-from lorastack.train.answer_questions import DEFAULT_ANSWER_QUESTIONS, answer_question_chats
 from lorastack.train.augment import Variant, augment_messages
 from lorastack.train.data.convert import InvalidRecord, convert_record, detect_format, json_type
 from lorastack.train.data.dedupe import deduplicate, exact_key
@@ -97,9 +95,6 @@ class PrepareOptions:
     """Up to this many augmented variants per train chat (typing noise, system prompt)."""
     paraphrases: int = DEFAULT_PARAPHRASES
     """This many question paraphrases per train chat (`lorastack.train.paraphrase`)."""
-    answer_questions: int = DEFAULT_ANSWER_QUESTIONS
-    """This many questions made of each distinct answer's own phrases
-    (`lorastack.train.answer_questions`)."""
     vocabulary: bool = True
     """Scrubbing leaves the business's own names unmasked: the name-like values that
     recur across its records (`lorastack.guardrails.vocabulary`)."""
@@ -114,8 +109,6 @@ class PrepareOptions:
             raise DataError("augment must be 0 or more")
         if self.paraphrases < 0:
             raise DataError("paraphrases must be 0 or more")
-        if self.answer_questions < 0:
-            raise DataError("answer_questions must be 0 or more")
         if self.near_dup_threshold is not None and not 0 < self.near_dup_threshold <= 1:
             raise DataError("near_dup_threshold must be above 0 and at most 1")
 
@@ -131,7 +124,6 @@ class PrepareOptions:
             "system_prompt": self.system_prompt,
             "augment": self.augment,
             "paraphrases": self.paraphrases,
-            "answer_questions": self.answer_questions,
             "vocabulary": self.vocabulary,
         }
 
@@ -334,7 +326,7 @@ def prepare_splits(
             label_counts[name] = dict(sorted(Counter(labels[i] for i in positions).items()))
 
     augmented, kinds = 0, Counter[str]()
-    if fmt == "messages" and (options.augment or options.paraphrases or options.answer_questions):
+    if fmt == "messages" and (options.augment or options.paraphrases):
         train, augmented, kinds = _augment(train, options, system_prompt)
     elif options.augment:  # asked for; paraphrases are on by default and need chats as well
         notes.append(f"augmentation applies to chat records only; nothing added for {fmt}")
@@ -376,29 +368,17 @@ def _augment(
             for paraphrase in paraphrase_messages(messages, options.paraphrases, rng)
         ]
         variants += augment_messages(messages, options.augment, rng, system_prompt)
-        added += _add_new(variants, out, existing, kinds)
-    chats = [cast(ChatRecord, record)["messages"] for record in train]
-    asked = answer_question_chats(chats, options.answer_questions, rng)
-    added += _add_new([Variant(chat, ["answer_question"]) for chat in asked], out, existing, kinds)
+        for variant in variants:
+            candidate: ChatRecord = {"messages": variant.messages}
+            key = exact_key(candidate)
+            if key in existing:  # never a second copy of a real example
+                continue
+            existing.add(key)
+            out.append(candidate)
+            kinds.update(variant.kinds)
+            added += 1
     rng.shuffle(out)
     return out, added, kinds
-
-
-def _add_new(
-    variants: Sequence[Variant], out: list[Record], existing: set[str], kinds: Counter[str]
-) -> int:
-    """Append the variants that are no copy of an example already there; how many."""
-    added = 0
-    for variant in variants:
-        candidate: ChatRecord = {"messages": variant.messages}
-        key = exact_key(candidate)
-        if key in existing:  # never a second copy of a real example
-            continue
-        existing.add(key)
-        out.append(candidate)
-        kinds.update(variant.kinds)
-        added += 1
-    return added
 
 
 def prepare_dataset(

@@ -765,32 +765,6 @@ def test_paraphrases_are_on_by_default_in_train_only(tmp_path: Path) -> None:
     )
 
 
-def test_questions_made_of_the_answers_join_the_train_split_only(tmp_path: Path) -> None:
-    products = ["Harbour Blend", "Summit Roast", "Kestrel Decaf", "Lantern Espresso"]
-    records = [
-        chat(f"Tell me about coffee number {i}?", f"The {products[i % 4]} comes in a tin.")
-        for i in range(20)
-    ]
-    plain = prepare(tmp_path, records, out="plain")
-    asked = prepare(tmp_path, records, out="asked", answer_questions=1)
-    kinds = asked.report.augmented_kinds
-    assert set(kinds) == {"answer_question"}
-    train = read_jsonl(asked.out / "train.jsonl")
-    answers = {r["messages"][-1]["content"] for r in read_jsonl(plain.out / "train.jsonl")}
-    assert kinds["answer_question"] == len(answers)  # one per distinct answer
-    added = [r for r in train if "coffee" not in r["messages"][0]["content"]]
-    assert len(added) == len(answers)
-    for record in added:
-        assert record["messages"][-1]["content"] in answers
-        product = record["messages"][-1]["content"].split(" comes")[0].removeprefix("The ")
-        assert product in record["messages"][0]["content"]  # the one name few answers share
-    for split in ("validation", "test"):
-        path = f"{split}.jsonl"
-        assert (asked.out / path).read_bytes() == (plain.out / path).read_bytes()
-    options = json.loads((asked.out / "report.json").read_text())["options"]
-    assert options["answer_questions"] == 1
-
-
 def test_augmentation_needs_chats(tmp_path: Path) -> None:
     result = prepare(tmp_path, [{"text": f"t{i}"} for i in range(5)], augment=3)
     assert result.report.augmented == 0
