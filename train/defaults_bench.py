@@ -151,12 +151,13 @@ class DefaultsReport:
     goals: Goals
     brands: list[BrandRuns] = field(default_factory=list)
 
-    def add(self, run: BrandQuality) -> None:
-        """Add a run to its brand's runs (a new brand after the last one)."""
-        if self.brands and self.brands[-1].domain == run.domain:
-            self.brands[-1] = BrandRuns((*self.brands[-1].runs, run))
-        else:
+    def add(self, run: BrandQuality, *, new_brand: bool) -> None:
+        """Add a run: the first of a new brand (one config; two configs of one domain are
+        two brands), or one more seed of the last."""
+        if new_brand or not self.brands:
             self.brands.append(BrandRuns((run,)))
+        else:
+            self.brands[-1] = BrandRuns((*self.brands[-1].runs, run))
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -359,20 +359,20 @@ def evaluate_defaults(
     report = DefaultsReport(Goals())
     with progress_display(err) as progress:
         for config in brands:
-            for seeded in [with_seed(config, seed) for seed in seeds] if seeds else [config]:
-                seed = seeded.training_fields()["seed"]
+            seeded = [with_seed(config, seed) for seed in seeds] if seeds else [config]
+            for index, run_config in enumerate(seeded):
+                seed = run_config.training_fields()["seed"]
                 progress.step(f"{config.domain} (seed {seed}): training, then measuring")
-                report.add(
-                    measure_brand(
-                        seeded,
-                        config_settings,
-                        model_store(),
-                        folder / "runs",
-                        guard_for(config.domain),
-                        progress,
-                        quality_examples,
-                    )
+                run = measure_brand(
+                    run_config,
+                    config_settings,
+                    model_store(),
+                    folder / "runs",
+                    guard_for(config.domain),
+                    progress,
+                    quality_examples,
                 )
+                report.add(run, new_brand=index == 0)
                 write_defaults_report(report, folder)  # each run's numbers survive a crash
     for brand in report.brands:
         out.print(_brand_line(brand, report.goals))

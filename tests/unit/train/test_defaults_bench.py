@@ -59,7 +59,7 @@ def test_a_brand_without_facts_is_not_held_to_the_fact_goal() -> None:
 
 def test_the_report_shows_adapter_against_base_and_the_verdict(tmp_path: Path) -> None:
     report = DefaultsReport(Goals())
-    report.add(quality_of("trailhead", 200.0, 40, tmp_path, METRICS))
+    report.add(quality_of("trailhead", 200.0, 40, tmp_path, METRICS), new_brand=True)
     markdown = render_markdown(report)
     assert "trail-tip 92% vs 0%" in markdown
     assert "75% vs 10%" in markdown
@@ -85,9 +85,9 @@ def _seeded(seed: int, recall: float, seconds: float, tip: float) -> BrandQualit
 
 def test_a_brand_with_several_seeds_is_held_to_the_goals_on_their_mean(tmp_path: Path) -> None:
     report = DefaultsReport(Goals())
-    for run in (_seeded(42, 0.9, 200.0, 1.0), _seeded(7, 0.6, 260.0, 0.8)):
-        report.add(run)
-    report.add(quality_of("harborline", 100.0, 30, tmp_path, METRICS))
+    report.add(_seeded(42, 0.9, 200.0, 1.0), new_brand=True)
+    report.add(_seeded(7, 0.6, 260.0, 0.8), new_brand=False)
+    report.add(quality_of("harborline", 100.0, 30, tmp_path, METRICS), new_brand=True)
     assert [brand.domain for brand in report.brands] == ["trailhead", "harborline"]
     trailhead = report.brands[0]
     mean = trailhead.mean()
@@ -180,6 +180,11 @@ def test_eval_defaults_trains_each_brand_once_per_seed(  # type: ignore[no-untyp
     assert "missed: fact recall 75% < 80%" in done.out
     saved = json.loads((tmp_path / "out" / "quality.json").read_text())
     assert saved["brands"][0]["seeds"] == [42, 7]
+    # Two configs of one domain (a candidate beside the defaults) stay two brands.
+    both = cli("eval-defaults", str(trailhead), str(trailhead), "--seed", "42", "--out", out)
+    assert both.code == 0, both.err
+    saved = json.loads((tmp_path / "out" / "quality.json").read_text())
+    assert [len(brand["runs"]) for brand in saved["brands"]] == [1, 1]
     twice = cli("eval-defaults", str(trailhead), "--seed", "7", "--seed", "7", "--out", out)
     assert twice.code != 0
     assert "--seed given twice" in twice.err
