@@ -49,11 +49,16 @@ class Goals:
     """Training (data preparation included) within this time."""
 
 
-def _below(rate: float, goal: float) -> str:
-    """`rate`, under `goal`, in whole percent, or to a tenth where whole percent would
-    round it up to the goal (79.7% of an 80% goal, a mean over seeds)."""
+def percent(rate: float | None, goal: float | None = None) -> str:
+    """`rate` in whole percent ("-" for none), or to a tenth where it is under `goal` and
+    whole percent would round it up to the goal (79.7% of an 80% goal, a mean over
+    seeds), so a miss never reads as the goal itself."""
+    if rate is None:
+        return "-"
     whole = f"{rate:.0%}"
-    return f"{rate:.1%}" if whole == f"{goal:.0%}" else whole
+    if goal is not None and rate < goal and whole == f"{goal:.0%}":
+        return f"{rate:.1%}"
+    return whole
 
 
 @dataclass(frozen=True)
@@ -74,12 +79,12 @@ class BrandQuality:
     def misses(self, goals: Goals) -> list[str]:
         """The goals this brand missed, each with its number."""
         missed = [
-            f"rule {label}: {_below(rate, goals.rule_rate)} < {goals.rule_rate:.0%}"
+            f"rule {label}: {percent(rate, goals.rule_rate)} < {goals.rule_rate:.0%}"
             for label, rate in self.rules.items()
             if rate < goals.rule_rate
         ]
         if self.fact_recall is not None and self.fact_recall < goals.fact_recall:
-            recall = _below(self.fact_recall, goals.fact_recall)
+            recall = percent(self.fact_recall, goals.fact_recall)
             missed.append(f"fact recall {recall} < {goals.fact_recall:.0%}")
         if self.train_seconds > goals.train_seconds:
             missed.append(f"training {self.train_seconds:.0f} s > {goals.train_seconds:.0f} s")
@@ -134,6 +139,20 @@ class BrandRuns:
 
     def misses(self, goals: Goals) -> list[str]:
         return self.mean().misses(goals)
+
+    def seeds(self) -> str:
+        """The runs' seeds, comma-separated ("-" where none was set)."""
+        return ", ".join(str(run.seed) for run in self.runs if run.seed is not None) or "-"
+
+    def recall(self, goals: Goals) -> str:
+        """The mean fact recall as the verdict reads it, with the lowest and highest of
+        several runs: "60% (45%-81%)"."""
+        goal = goals.fact_recall
+        mean = percent(self.mean().fact_recall, goal)
+        span = self.recall_range()
+        if span is None or len(self.runs) == 1:
+            return mean
+        return f"{mean} ({percent(span[0], goal)}-{percent(span[1], goal)})"
 
     def to_dict(self, goals: Goals) -> dict[str, Any]:
         mean = self.mean()
@@ -207,10 +226,6 @@ def with_seed(config: TrainConfig, seed: int) -> TrainConfig:
     return dataclasses.replace(config, training={**config.training, "seed": seed})
 
 
-def _rate(value: float | None) -> str:
-    return "-" if value is None else f"{value:.0%}"
-
-
 def render_markdown(report: DefaultsReport) -> str:
     goals = report.goals
     lines = [
@@ -238,32 +253,28 @@ def render_markdown(report: DefaultsReport) -> str:
         ]
         for brand in report.brands:
             for run in brand.runs:
-                cells = _cells(run)
-                lines.append(f"| {run.domain} | {run.seed} | {cells} | {run.run} |")
+                recall = percent(run.fact_recall, goals.fact_recall)
+                recall += f" vs {percent(run.base_fact_recall)}"
+                lines.append(
+                    f"| {run.domain} | {run.seed} | {_cells(run)} | {recall} | {run.run} |"
+                )
     return "\n".join(lines) + "\n"
 
 
 def _cells(quality: BrandQuality) -> str:
     rules = "<br>".join(
-        f"{label} {rate:.0%} vs {_rate(quality.base_rules.get(label))}"
+        f"{label} {rate:.0%} vs {percent(quality.base_rules.get(label))}"
         for label, rate in quality.rules.items()
     )
-    return (
-        f"{quality.train_seconds:.0f} s | {quality.steps} | {rules or '-'} "
-        f"| {_rate(quality.fact_recall)} vs {_rate(quality.base_fact_recall)}"
-    )
+    return f"{quality.train_seconds:.0f} s | {quality.steps} | {rules or '-'}"
 
 
 def _row(brand: BrandRuns, goals: Goals) -> str:
     mean = brand.mean()
-    seeds = ", ".join(str(run.seed) for run in brand.runs if run.seed is not None) or "-"
-    span = brand.recall_range()
-    cells = _cells(mean)
-    if span is not None and len(brand.runs) > 1:
-        cells += f" ({span[0]:.0%}-{span[1]:.0%})"
+    recall = f"{brand.recall(goals)} vs {percent(mean.base_fact_recall)}"
     misses = mean.misses(goals)
     verdict = "met" if not misses else "missed: " + "; ".join(misses)
-    return f"| {brand.domain} | {seeds} | {cells} | {verdict} |"
+    return f"| {brand.domain} | {brand.seeds()} | {_cells(mean)} | {recall} | {verdict} |"
 
 
 def write_report(report: DefaultsReport, folder: Path) -> Sequence[Path]:

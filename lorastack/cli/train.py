@@ -383,12 +383,9 @@ def _brand_line(brand: BrandRuns, goals: Goals) -> str:
     mean = brand.mean()
     misses = mean.misses(goals)
     rules = ", ".join(f"{label} {rate:.0%}" for label, rate in mean.rules.items())
-    recall = "-" if mean.fact_recall is None else f"{mean.fact_recall:.0%}"
-    span = brand.recall_range()
+    recall = brand.recall(goals)
     if len(brand.runs) > 1:
-        seeds = ", ".join(str(run.seed) for run in brand.runs)
-        spread = "" if span is None else f", {span[0]:.0%}-{span[1]:.0%}"
-        recall += f" (mean of seeds {seeds}{spread})"
+        recall += f", mean of seeds {brand.seeds()}"
     verdict = "goals met" if not misses else "missed: " + "; ".join(misses)
     return (
         f"{brand.domain}: trained in {mean.train_seconds:.0f} s ({mean.steps} steps); "

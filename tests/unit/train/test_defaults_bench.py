@@ -51,6 +51,18 @@ def test_a_miss_never_reads_as_the_goal_itself() -> None:
     assert brand.misses(Goals()) == ["rule trail-tip: 89.8% < 90%", "fact recall 79.7% < 80%"]
 
 
+def test_a_mean_just_under_the_goal_reads_the_same_in_the_summary_as_in_the_verdict() -> None:
+    runs = BrandRuns((_seeded(42, 0.797, 200.0, 1.0), _seeded(7, 0.797, 200.0, 1.0)))
+    assert runs.recall(Goals()) == "79.7% (79.7%-79.7%)"
+    assert runs.misses(Goals()) == ["fact recall 79.7% < 80%"]
+    report = DefaultsReport(Goals(), [runs])
+    assert "| 79.7% (79.7%-79.7%) vs 0% | missed: fact recall 79.7% < 80% |" in render_markdown(
+        report
+    )
+    # Whole percent where rounding cannot make a miss look met.
+    assert BrandRuns((_seeded(42, 0.804, 200.0, 1.0),)).recall(Goals()) == "80%"
+
+
 def test_a_brand_without_facts_is_not_held_to_the_fact_goal() -> None:
     brand = quality_of("router", 10.0, 5, Path("/r"), {**METRICS, "fact_recall": {}})
     assert brand.fact_recall is None
@@ -101,7 +113,7 @@ def test_a_brand_with_several_seeds_is_held_to_the_goals_on_their_mean(tmp_path:
     assert trailhead.misses(Goals()) == ["fact recall 75% < 80%"]
     markdown = render_markdown(report)
     assert "| trailhead | 42, 7 | 230 s |" in markdown
-    assert "75% vs 0% (60%-90%)" in markdown
+    assert "| 75% (60%-90%) vs 0% |" in markdown
     assert "| trailhead | 7 | 260 s | 40 | trail-tip 80% vs 0% | 60% vs 0% | /runs/t7 |" in markdown
     write_report(report, tmp_path / "out")
     saved = json.loads((tmp_path / "out" / "quality.json").read_text())["brands"][0]
@@ -176,7 +188,7 @@ def test_eval_defaults_trains_each_brand_once_per_seed(  # type: ignore[no-untyp
     out = str(tmp_path / "out")
     done = cli("eval-defaults", str(trailhead), "--seed", "42", "--seed", "7", "--out", out)
     assert done.code == 0, done.err
-    assert "fact recall 75% (mean of seeds 42, 7, 60%-90%)" in done.out
+    assert "fact recall 75% (60%-90%), mean of seeds 42, 7;" in done.out
     assert "missed: fact recall 75% < 80%" in done.out
     saved = json.loads((tmp_path / "out" / "quality.json").read_text())
     assert saved["brands"][0]["seeds"] == [42, 7]
