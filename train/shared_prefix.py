@@ -21,18 +21,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from lorastack.train.length_groups import length_groups, row_lengths, rows_of
-
 MIN_SHARED_TOKENS = 16
 """A shorter common opening saves too little to be worth a second forward call."""
 _PLAIN_KEYS = frozenset({"input_ids", "attention_mask", "labels", "position_ids"})
 """What a padded batch of TRL's collator holds; other keys (padding-free packing, images)
 mean another layout, trained the plain way."""
-
-
-def _plain_batch(inputs: dict[str, Any]) -> bool:
-    """A padded batch of TRL's collator, with labels and an attention mask."""
-    return set(inputs) <= _PLAIN_KEYS and {"input_ids", "labels", "attention_mask"} <= set(inputs)
 
 
 def shared_opening(inputs: dict[str, Any]) -> int:
@@ -61,38 +54,9 @@ def split_batch(inputs: dict[str, Any], opening: int) -> tuple[Any, dict[str, An
     return inputs["input_ids"][:1, :opening], rest
 
 
-def labelled_tokens(labels: Any) -> Any:
-    """The tokens a batch's loss is averaged over: those with a label to predict (the
-    model predicts each position's label from the one before, so the first never counts)."""
-    return (labels[:, 1:] != -100).sum()
-
-
-def _plain_cache_layers(cache: Any) -> list[tuple[Any, Any]] | None:
-    """The keys and values of each layer of a cache of plain layers; None for any other
-    layout (sliding windows, quantised), which a fresh cache could not rebuild."""
-    from transformers.cache_utils import DynamicLayer
-
-    if not all(type(layer) is DynamicLayer for layer in cache.layers):
-        return None
-    return [(layer.keys, layer.values) for layer in cache.layers]
-
-
-def _repeated(layers: list[tuple[Any, Any]], rows: int) -> Any:
-    """A cache holding `layers`' keys and values once per row (expanded: autograd adds the
-    rows' gradients back onto the one computation)."""
-    from transformers.cache_utils import DynamicCache
-
-    return DynamicCache(
-        ddp_cache_data=[
-            (keys.expand(rows, -1, -1, -1), values.expand(rows, -1, -1, -1))
-            for keys, values in layers
-        ]
-    )
-
-
 def trainer_sharing_openings(base: type[Any]) -> type[Any]:
     """`base` (a TRL trainer class) with `compute_loss` computing a batch's shared opening
-    once and its rows in groups of like length (`train/length_groups.py`)."""
+    once."""
 
     class SharingOpenings(base):  # type: ignore[misc]
         def compute_loss(
@@ -103,46 +67,16 @@ def trainer_sharing_openings(base: type[Any]) -> type[Any]:
             num_items_in_batch: Any = None,
         ) -> Any:
             # Outputs asked for are recomputed from `inputs` by TRL, after the cache is spent.
-            lean = not return_outputs and self._can_share(model) and _plain_batch(inputs)
-            opening = shared_opening(inputs) if lean else 0
-            lengths = row_lengths(inputs["attention_mask"]) if lean else None
-            groups = length_groups([n - opening for n in lengths]) if lengths else []
-            items = num_items_in_batch
-            if opening:
-                head = inputs["input_ids"][:1, :opening]
-                cache = self._backbone(model)(input_ids=head, use_cache=True).past_key_values
-                layers = _plain_cache_layers(cache) if len(groups) > 1 else None
-                if layers is not None:
-                    return self._grouped_loss(model, inputs, groups, opening, layers, items)
-                _, rest = split_batch(inputs, opening)  # one group: every row on one cache
-                cache.batch_repeat_interleave(rest["input_ids"].shape[0])
-                rest["past_key_values"] = cache
-                return super().compute_loss(model, rest, False, items)
-            if len(groups) > 1:
-                return self._grouped_loss(model, inputs, groups, 0, [], items)
-            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-
-        def _grouped_loss(
-            self,
-            model: Any,
-            inputs: dict[str, Any],
-            groups: list[list[int]],
-            opening: int,
-            layers: list[tuple[Any, Any]],
-            items: Any,
-        ) -> Any:
-            # Each group's loss over the whole batch's labelled tokens: they add up to the
-            # batch's loss, as TRL averages it.
-            items = labelled_tokens(inputs["labels"]) if items is None else items
-            lengths = inputs["attention_mask"].sum(dim=1)
-            total: Any = 0
-            for rows in groups:
-                part = rows_of(inputs, rows, int(lengths[rows].max()))
-                if opening:
-                    _, part = split_batch(part, opening)
-                    part["past_key_values"] = _repeated(layers, len(rows))
-                total = total + super().compute_loss(model, part, False, items)
-            return total
+            sharing = not return_outputs and self._can_share(model)
+            opening = shared_opening(inputs) if sharing else 0
+            if not opening:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            head, rest = split_batch(inputs, opening)
+            backbone = model.get_base_model().base_model  # LoRA layers are inside it
+            cache = backbone(input_ids=head, use_cache=True).past_key_values
+            cache.batch_repeat_interleave(rest["input_ids"].shape[0])
+            rest["past_key_values"] = cache
+            return super().compute_loss(model, rest, return_outputs, num_items_in_batch)
 
         def _can_share(self, model: Any) -> bool:
             return (
@@ -150,10 +84,6 @@ def trainer_sharing_openings(base: type[Any]) -> type[Any]:
                 and not getattr(model, "is_gradient_checkpointing", False)
                 and hasattr(model, "get_base_model")
             )
-
-        @staticmethod
-        def _backbone(model: Any) -> Any:
-            return model.get_base_model().base_model  # LoRA layers are inside it
 
     SharingOpenings.__name__ = SharingOpenings.__qualname__ = f"{base.__name__}SharingOpenings"
     return SharingOpenings

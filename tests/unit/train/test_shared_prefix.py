@@ -22,14 +22,6 @@ CHATS = [
     ("when do you open", "we open at 7 am"),
     ("can i order online", "sure you can order online"),
 ]
-LONG = " ".join(["we roast our own beans every morning and grind them fresh"] * 6)
-MIXED = [
-    ("hi", "hello"),
-    ("when do you open", LONG),
-    ("oat milk", "yes"),
-    ("can i order online and pick it up later today", LONG + " thanks"),
-]
-"""Two terse chats and two long ones: length groups pay off."""
 
 
 def _tensor(rows: list[list[int]]) -> Any:
@@ -55,25 +47,27 @@ def test_the_opening_is_what_every_row_has_unpadded_and_unlabelled_less_one_toke
     assert shared_opening({**batch, "labels": short}) == 0
 
 
-def _trainer(tmp_path: Path, chats: list[tuple[str, str]], voice: str) -> Any:
+def test_a_step_on_the_shared_opening_has_the_plain_step_s_loss_and_gradients(
+    tmp_path: Path,
+) -> None:
     import datasets
     import torch
     from peft import LoraConfig
     from trl.trainer.sft_config import SFTConfig
     from trl.trainer.sft_trainer import SFTTrainer
 
-    def prompt(question: str) -> list[dict[str, str]]:
-        system = [{"role": "system", "content": voice}] if voice else []
-        return [*system, {"role": "user", "content": question}]
-
     examples = [
-        {"prompt": prompt(q), "completion": [{"role": "assistant", "content": a}]} for q, a in chats
+        {
+            "prompt": [{"role": "system", "content": VOICE}, {"role": "user", "content": q}],
+            "completion": [{"role": "assistant", "content": a}],
+        }
+        for q, a in CHATS
     ]
     args = SFTConfig(
         output_dir=str(tmp_path / "out"),
         use_cpu=True,
         report_to="none",
-        per_device_train_batch_size=len(chats),
+        per_device_train_batch_size=3,
         completion_only_loss=True,
         gradient_checkpointing=False,
     )
@@ -87,75 +81,34 @@ def _trainer(tmp_path: Path, chats: list[tuple[str, str]], voice: str) -> Any:
     for parameter in trainer.model.parameters():
         if parameter.requires_grad:  # LoRA's B starts at zero: give the adapter an effect
             torch.nn.init.normal_(parameter, std=0.5)
-    return trainer
-
-
-def _shapes_run(trainer: Any) -> list[tuple[int, ...]]:
-    """The input shapes of every backbone call from now on."""
+    batch = next(iter(trainer.get_train_dataloader()))
+    opening = shared_opening(dict(batch))
+    assert opening >= MIN_SHARED_TOKENS
+    rows, length = batch["input_ids"].shape
     ran: list[tuple[int, ...]] = []
     backbone = trainer.model.get_base_model().base_model
     backbone.register_forward_hook(
         lambda _m, _a, kwargs, _o: ran.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True
     )
-    return ran
 
+    def step(compute: Any) -> tuple[float, list[Any]]:
+        trainer.model.zero_grad()
+        loss = compute(trainer.model, dict(batch))
+        loss.backward()
+        grads = [p.grad.clone() for p in trainer.model.parameters() if p.grad is not None]
+        return float(loss.detach()), grads
 
-def _step(trainer: Any, batch: Any, compute: Any) -> tuple[float, list[Any]]:
-    trainer.model.zero_grad()
-    loss = compute(trainer.model, dict(batch))
-    loss.backward()
-    grads = [p.grad.clone() for p in trainer.model.parameters() if p.grad is not None]
-    return float(loss.detach()), grads
-
-
-def _assert_same_step(got: tuple[float, list[Any]], want: tuple[float, list[Any]]) -> None:
-    import torch
-
-    assert got[0] == pytest.approx(want[0], rel=1e-5)
-    assert len(got[1]) == len(want[1]) > 0
-    for mine, plain in zip(got[1], want[1], strict=True):
-        torch.testing.assert_close(mine, plain, rtol=1e-4, atol=1e-6)
-
-
-def _plain(trainer: Any) -> Any:
-    from trl.trainer.sft_trainer import SFTTrainer
-
-    return lambda model, inputs: SFTTrainer.compute_loss(trainer, model, inputs)
-
-
-def test_a_step_on_the_shared_opening_has_the_plain_step_s_loss_and_gradients(
-    tmp_path: Path,
-) -> None:
-    trainer = _trainer(tmp_path, CHATS, VOICE)
-    batch = next(iter(trainer.get_train_dataloader()))
-    opening = shared_opening(dict(batch))
-    assert opening >= MIN_SHARED_TOKENS
-    rows, length = batch["input_ids"].shape
-    ran = _shapes_run(trainer)
-    shared = _step(trainer, batch, trainer.compute_loss)
+    shared_loss, shared_grads = step(trainer.compute_loss)
     assert ran == [(1, opening), (rows, length - opening)]  # the opening once, then the rest
-    plain = _step(trainer, batch, _plain(trainer))
+    plain_loss, plain_grads = step(
+        lambda model, inputs: SFTTrainer.compute_loss(trainer, model, inputs)
+    )
     assert ran[2:] == [(rows, length)]
     with warnings.catch_warnings():  # TRL deprecates returning outputs; it still may be asked
         warnings.simplefilter("ignore", FutureWarning)
         trainer.compute_loss(trainer.model, dict(batch), return_outputs=True)
     assert ran[3:] == [(rows, length)] * 2  # the plain way: TRL recomputes the outputs
-    _assert_same_step(shared, plain)
-
-
-@pytest.mark.parametrize("voice", [VOICE, ""], ids=["shared-opening", "no-opening"])
-def test_rows_of_unlike_length_run_in_groups_with_the_plain_step_s_loss_and_gradients(
-    tmp_path: Path, voice: str
-) -> None:
-    trainer = _trainer(tmp_path, MIXED, voice)
-    batch = next(iter(trainer.get_train_dataloader()))
-    opening = shared_opening(dict(batch))
-    assert bool(opening) == bool(voice)
-    lengths = batch["attention_mask"].sum(dim=1).tolist()
-    terse, long = sorted(lengths)[1], max(lengths)
-    ran = _shapes_run(trainer)
-    grouped = _step(trainer, batch, trainer.compute_loss)
-    head = [(1, opening)] if opening else []
-    # The terse pair padded to its own length, the long pair to theirs.
-    assert ran == [*head, (2, terse - opening), (2, long - opening)]
-    _assert_same_step(grouped, _step(trainer, batch, _plain(trainer)))
+    assert shared_loss == pytest.approx(plain_loss, rel=1e-5)
+    assert len(shared_grads) == len(plain_grads) > 0
+    for got, want in zip(shared_grads, plain_grads, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
