@@ -256,14 +256,14 @@ def render_markdown(report: DefaultsReport) -> str:
                 recall = percent(run.fact_recall, goals.fact_recall)
                 recall += f" vs {percent(run.base_fact_recall)}"
                 lines.append(
-                    f"| {run.domain} | {run.seed} | {_cells(run)} | {recall} | {run.run} |"
+                    f"| {run.domain} | {run.seed} | {_cells(run, goals)} | {recall} | {run.run} |"
                 )
     return "\n".join(lines) + "\n"
 
 
-def _cells(quality: BrandQuality) -> str:
+def _cells(quality: BrandQuality, goals: Goals) -> str:
     rules = "<br>".join(
-        f"{label} {rate:.0%} vs {percent(quality.base_rules.get(label))}"
+        f"{label} {percent(rate, goals.rule_rate)} vs {percent(quality.base_rules.get(label))}"
         for label, rate in quality.rules.items()
     )
     return f"{quality.train_seconds:.0f} s | {quality.steps} | {rules or '-'}"
@@ -274,7 +274,7 @@ def _row(brand: BrandRuns, goals: Goals) -> str:
     recall = f"{brand.recall(goals)} vs {percent(mean.base_fact_recall)}"
     misses = mean.misses(goals)
     verdict = "met" if not misses else "missed: " + "; ".join(misses)
-    return f"| {brand.domain} | {brand.seeds()} | {_cells(mean)} | {recall} | {verdict} |"
+    return f"| {brand.domain} | {brand.seeds()} | {_cells(mean, goals)} | {recall} | {verdict} |"
 
 
 def write_report(report: DefaultsReport, folder: Path) -> Sequence[Path]:

@@ -28,6 +28,7 @@ from lorastack.train.defaults_bench import (
     DefaultsReport,
     Goals,
     measure_brand,
+    percent,
     with_seed,
 )
 from lorastack.train.defaults_bench import write_report as write_defaults_report
@@ -382,7 +383,9 @@ def evaluate_defaults(
 def _brand_line(brand: BrandRuns, goals: Goals) -> str:
     mean = brand.mean()
     misses = mean.misses(goals)
-    rules = ", ".join(f"{label} {rate:.0%}" for label, rate in mean.rules.items())
+    rules = ", ".join(
+        f"{label} {percent(rate, goals.rule_rate)}" for label, rate in mean.rules.items()
+    )
     recall = brand.recall(goals)
     if len(brand.runs) > 1:
         recall += f", mean of seeds {brand.seeds()}"

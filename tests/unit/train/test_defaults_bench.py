@@ -63,6 +63,17 @@ def test_a_mean_just_under_the_goal_reads_the_same_in_the_summary_as_in_the_verd
     assert BrandRuns((_seeded(42, 0.804, 200.0, 1.0),)).recall(Goals()) == "80%"
 
 
+def test_a_rule_rate_just_under_the_goal_reads_the_same_in_its_cell_and_the_verdict() -> None:
+    from lorastack.cli.train import _brand_line
+
+    runs = BrandRuns((_seeded(42, 0.9, 200.0, 0.898), _seeded(7, 0.9, 200.0, 0.898)))
+    assert runs.misses(Goals()) == ["rule trail-tip: 89.8% < 90%"]
+    markdown = render_markdown(DefaultsReport(Goals(), [runs]))
+    assert "trail-tip 89.8% vs 0%" in markdown
+    assert "trail-tip 90%" not in markdown
+    assert "rules trail-tip 89.8%;" in _brand_line(runs, Goals())
+
+
 def test_a_brand_without_facts_is_not_held_to_the_fact_goal() -> None:
     brand = quality_of("router", 10.0, 5, Path("/r"), {**METRICS, "fact_recall": {}})
     assert brand.fact_recall is None
