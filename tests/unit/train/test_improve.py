@@ -15,11 +15,13 @@ from lorastack.models import ModelRecord, ModelStore
 from lorastack.registry import AdapterRegistry
 from lorastack.rules import parse_rules
 from lorastack.settings import get_settings
+from lorastack.train import improve as improve_module
 from lorastack.train.config import ConfigError, build_config
 from lorastack.train.data import DataError
+from lorastack.train.gate import PublishRefused
 from lorastack.train.improve import ImproveRefused, RetryOptions, improve
 from lorastack.train.replay import ReplayOptions
-from lorastack.train.run import RunPaths, dataset_sha256
+from lorastack.train.run import RunPaths, dataset_sha256, load_run_config
 from lorastack.train.trainer import run_training
 from tests.fakes import write_trainable_checkpoint
 from tests.unit.train.test_feedback_export import Feedback
@@ -182,10 +184,33 @@ def test_a_domain_without_prod_is_refused_before_anything(
     assert not (get_settings().home / "feedback").exists()
 
 
+GATE_RATE = 1e-3
+"""Above this learning rate the gate of the retry tests refuses a candidate."""
+
+
+@pytest.fixture
+def gate_refusing_fast_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real gate, refusing besides every run trained above `GATE_RATE`.
+
+    The tiny random model's logits are all near zero, so whether a rate of 1.0 tips its
+    greedy answers over the rule depends on the CPU's rounding; the loop's retries are what
+    these tests check (the gate's own decisions: test_gate.py)."""
+    real = improve_module.publish_run
+
+    def publish_run(paths: RunPaths, registry: AdapterRegistry, **options: Any) -> Any:
+        rate = float(load_run_config(paths).training_fields()["learning_rate"])
+        if rate > GATE_RATE:
+            raise PublishRefused(DOMAIN, [f"test loss worse than for prod v1 (rate {rate:g})"])
+        return real(paths, registry, **options)
+
+    monkeypatch.setattr(improve_module, "publish_run", publish_run)
+
+
+@pytest.mark.usefixtures("gate_refusing_fast_runs")
 def test_a_candidate_the_gate_refuses_is_not_published(
     store: ModelStore, registry: AdapterRegistry, prod: int
 ) -> None:
-    # Learning rates far too high for preference tuning: each forgets what prod knew.
+    # Learning rates far too high for preference tuning: the gate refuses both.
     training = {**TINY, "learning_rate": 1.0}
     barely_gentler = RetryOptions(times=1, rate_factor=0.9)
     refusal = r"refusing to publish bean-there.*runs tried: 2"
@@ -201,6 +226,7 @@ def test_a_candidate_the_gate_refuses_is_not_published(
     assert registry.index(DOMAIN).canary is None
 
 
+@pytest.mark.usefixtures("gate_refusing_fast_runs")
 def test_a_refused_candidate_is_trained_again_more_gently_and_published(
     store: ModelStore, registry: AdapterRegistry, prod: int
 ) -> None:
@@ -214,6 +240,7 @@ def test_a_refused_candidate_is_trained_again_more_gently_and_published(
     assert result.manifest.training["training"]["learning_rate"] == 5e-5
 
 
+@pytest.mark.usefixtures("gate_refusing_fast_runs")
 def test_without_retries_the_first_refusal_ends_the_loop(
     store: ModelStore, registry: AdapterRegistry, prod: int
 ) -> None:
